@@ -1,0 +1,1 @@
+"""Speech recognition: audio front end, VAD, streaming SenseVoice, punctuation."""

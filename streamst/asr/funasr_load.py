@@ -1,0 +1,98 @@
+"""Load a FunASR model (hub id or local directory) through ``funasr.AutoModel``.
+
+One code path for both: a local directory with ``config.yaml`` + ``model.pt`` is read by
+``AutoModel(model=DIR)`` exactly as a hub download is. Failures become
+:class:`~streamst.errors.ModelNotFoundError` with one line that names the model and says
+how to get it (the caller's ``hint``).
+
+FunASR prints notices to stdout at import and while resolving models; they are sent to
+stderr here so that a CLI's stdout stays clean. ``AutoModel`` also resets
+``torch.set_num_threads(ncpu)`` before every call; ``ncpu`` defaults to the current
+setting so loading a small model does not change the process's thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streamst.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.yaml", "model.pt")
+
+
+def is_local_source(source: str | Path) -> bool:
+    """True when ``source`` names a filesystem path rather than a hub id or alias.
+
+    Paths are ``Path`` objects, absolute, ``~``/``.``-prefixed, or existing on disk; hub
+    ids look like ``owner/name`` or an alias such as ``fsmn-vad``.
+    """
+    if isinstance(source, Path):
+        return True
+    s = str(source)
+    return os.path.isabs(s) or s.startswith(("~", "./", "../")) or s == "." or os.path.exists(s)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def load_auto_model(
+    source: str | Path,
+    *,
+    what: str,
+    hint: str,
+    device: str = "cpu",
+    ncpu: int | None = None,
+    hub: str = "ms",
+    **kwargs: Any,
+) -> Any:
+    """Return a ``funasr.AutoModel`` for ``source`` or raise ``ModelNotFoundError``.
+
+    Args:
+        source: hub id / FunASR alias (``"fsmn-vad"``, ``"iic/..."``) or a local directory.
+        what: the model's role in messages, e.g. ``"punctuation model (ct-punc)"``.
+        hint: how to get it, e.g. ``"run `streamst models build --profile tiny`"``.
+        device: torch device; small models run fine on CPU.
+        ncpu: torch threads FunASR sets on each call (default: the current count).
+        hub: ``"ms"`` (ModelScope) or ``"hf"``.
+        **kwargs: passed to ``AutoModel`` (config overrides).
+    """
+    if is_local_source(source):
+        path = Path(source).expanduser()
+        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+        if not path.is_dir() or missing:
+            detail = "does not exist" if not path.is_dir() else f"lacks {', '.join(missing)}"
+            raise ModelNotFoundError(f"{what} not found: {path} {detail}; {hint}")
+        model_arg = str(path)
+    else:
+        model_arg = str(source)
+    with contextlib.redirect_stdout(sys.stderr):
+        from funasr import AutoModel  # slow import (~10 s): deferred to first load
+
+        try:
+            return AutoModel(
+                model=model_arg,
+                hub=hub,
+                device=device,
+                ncpu=ncpu if ncpu is not None else torch.get_num_threads(),
+                disable_update=True,
+                disable_pbar=True,
+                disable_log=True,
+                log_level=kwargs.pop("log_level", "WARNING"),
+                **kwargs,
+            )
+        except Exception as e:  # FunASR signals a failed download only by a later failure
+            where = "at " + model_arg if is_local_source(source) else repr(model_arg)
+            raise ModelNotFoundError(
+                f"{what} {where} could not be loaded ({_first_line(e)}); {hint}"
+            ) from e

@@ -1,0 +1,118 @@
+"""Audio input: decoding PCM frames and files, validation, streaming resampling to 16 kHz.
+
+Everything downstream sees float32 mono samples in [-1, 1] at 16 kHz.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scipy.signal import firwin, lfilter, lfilter_zi
+
+from streamst.errors import AudioFormatError
+
+TARGET_RATE = 16000
+MIN_RATE, MAX_RATE = 8000, 192000
+Encoding = Literal["pcm_s16le", "f32le"]
+
+
+def decode_pcm(data: bytes, encoding: Encoding) -> np.ndarray:
+    """Raw little-endian PCM bytes -> float32 samples. Rejects odd lengths and non-finite floats."""
+    if encoding == "pcm_s16le":
+        if len(data) % 2:
+            raise AudioFormatError(f"pcm_s16le frame of {len(data)} bytes is not a whole number of samples")
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    if encoding == "f32le":
+        if len(data) % 4:
+            raise AudioFormatError(f"f32le frame of {len(data)} bytes is not a whole number of samples")
+        x = np.frombuffer(data, dtype="<f4").astype(np.float32)
+        return check_samples(x)
+    raise AudioFormatError(f"unknown encoding {encoding!r} (expected pcm_s16le or f32le)")
+
+
+def check_samples(x: np.ndarray) -> np.ndarray:
+    """Validate float samples: finite, roughly within [-1, 1] (clipped beyond)."""
+    if x.size and not np.all(np.isfinite(x)):
+        raise AudioFormatError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 8.0:
+        raise AudioFormatError(f"float samples must lie in [-1, 1]; peak is {peak:.1f} (PCM16 sent as f32le?)")
+    return np.clip(x, -1.0, 1.0) if peak > 1.0 else x
+
+
+def check_rate(rate: int) -> int:
+    if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFormatError(f"sample rate {rate!r} is not supported (expected {MIN_RATE}..{MAX_RATE} Hz)")
+    return rate
+
+
+@dataclass
+class WavInfo:
+    rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.rate if self.rate else 0.0
+
+
+def read_audio(path: str | Path, *, declared_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 mono at its own rate.
+
+    ``declared_rate``, if given, must match the file's header (a mismatch means the caller
+    would compute wrong timestamps). Raises :class:`AudioFormatError` with one clear line.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFormatError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioFormatError(f"{path}: empty file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioFormatError(f"{path}: not a readable audio file ({e})") from e
+    if declared_rate is not None and declared_rate != rate:
+        raise AudioFormatError(f"{path}: declared sample rate {declared_rate} Hz but the file is {rate} Hz")
+    check_rate(int(rate))
+    if data.shape[0] == 0:
+        raise AudioFormatError(f"{path}: contains no samples")
+    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return check_samples(np.ascontiguousarray(mono, dtype=np.float32)), int(rate)
+
+
+class StreamResampler:
+    """Streaming resampler to 16 kHz: anti-alias low-pass (FIR, state carried between calls)
+    then linear interpolation on a continuous time axis. Chunking never changes the output."""
+
+    def __init__(self, in_rate: int, out_rate: int = TARGET_RATE) -> None:
+        self.in_rate, self.out_rate = check_rate(in_rate), out_rate
+        self.identity = in_rate == out_rate
+        if not self.identity:
+            cutoff = min(in_rate, out_rate) / 2 * 0.9
+            self._taps = firwin(63, cutoff, fs=in_rate).astype(np.float64)
+            self._zi = lfilter_zi(self._taps, 1.0) * 0.0
+            self._step = in_rate / out_rate  # input samples per output sample
+            self._next = 0.0  # position of the next output sample, relative to _prev
+            self._prev = np.zeros(1, dtype=np.float64)  # last input sample of the previous call
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.identity or x.size == 0:
+            return x.astype(np.float32, copy=False)
+        y, self._zi = lfilter(self._taps, 1.0, x.astype(np.float64), zi=self._zi)
+        buf = np.concatenate([self._prev, y])  # buf[0] is the previous call's last sample
+        positions = np.arange(self._next, len(buf) - 1, self._step)
+        out = np.interp(positions, np.arange(len(buf)), buf)
+        self._next = (positions[-1] + self._step if positions.size else self._next) - (len(buf) - 1)
+        self._prev = buf[-1:]
+        return out.astype(np.float32)
+
+
+def pcm16_bytes(samples: np.ndarray) -> bytes:
+    """float32 [-1, 1] -> PCM16 little-endian bytes (for clients and tests)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()

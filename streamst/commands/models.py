@@ -1,0 +1,41 @@
+"""``streamst models``: list profiles, build offline model directories, check a profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from streamst.profiles import build_profile, list_profiles, load_profile, models_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="model profiles and the local model store")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    b = msub.add_parser("build", help="build the offline (random-weight) models of a profile")
+    b.add_argument("--profile", default="tiny")
+    b.add_argument("--force", action="store_true", help="rebuild models that exist")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_build)
+    ls = msub.add_parser("list", help="list profiles and whether their models are present")
+    ls.set_defaults(func=_list)
+
+
+def _build(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile)
+    t0 = time.perf_counter()
+    built = build_profile(profile, force=args.force, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
+    print(json.dumps({"profile": profile.name, "built": [str(p) for p in built],
+                      "seconds": round(time.perf_counter() - t0, 2)}))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    for name in list_profiles():
+        prof = load_profile(name)
+        missing = [s.role for s in prof.missing()]
+        state = "ready" if not missing else f"missing {', '.join(missing)} (streamst models build --profile {name})"
+        print(f"{name:12s} {state}")
+    print(f"models folder: {models_dir()}")
+    return 0

@@ -1,0 +1,67 @@
+"""``streamst transcribe FILE``: stream a file through the streaming recogniser."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections import Counter
+
+from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
+from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks
+from streamst.errors import UserError
+from streamst.loading import Models, RuntimeOptions
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("transcribe", help="streaming speech recognition of an audio file")
+    p.add_argument("file")
+    p.add_argument("--lang", default="auto", help="source language (zh, en, yue, ja, ko, auto)")
+    add_model_args(p)
+    add_stream_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.lang)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    chunks = file_chunks(args.file, args.chunk_ms, declared_rate=args.rate, realtime=args.realtime)
+    first = next(chunks)  # validates the file before loading models
+    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    rec = StreamingRecognizer(models.asr, models.new_vad(), config)
+    counts: Counter[str] = Counter()
+    finals = []
+    t0 = time.perf_counter()
+
+    def handle(events) -> None:
+        for ev in events:
+            counts[ev.kind] += 1
+            emit(ev.to_dict(), args.json)
+            if ev.kind == "final":
+                finals.append(ev)
+                if not args.json:
+                    print(f"[{ev.start_ms / 1000:7.2f}-{ev.end_ms / 1000:7.2f}] ({ev.language}) {ev.text}")
+
+    for chunk in itertools.chain([first], chunks):
+        rec.insert_audio(chunk)
+        handle(rec.process())
+    handle(rec.finish())
+    wall = time.perf_counter() - t0
+    audio_s = rec.audio_ms / 1000
+    summary = {
+        "type": "summary",
+        "audio_s": round(audio_s, 3),
+        "utterances": len(finals),
+        "events": {k: counts.get(k, 0) for k in ("partial", "stable", "final")},
+        "wall_s": round(wall, 3),
+        "rtf": round(wall / audio_s, 4) if audio_s else None,
+        "decodes": rec.stats["decodes"],
+        "max_window_ms": rec.stats["max_window_frames"] * 60,
+    }
+    emit(summary, args.json)
+    if not args.json:
+        print(f"{audio_s:.1f} s of audio, {len(finals)} utterances, RTF {summary['rtf']}")
+    return 0
+

@@ -1,0 +1,240 @@
+"""Report writer for ``streamst eval``: metrics per setting, tables, curve, instances.log.
+
+The pipeline runs each setting (a policy/latency configuration) over the test set and
+hands :func:`write_report` one :class:`SettingResult` per setting. Scores are computed per
+setting *and translation direction* (units and BLEU tokenizer depend on the target
+language). Written to ``out_dir``:
+
+* ``report.json`` -- every figure at full precision, plus the curve's points;
+* ``report.md`` -- a table per setting (rows: directions) with BLEU, chrF, AL, LAAL, AL_CA,
+  retention, flicker;
+* ``curve.png`` -- quality retention against AL (seconds), one labelled point per
+  setting and direction;
+* ``<setting>/<src>-<tgt>/instances.log`` (+ ``config.yaml``) -- SimulEval's format, so
+  ``streamst score`` or ``simuleval --score-only --output DIR`` reproduce the latency.
+
+Latency reference lengths are counted as SimulEval counts them
+(:func:`streamst.metrics.latency.reference_length`), so the report agrees with both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from streamst.metrics.instances import InstanceRecord, write_instances
+from streamst.metrics.latency import (
+    LATENCY_METRICS,
+    LatencyInput,
+    corpus_latency,
+    flicker,
+    reference_length,
+    retractions,
+)
+from streamst.metrics.quality import quality_report
+from streamst.text import is_char_lang, split_units
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """What one setting produced for one utterance.
+
+    ``delays``: ms of source audio received when each committed unit was emitted (one per
+    unit of ``prediction``). ``elapsed``: SimulEval's elapsed, i.e. delay plus wall-clock
+    processing so far, per unit (``computation_aware_delays(delays_ms, elapsed_ms)`` of the
+    translation events); empty when not measured. ``displays``/``committed``: the shown
+    text (committed + tentative) and the committed text after each update, for flicker and
+    retractions; empty when not recorded.
+    """
+
+    id: str
+    src_lang: str
+    tgt_lang: str
+    prediction: str
+    delays: Sequence[float]
+    elapsed: Sequence[float]
+    source_length: float  # ms
+    reference: str | None
+    cascade: str | None  # offline cascade translation of the same audio
+    displays: Sequence[str] = ()
+    committed: Sequence[str] = ()
+    source: str | None = None  # audio path, copied into instances.log
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """All utterances of one setting; ``params`` (policy k, chunk size...) go to the report."""
+
+    name: str
+    utterances: Sequence[UtteranceResult]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+TABLE_COLUMNS = ("BLEU", "chrF", "AL", "LAAL", "AL_CA", "retention", "flicker")
+
+
+def score_direction(utts: Sequence[UtteranceResult], log_dir: Path) -> dict[str, Any]:
+    """All figures for one setting and direction; writes its instances.log to ``log_dir``."""
+    tgt = utts[0].tgt_lang
+    unit = "char" if is_char_lang(tgt) else "word"
+    items = [
+        LatencyInput(
+            delays=u.delays,
+            source_length=u.source_length,
+            reference_length=reference_length(u.reference, unit) if u.reference is not None else None,
+            elapsed=u.elapsed,
+        )
+        for u in utts
+    ]
+    out: dict[str, Any] = {"n": len(utts), "latency_unit": unit}
+    out.update(corpus_latency(items))
+    have_ca = all(len(u.elapsed) == len(u.delays) for u in utts)
+    if have_ca:
+        out.update(corpus_latency(items, computation_aware=True))
+    else:
+        out.update({m + "_CA": None for m in LATENCY_METRICS})
+    out["skipped_without_output"] = sum(1 for u in utts if len(u.delays) == 0)
+
+    cascade = [u.cascade for u in utts]
+    q = quality_report(
+        [u.prediction for u in utts],
+        references=[u.reference for u in utts],
+        cascade=[str(c) for c in cascade] if all(c is not None for c in cascade) else None,
+        tgt_lang=tgt,
+    )
+    out.update({
+        "BLEU": q.bleu, "chrF": q.chrf, "cascade_BLEU": q.cascade_bleu,
+        "cascade_chrF": q.cascade_chrf, "retention": q.retention_chrf,
+        "retention_BLEU": q.retention_bleu, "agreement_chrF": q.agreement_chrf,
+        "quality_basis": q.basis, "quality_note": q.note, "sacrebleu_tokenizer": q.tokenize,
+    })
+
+    flick = sum(flicker(u.displays, tgt) for u in utts)
+    shown = sum(len(split_units(u.displays[-1], tgt)) for u in utts if u.displays)
+    out["flicker"] = flick
+    out["flicker_rate"] = flick / shown if shown else 0.0
+    out["retractions"] = sum(retractions(u.committed, tgt) for u in utts)
+
+    log = write_instances(log_dir, [
+        InstanceRecord(index=i, prediction=u.prediction, delays=list(u.delays),
+                       source_length=u.source_length, reference=u.reference,
+                       elapsed=list(u.elapsed), source=u.source, extra={"id": u.id})
+        for i, u in enumerate(utts)
+    ])
+    ca_flag = " --computation-aware" if have_ca else ""
+    out["instances_log"] = log.as_posix()
+    out["rescore"] = {
+        "streamst": f"streamst score {log} --latency-unit {unit} --sacrebleu-tokenizer "
+                    f"{q.tokenize}{ca_flag}",
+        "simuleval": f"simuleval --score-only --output {log_dir} --eval-latency-unit {unit} "
+                     f"--sacrebleu-tokenizer {q.tokenize} --latency-metrics "
+                     f"{' '.join(LATENCY_METRICS)}",
+    }
+    return out
+
+
+def write_report(
+    out_dir: str | Path, settings: Sequence[SettingResult], *, title: str = "streamst evaluation"
+) -> dict[str, Any]:
+    """Score every setting, write report.json, report.md, curve.png and the logs.
+
+    Returns the report (the content of report.json).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [s.name for s in settings]
+    if len({_safe(n) for n in names}) != len(names):
+        raise ValueError(f"setting names must be unique as directory names: {names}")
+
+    report: dict[str, Any] = {"title": title, "settings": []}
+    points = []
+    for s in settings:
+        if not s.utterances:
+            raise ValueError(f"setting {s.name!r} has no utterances")
+        by_dir: dict[str, list[UtteranceResult]] = {}
+        for u in s.utterances:
+            by_dir.setdefault(f"{u.src_lang}-{u.tgt_lang}", []).append(u)
+        directions = {
+            d: score_direction(utts, out / _safe(s.name) / d) for d, utts in sorted(by_dir.items())
+        }
+        report["settings"].append({"name": s.name, "params": dict(s.params), "directions": directions})
+        for d, r in directions.items():
+            if r["AL"] is not None and r["retention"] is not None:
+                points.append({"setting": s.name, "direction": d, "label": f"{s.name} ({d})",
+                               "AL_s": r["AL"] / 1000.0, "retention": r["retention"],
+                               "quality_basis": r["quality_basis"]})
+
+    report["curve"] = {
+        "path": "curve.png",
+        "x": "AL (s)",
+        "y": "quality retention: chrF(streaming) / chrF(offline cascade)",
+        "points": points,
+    }
+    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
+                                     encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    plot_curve(points, out / "curve.png", title=title)
+    return report
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """report.md: one table per setting, a row per direction."""
+    lines = [f"# {report['title']}", "",
+             "Latency in ms of source audio (AL_CA: computation-aware). Retention = "
+             "chrF(streaming) / chrF(offline cascade); `*` marks the reference-free proxy "
+             "chrF(streaming, cascade)/100 used where there are no references. Flicker = shown "
+             "units later changed. Full precision in report.json.", "",
+             "![quality retention vs latency](curve.png)", ""]
+    for s in report["settings"]:
+        lines += [f"## {s['name']}", ""]
+        if s["params"]:
+            lines += [", ".join(f"{k}={v}" for k, v in s["params"].items()), ""]
+        lines += ["| direction | n | " + " | ".join(TABLE_COLUMNS) + " | retractions |",
+                  "|---" * (len(TABLE_COLUMNS) + 3) + "|"]
+        for d, r in s["directions"].items():
+            cells = [_fmt(r[c]) for c in TABLE_COLUMNS]
+            if r["quality_basis"] != "reference" and r["retention"] is not None:
+                cells[TABLE_COLUMNS.index("retention")] += "*"
+            lines.append(f"| {d} | {r['n']} | " + " | ".join(cells) + f" | {r['retractions']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> None:
+    """Quality retention against AL (s), one labelled point each (Agg, no display)."""
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for p in points:
+        ax.scatter([p["AL_s"]], [p["retention"]], s=36)
+        ax.annotate(p["label"], (p["AL_s"], p["retention"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("latency: AL (s)")
+    ax.set_ylabel("quality retention (streaming / offline cascade)")
+    ax.set_title(f"{title}: quality retention vs latency")
+    ax.grid(True, alpha=0.3)
+    ax.margins(0.15)
+    if not points:
+        ax.text(0.5, 0.5, "no scored settings", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def _safe(name: str) -> str:
+    """A setting name as a directory name."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", name).strip("._") or "setting"

@@ -1,0 +1,1 @@
+"""Machine translation: the simultaneous Qwen decoder and the sentence-level path."""

@@ -1,0 +1,260 @@
+"""One stream's whole pipeline: streaming ASR -> simultaneous policy + decoder, and the
+cascaded path (final ASR -> punctuation -> sentence MT), with exact latency bookkeeping.
+
+``TranslationSession`` has the three verbs of a streaming processor: ``insert_audio``,
+``process`` and ``finish``, each returning events (:mod:`streamst.events`). It owns every
+per-stream state (recogniser, policy state, decoder KV cache) and shares the loaded models
+(:class:`streamst.loading.Models`). It is synchronous; the server runs it off the event loop.
+
+Latency bookkeeping: each committed target unit carries ``delay`` = ms of source audio
+received when it was committed (SimulEval ``delays``) and ``elapsed`` = delay + the session's
+cumulative processing time at that moment (SimulEval's computation-aware ``elapsed``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
+from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
+from streamst.loading import Models
+from streamst.metrics.latency import LatencyInput, utterance_latency
+from streamst.metrics.quality import chrf
+from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
+from streamst.text import is_char_lang, join_units, split_units
+
+Mode = Literal["simul", "cascade", "both"]
+MODES: tuple[str, ...] = ("simul", "cascade", "both")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    src_lang: str = "zh"
+    tgt_langs: tuple[str, ...] = ("en",)
+    mode: Mode = "simul"
+    policy: str = "reorder-aware"
+    policy_overrides: tuple[tuple[str, Any], ...] = ()  # PolicyConfig fields set explicitly
+    asr: StreamingASRConfig = field(default_factory=StreamingASRConfig)
+    max_new_tokens: int = 48  # per simultaneous proposal
+    continuation_tokens: int = 6  # per predicted source continuation (reorder-aware)
+    keep_results: int = 200  # utterance results kept per session (oldest dropped)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.tgt_langs or len(set(self.tgt_langs)) != len(self.tgt_langs):
+            raise ValueError("tgt_langs must be a non-empty list of distinct languages")
+        if self.src_lang in self.tgt_langs:
+            raise ValueError(f"source language {self.src_lang!r} is also a target language")
+        for tgt in self.tgt_langs:
+            self.policy_for(tgt)  # validates the policy options early
+
+    def policy_for(self, tgt_lang: str) -> PolicyConfig:
+        """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides."""
+        return PolicyConfig.for_pair(self.src_lang, tgt_lang, name=self.policy, **dict(self.policy_overrides))
+
+    @classmethod
+    def create(cls, src_lang: str, tgt_langs: str | Sequence[str], mode: Mode = "simul",
+               policy: str = "reorder-aware", chunk_ms: int = 600, **policy_overrides: Any) -> "PipelineConfig":
+        """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
+        tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
+        asr_lang = src_lang if src_lang in ("zh", "en", "yue", "ja", "ko") else "auto"
+        return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
+                   policy_overrides=tuple(sorted(policy_overrides.items())),
+                   asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
+
+
+@dataclass
+class UtteranceResult:
+    """Everything measured for one utterance and target language (summaries, `streamst eval`)."""
+
+    utterance: int
+    language: str  # target language
+    start_ms: int
+    end_ms: int
+    source: str
+    simul: str | None = None
+    delays_ms: list[float] = field(default_factory=list)  # stream time at commit, per unit
+    elapsed_ms: list[float] = field(default_factory=list)  # delays + processing time (CA)
+    cascade: str | None = None
+    cascade_delay_ms: float | None = None
+    displays: list[str] = field(default_factory=list)  # simul caption as shown after each step
+    metrics: dict[str, float] = field(default_factory=dict)
+    retention_proxy: float | None = None
+
+
+class TranslationSession:
+    """Per-stream pipeline over shared models: one recogniser, one track per target
+    language. Not thread-safe: one caller at a time (the server serialises per session)."""
+
+    def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None) -> None:
+        self.models, self.cfg = models, config
+        self.recognizer = StreamingRecognizer(models.asr, models.new_vad(), config.asr, recognize=recognize)
+        self.tracks = [_Track(self, tgt) for tgt in config.tgt_langs]
+        self.compute_ms = 0.0  # processing time spent by this session so far
+        self.results: deque[UtteranceResult] = deque(maxlen=config.keep_results)
+
+    # -- the three verbs -----------------------------------------------------------------
+    def insert_audio(self, samples) -> None:
+        t0 = time.perf_counter()
+        self.recognizer.insert_audio(samples)
+        self.compute_ms += (time.perf_counter() - t0) * 1e3
+
+    def process(self) -> list[Event]:
+        return self._timed(self.recognizer.process)
+
+    def finish(self) -> list[Event]:
+        return self._timed(self.recognizer.finish)
+
+    @property
+    def audio_ms(self) -> int:
+        return self.recognizer.audio_ms
+
+    def _timed(self, asr_step) -> list[Event]:
+        t0 = time.perf_counter()
+        out: list[Event] = []
+        for ev in asr_step():
+            out.append(ev)
+            for track in self.tracks:
+                out += track.on_transcript(ev, t0)
+        self.compute_ms += (time.perf_counter() - t0) * 1e3
+        return out
+
+    def elapsed_since(self, t0: float) -> float:
+        """Processing time of this session so far, including the step begun at ``t0``."""
+        return self.compute_ms + (time.perf_counter() - t0) * 1e3
+
+
+class _Track:
+    """Simultaneous and cascaded translation of one session into one target language."""
+
+    def __init__(self, session: TranslationSession, tgt_lang: str) -> None:
+        self.session, self.tgt = session, tgt_lang
+        self.src = session.cfg.src_lang
+        self.mode = session.cfg.mode
+        self.policy = make_policy(session.cfg.policy_for(tgt_lang))
+        self.state: PolicyState = self.policy.new_state()
+        models = session.models
+        self.stream = models.mt.open_stream(self.src, tgt_lang) if self.mode != "cascade" else None
+        self.current: UtteranceResult | None = None
+        self.tentative = ""
+
+    def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
+        if self.current is None or self.current.utterance != ev.utterance:
+            self.current = UtteranceResult(ev.utterance, self.tgt, ev.start_ms, ev.end_ms, ev.text)
+            self.state.reset()
+            if self.stream is not None:
+                self.stream.reset()
+            self.tentative = ""
+        cur = self.current
+        cur.source, cur.end_ms = ev.text, ev.end_ms
+        out: list[Event] = []
+        final = ev.kind == "final"
+        if self.stream is not None and (ev.kind == "stable" or final):
+            out += self._simul_step(ev, t0)
+        if final:
+            if self.mode != "simul":
+                out.append(self._cascade(ev, t0))
+            out.append(self._close(ev))
+            self.session.results.append(cur)
+            self.current = None
+        return out
+
+    def _source_units(self, text: str, finished: bool) -> list[str]:
+        units = split_units(text, self.src)
+        if not finished and units and not (is_char_lang(self.src) and not units[-1].isascii()):
+            units = units[:-1]  # a word (or Latin run) at the edge may still grow: hold it back
+        if units[: len(self.state.source)] != self.state.source:
+            return list(self.state.source)  # stable source only grows
+        return units
+
+    def _translate(self, units: Sequence[str], finished: bool) -> list[str]:
+        assert self.stream is not None
+        committed = join_units(self.state.target, self.tgt)
+        src = join_units(list(units), self.src)
+        prop = self.stream.propose(src, committed, max_new_tokens=self.session.cfg.max_new_tokens)
+        out = split_units(prop.text, self.tgt)
+        if not finished and not prop.complete and len(out) > len(self.state.target):
+            out = out[:-1]  # cut by max_new_tokens: the last unit may be a partial word
+        return force_prefix(self.state.target, out)
+
+    def _continue(self, units: Sequence[str], n: int) -> list[list[str]]:
+        """The decoder's own guesses of how the source continues (reorder-aware anticipation)."""
+        assert self.stream is not None
+        if not units:
+            return []
+        src = join_units(list(units), self.src)
+        conts = self.stream.predict_source(src, n, max_new_tokens=self.session.cfg.continuation_tokens)
+        return [u for u in (split_units(c, self.src) for c in conts) if u]
+
+    def _simul_step(self, ev: TranscriptEvent, t0: float) -> list[Event]:
+        finished = ev.kind == "final"
+        state, cur = self.state, self.current
+        assert cur is not None
+        units = self._source_units(ev.stable_text if not finished else ev.text, finished)
+        if not finished and len(units) == len(state.source):
+            return []
+        trace = step(self.policy, state, self._translate, units, finished, self._continue)
+        new = list(trace.new_units)
+        delay = float(ev.audio_ms)
+        elapsed = delay + self.session.elapsed_since(t0)
+        cur.delays_ms += [delay] * len(new)
+        cur.elapsed_ms += [elapsed] * len(new)
+        tentative = "" if finished else join_units(state.proposal[len(state.target) :], self.tgt)
+        committed = join_units(state.target, self.tgt)
+        cur.displays.append(" ".join(x for x in (committed, tentative) if x))
+        if finished:
+            cur.simul = committed
+        elif not new and tentative == self.tentative:
+            return []
+        self.tentative = tentative
+        return [TranslationEvent(
+            utterance=ev.utterance, mode="simul", language=self.tgt, committed=committed,
+            new_units=tuple(new), delays_ms=(delay,) * len(new), elapsed_ms=(elapsed,) * len(new),
+            tentative=tentative, final=finished, audio_ms=ev.audio_ms,
+        )]
+
+    def _cascade(self, ev: TranscriptEvent, t0: float) -> TranslationEvent:
+        cur = self.current
+        assert cur is not None
+        text = ev.text.strip()
+        translation = ""
+        if text:
+            models = self.session.models
+            punctuated = models.punc.punctuate(text)
+            translation = models.mt.translate(punctuated, self.src, self.tgt).strip()
+        delay = float(ev.audio_ms)
+        cur.cascade, cur.cascade_delay_ms = translation, delay
+        units = split_units(translation, self.tgt)
+        elapsed = delay + self.session.elapsed_since(t0)
+        return TranslationEvent(
+            utterance=ev.utterance, mode="cascade", language=self.tgt, committed=translation,
+            new_units=tuple(units), delays_ms=(delay,) * len(units), elapsed_ms=(elapsed,) * len(units),
+            tentative="", final=True, audio_ms=ev.audio_ms,
+        )
+
+    def _close(self, ev: TranscriptEvent) -> LatencyEvent:
+        """Per-utterance latency (delays relative to the utterance start) and, in mode
+        ``both``, the reference-free retention proxy chrF(simul, cascade)."""
+        cur = self.current
+        assert cur is not None
+        source_ms = max(1.0, float(cur.end_ms - cur.start_ms))
+        metrics: dict[str, float] = {}
+        if cur.delays_ms:
+            item = LatencyInput(
+                delays=[max(0.0, d - cur.start_ms) for d in cur.delays_ms], source_length=source_ms,
+                elapsed=[max(0.0, d - cur.start_ms) for d in cur.elapsed_ms],
+            )
+            for ca in (False, True):
+                metrics.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
+        if self.mode == "both" and cur.cascade and cur.simul is not None:
+            cur.retention_proxy = round(chrf([cur.simul], [cur.cascade]) / 100.0, 4)
+        cur.metrics = metrics
+        return LatencyEvent(utterance=ev.utterance, language=self.tgt, source_ms=source_ms,
+                            metrics=metrics, retention_proxy=cur.retention_proxy)
+
+

@@ -1,0 +1,99 @@
+"""Policy options (one frozen dataclass), per-language-pair defaults, and the factory.
+
+``PolicyConfig.for_pair("zh", "en")`` gives the defaults for a pair; override fields with
+keyword arguments or ``dataclasses.replace``. ``make_policy(config)`` builds the policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from streamst.policy.base import Policy
+from streamst.policy.local_agreement import LocalAgreement
+from streamst.policy.reorder import ReorderAware
+from streamst.policy.waitk import WaitK
+from streamst.text import is_char_lang
+
+PolicyName = Literal["wait-k", "reorder-aware", "local-agreement"]
+POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)
+
+# Approximate length of a text in units of the language per English word, from typical
+# parallel-corpus length ratios (zh: ~1.6 characters per English word; the BRIEF's
+# blockchain sentence is 15 characters for 9 words). Languages not listed count 1.0.
+# The ratio of a pair is UNITS_PER_EN_WORD[tgt] / UNITS_PER_EN_WORD[src]: zh->en 0.625,
+# en->zh 1.6, ja->en 0.45, zh->ja 1.375. A rough prior for the wait-k schedule; tune per
+# domain with ``ratio=``.
+UNITS_PER_EN_WORD: dict[str, float] = {"en": 1.0, "zh": 1.6, "yue": 1.6, "ja": 2.2, "ko": 0.75}
+
+
+def default_ratio(src_lang: str, tgt_lang: str) -> float:
+    """Expected target units per source unit for a language pair (see UNITS_PER_EN_WORD)."""
+
+    def per_word(lang: str) -> float:
+        return UNITS_PER_EN_WORD.get(lang.split("-")[0].lower(), 1.0)
+
+    return round(per_word(tgt_lang) / per_word(src_lang), 3)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Options of the simultaneous policy. Units are source units unless said otherwise."""
+
+    name: PolicyName = "reorder-aware"
+    k: int = 3
+    """Source units read before the first write (the wait-k latency floor). 3 zh
+    characters is about two words, i.e. ~0.6 s of speech."""
+    ratio: float = 1.0
+    """Expected target units per source unit; scales the wait-k schedule
+    (``for_pair`` sets it, e.g. 0.625 English words per Chinese character)."""
+    max_lag: int = 10
+    """reorder-aware: write per the wait-k schedule anyway once this many source units
+    were read without a write (10 zh characters is about 2 s of speech)."""
+    la_n: int = 2
+    """local-agreement: how many consecutive proposals must agree (LA-2 as in
+    whisper_streaming)."""
+    continuations: int = 2
+    """reorder-aware: predicted source continuations translated as alternatives."""
+    stable: bool = False
+    """reorder-aware: also require agreement with the previous proposal (slower, safer)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.name not in POLICY_NAMES:
+            problems.append(f"name must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            problems.append(f"k must be an integer >= 1, got {self.k!r}")
+        if not self.ratio > 0:
+            problems.append(f"ratio must be > 0 (target units per source unit), got {self.ratio!r}")
+        if not isinstance(self.max_lag, int) or (isinstance(self.k, int) and self.max_lag < self.k):
+            problems.append(f"max_lag must be an integer >= k ({self.k!r}), got {self.max_lag!r}")
+        if not isinstance(self.la_n, int) or not 2 <= self.la_n <= 8:
+            problems.append(f"la_n must be an integer from 2 to 8, got {self.la_n!r}")
+        if not isinstance(self.continuations, int) or not 0 <= self.continuations <= 8:
+            problems.append(f"continuations must be an integer from 0 to 8, got {self.continuations!r}")
+        if problems:
+            raise ValueError("invalid policy config: " + "; ".join(problems))
+
+    @classmethod
+    def for_pair(cls, src_lang: str, tgt_lang: str, **overrides: Any) -> PolicyConfig:
+        """Defaults for translating ``src_lang`` into ``tgt_lang``, then ``overrides``.
+
+        Character sources (zh/ja/yue) wait k=3 characters with max_lag=10; word sources
+        k=2 words with max_lag=6 (both about 0.6 s and 2 s of speech).
+        """
+        if is_char_lang(src_lang):
+            base = cls(k=3, max_lag=10, ratio=default_ratio(src_lang, tgt_lang))
+        else:
+            base = cls(k=2, max_lag=6, ratio=default_ratio(src_lang, tgt_lang))
+        return dataclasses.replace(base, **overrides)
+
+
+def make_policy(config: PolicyConfig) -> Policy:
+    """Build the policy named by ``config``."""
+    if config.name == "wait-k":
+        return WaitK(config.k, config.ratio)
+    if config.name == "local-agreement":
+        return LocalAgreement(config.la_n)
+    return ReorderAware(config.k, config.ratio, config.max_lag, config.continuations, config.stable)

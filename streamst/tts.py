@@ -1,0 +1,51 @@
+"""Test speech from Debian's espeak-ng, converted to 16 kHz mono PCM16 by sox.
+
+Used by tests, benchmarks and the evaluation test set; never by the service itself.
+Mandarin uses the ``cmn-latn-pinyin`` voice, which reads Chinese characters correctly
+(plain ``cmn`` misreads many of them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from streamst.errors import UserError
+
+VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "de": "de", "fr": "fr", "es": "es"}
+
+
+def have_tts() -> bool:
+    """True when espeak-ng and sox are both on PATH."""
+    return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+
+
+def _require_tools() -> None:
+    if not have_tts():
+        raise UserError(
+            "espeak-ng and sox are needed to synthesise test speech "
+            "(Debian: apt-get install espeak-ng sox)"
+        )
+
+
+def synthesize(text: str, lang: str, path: str | Path, *, speed: int = 150, gap_ms: int = 0) -> Path:
+    """Speak ``text`` in ``lang`` into a 16 kHz mono PCM16 wav at ``path``.
+
+    ``gap_ms`` of silence is appended (utterance boundaries in tests).
+    """
+    _require_tools()
+    voice = VOICES.get(lang, lang)
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+            check=True, capture_output=True,
+        )
+        cmd = ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path)]
+        if gap_ms:
+            cmd += ["pad", "0", f"{gap_ms / 1000:.3f}"]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return path

@@ -1,0 +1,71 @@
+"""Shared fixtures: offline tiny models built once per test session, espeak-ng speech."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamst.tts import have_tts, synthesize
+
+REPO = Path(__file__).resolve().parent.parent
+NO_TTS = "espeak-ng and sox are not installed (Debian: apt-get install espeak-ng sox; .ci/run installs them)"
+
+
+@pytest.fixture(scope="session")
+def tiny_sensevoice_dir(tmp_path_factory) -> Path:
+    from streamst.builders.sensevoice import build_tiny
+
+    path = tmp_path_factory.mktemp("models") / "sensevoice"
+    build_tiny(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tiny_sensevoice_dir):
+    from streamst.asr.sensevoice import SenseVoiceASR
+
+    return SenseVoiceASR(str(tiny_sensevoice_dir))
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """Factory: speech(text, lang, gap_ms=0) -> Path of a 16 kHz wav (cached per session)."""
+    if not have_tts():
+        pytest.skip(NO_TTS)
+    root = tmp_path_factory.mktemp("speech")
+    cache: dict[tuple, Path] = {}
+
+    def make(text: str, lang: str, gap_ms: int = 0) -> Path:
+        key = (text, lang, gap_ms)
+        if key not in cache:
+            cache[key] = synthesize(text, lang, root / f"u{len(cache)}.wav", gap_ms=gap_ms)
+        return cache[key]
+
+    return make
+
+
+def concat_wavs(paths, out: Path, silence_ms: int = 0) -> Path:
+    """Join wavs with ``silence_ms`` of digital silence between them (16 kHz PCM16)."""
+    import soundfile as sf
+
+    parts = []
+    for p in paths:
+        x, rate = sf.read(str(p), dtype="float32")
+        assert rate == 16000
+        parts += [x, np.zeros(16 * silence_ms, dtype=np.float32)]
+    sf.write(str(out), np.concatenate(parts), 16000, subtype="PCM_16")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory) -> Path:
+    """A models folder with the profiles and the tiny profile fully built (STREAMST_MODELS)."""
+    from streamst.profiles import build_profile, load_profile
+
+    root = tmp_path_factory.mktemp("streamst-models")
+    shutil.copytree(REPO / "models" / "profiles", root / "profiles")
+    build_profile(load_profile(str(root / "profiles" / "tiny.json")), root=root)
+    return root
