@@ -19,8 +19,12 @@ COMMANDS = (
     "models",
     "transcribe",
     "translate",
+    "eval",
+    "testset",
     "score",
     "bench",
+    "mic",
+    "serve",
 )
 
 

@@ -8,6 +8,7 @@ streams) are made from it by ``new_vad()`` and the pipeline.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class Models:
 
     profile: Profile
     options: RuntimeOptions = RuntimeOptions()
+    root: Path | None = None  # models folder (default: profiles.models_dir())
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,7 +43,7 @@ class Models:
             return self._cache[role]
 
     def _where(self, spec: ModelSpec) -> str:
-        return self.profile.require(spec)
+        return self.profile.require(spec, self.root)
 
     @property
     def asr(self):
@@ -66,8 +68,8 @@ class Models:
         if spec.kind == "fsmn-vad":
             from streamst.asr.fsmn_vad import FsmnVad, FsmnVadModel
 
-            model = self._get("vad", lambda: FsmnVadModel(self._where(spec), device=self.options.device,
-                                                          hint=spec.hint(self.profile.name)))
+            model = self._get("vad", lambda: FsmnVadModel.load(self._where(spec), hint=spec.hint(self.profile.name),
+                                                               device=self.options.device))
             return FsmnVad(model)
         raise UserError(f"profile '{self.profile.name}': unknown vad kind {spec.kind!r}")
 
@@ -82,7 +84,7 @@ class Models:
             if spec.kind == "rule-punc":
                 return RulePunctuator()
             if spec.kind == "ct-punc":
-                return CtPunctuator(self._where(spec), device=self.options.device, hint=spec.hint(self.profile.name))
+                return CtPunctuator.load(self._where(spec), hint=spec.hint(self.profile.name), device=self.options.device)
             raise UserError(f"profile '{self.profile.name}': unknown punc kind {spec.kind!r}")
 
         return self._get("punc", make)

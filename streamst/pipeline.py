@@ -83,6 +83,7 @@ class UtteranceResult:
     cascade: str | None = None
     cascade_delay_ms: float | None = None
     displays: list[str] = field(default_factory=list)  # simul caption as shown after each step
+    commits: list[str] = field(default_factory=list)  # committed text after each step
     metrics: dict[str, float] = field(default_factory=dict)
     retention_proxy: float | None = None
 
@@ -207,6 +208,7 @@ class _Track:
         tentative = "" if finished else join_units(state.proposal[len(state.target) :], self.tgt)
         committed = join_units(state.target, self.tgt)
         cur.displays.append(" ".join(x for x in (committed, tentative) if x))
+        cur.commits.append(committed)
         if finished:
             cur.simul = committed
         elif not new and tentative == self.tentative:

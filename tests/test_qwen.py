@@ -8,15 +8,26 @@ bounded per-stream memory, one-line errors.
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from streamst.builders.qwen import build_tiny
 from streamst.errors import ModelNotFoundError, UserError
 from streamst.mt.qwen import IncrementalDetokenizer, QwenOptions, QwenTranslator
 
 SOURCE = "区块链是今年最火热的科技趋势了"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """A 64-wide model gains nothing from intra-op threads; on a busy CI core they only contend."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

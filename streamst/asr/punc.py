@@ -20,7 +20,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from streamst.asr.funasr_load import load_auto_model
+from streamst.asr.funasr_load import keep_torch_threads, load_auto_model
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,20 @@ class CtPunctuator:
         self.fallbacks = 0  # model outputs rejected (diagnostics)
 
     @classmethod
-    def load(cls, source: str | Path, hint: str, device: str = "cpu") -> CtPunctuator:
+    def load(
+        cls, source: str | Path, hint: str, device: str = "cpu", ncpu: int | None = None
+    ) -> CtPunctuator:
         """Load from a hub id / alias (``"ct-punc"``) or a local directory.
+
+        ``ncpu``: torch threads during this model's calls (``None``: the process's count).
+        The caller's count is restored after each call.
 
         Raises:
             ModelNotFoundError: missing directory or a hub id that cannot be fetched; the
                 one-line message names the model and ends with ``hint``.
         """
         am = load_auto_model(
-            source, what="punctuation model (ct-punc)", hint=hint, device=device
+            source, what="punctuation model (ct-punc)", hint=hint, device=device, ncpu=ncpu
         )
         return cls(am)
 
@@ -147,7 +152,7 @@ class CtPunctuator:
         # A list input keeps FunASR from reading ``text`` as a file path; the leading
         # space keeps it from downloading text that starts with "http(s)://" (the model
         # splits on whitespace, so the space changes nothing else).
-        with self._lock:
+        with self._lock, keep_torch_threads():
             res = self.auto_model.generate(input=[" " + text])
         return str(res[0]["text"]) if res else ""
 

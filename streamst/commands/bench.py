@@ -44,8 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--steps", type=int, default=8, help="timed policy steps")
     m.add_argument("--chars-per-step", type=int, default=3, help="source characters added per step")
     m.add_argument("--max-new-tokens", type=int, default=16, help="continuation length per proposal")
+    m.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads (default: torch's)")
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.set_defaults(func=_mt_command)
+
+    from streamst.server.loadcheck import add_parser as add_server_parser
+
+    add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ def bench_mt(
         "dtype": str(warm_mt.model.dtype).removeprefix("torch."),
         "parameters": sum(p.numel() for p in warm_mt.model.parameters()),
         "load_s": round(load_s, 2),
+        "cpu_threads": torch.get_num_threads(),
         "steps": steps,
         "chars_per_step": chars_per_step,
         "max_new_tokens": max_new_tokens,
@@ -201,6 +207,10 @@ def print_mt_table(report: dict[str, Any]) -> None:
 
 def _mt_command(args: argparse.Namespace) -> int:
     source, hint = _mt_source(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = bench_mt(
         source,
         device=args.device,

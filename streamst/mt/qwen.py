@@ -44,7 +44,7 @@ from streamst.errors import ModelNotFoundError, UserError
 from streamst.mt.base import Proposal
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ class QwenTranslator:
 
     @torch.inference_mode()
     def forward_segments(
-        self, segments: Sequence[PromptSegment], start: int, cache: object
+        self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache
     ) -> torch.Tensor:
         """Run prompt positions ``start:`` through the model, appending to ``cache``.
 
@@ -273,12 +273,13 @@ class QwenTranslator:
         return out.logits[:, -1, :].float()  # (1, vocab)
 
     @torch.inference_mode()
-    def forward_tokens(self, ids: torch.Tensor, cache: object) -> torch.Tensor:
+    def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         """One decoding step: ``ids`` of shape ``(B, 1)``; returns logits ``(B, vocab)``."""
         out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :].float()
 
-    def new_cache(self) -> object:
+    def new_cache(self) -> DynamicCache:
+        """An empty KV cache; per layer K/V grow as ``(B, kv_heads, T, head_dim)``."""
         from transformers import DynamicCache
 
         return DynamicCache()
@@ -340,7 +341,7 @@ class QwenStream:
     def __init__(self, translator: QwenTranslator, prompt: PromptBuilder):
         self.translator, self.prompt = translator, prompt
         self.options = translator.options
-        self._cache: object | None = None
+        self._cache: DynamicCache | None = None
         self._keys: list[Hashable] = []  # key of every position whose K/V is in _cache
         self.last: StepStats | None = None
 

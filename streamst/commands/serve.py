@@ -1,0 +1,49 @@
+"""``streamst serve``: the websocket service (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from streamst.server.app import ServerConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = ServerConfig()
+    p = sub.add_parser("serve", help="run the websocket translation service")
+    p.add_argument("--profile", default="default", help="model profile (models/profiles/NAME.json)")
+    p.add_argument("--host", default=d.host)
+    p.add_argument("--port", type=int, default=d.port, help="0: any free port")
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
+    p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
+    p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
+    p.add_argument("--max-session-s", type=float, default=d.max_session_s, help="longest session (wall clock or audio)")
+    p.add_argument("--idle-timeout-s", type=float, default=d.idle_timeout_s, help="close after this long without a message")
+    p.add_argument("--token", default=None, help="require this bearer token (default: $STREAMST_TOKEN if set)")
+    p.add_argument("--allowed-origins", nargs="*", default=[], metavar="ORIGIN",
+                   help="browser origins allowed to connect (default: any)")
+    p.add_argument("--workers", type=int, default=d.workers, help="inference threads (0: max-sessions)")
+    p.set_defaults(func=_run)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        profile=args.profile, host=args.host, port=args.port, device=args.device,
+        max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes, max_session_s=args.max_session_s,
+        idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
+        allowed_origins=tuple(args.allowed_origins), workers=args.workers,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from streamst.server.app import Server
+
+    try:
+        cfg = config_from_args(args)
+    except ValueError as e:
+        from streamst.errors import UserError
+
+        raise UserError(str(e)) from e
+    asyncio.run(Server(cfg).serve_forever())
+    return 0

@@ -1,0 +1,11 @@
+"""The streamst websocket service: ``streamst serve`` (docs/protocol.md).
+
+Modules: ``protocol`` (messages, errors, close codes), ``worker`` (ASR batching, session
+runner), ``connection`` (the native ``/ws`` protocol), ``funasr_compat`` (``/funasr``),
+``metrics`` (``/metrics``), ``app`` (the :class:`Server`: HTTP, limits, lifecycle),
+``loadcheck`` (``streamst bench server``).
+"""
+
+from streamst.server.app import Server, ServerConfig
+
+__all__ = ["Server", "ServerConfig"]

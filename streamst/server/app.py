@@ -1,0 +1,248 @@
+"""The websocket server: one :class:`Server` object owns the loaded models, the ASR batcher,
+the inference executor, the metrics and the open connections (no module-level state).
+
+One port serves both websockets and plain HTTP (``process_request``):
+
+* ``/ws``: the native protocol (:mod:`streamst.server.connection`, docs/protocol.md)
+* ``/funasr``: the FunASR runtime protocol (:mod:`streamst.server.funasr_compat`)
+* ``GET /healthz`` (JSON), ``GET /metrics`` (Prometheus text)
+* ``GET /`` and ``GET /<name>``: the files of the ``streamst/web/`` package folder
+
+Limits: ``max_sessions`` (``server_full``), ``max_frame_bytes`` (``frame_too_big``; frames
+over twice that are refused by websockets itself with 1009), ``max_session_s``,
+``idle_timeout_s``, an optional bearer token (``Authorization: Bearer T`` or ``?token=T``),
+allowed origins. Keepalive: websocket pings every ``ping_interval_s`` plus the
+application-level ``ping`` for browsers. SIGTERM / SIGINT close the server gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import json
+import logging
+import re
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from streamst.loading import Models, RuntimeOptions
+from streamst.profiles import load_profile
+from streamst.server.connection import Connection, NativeConnection
+from streamst.server.funasr_compat import FunasrConnection
+from streamst.server.metrics import ServerMetrics
+from streamst.server.protocol import ErrorMessage, ProtocolError
+from streamst.server.worker import AsrBatcher
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_STATIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
+}
+WS_PATHS = ("/ws", "/funasr")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server is started with (``streamst serve`` maps its flags onto this)."""
+
+    profile: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8765  # 0: an ephemeral port (tests)
+    device: str = "cpu"
+    max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
+    max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
+    max_session_s: float = 4 * 3600.0  # wall clock (or audio) length of one session
+    idle_timeout_s: float = 60.0  # no message at all (audio, ping) for this long closes
+    token: str | None = None  # bearer token required from clients when set
+    allowed_origins: tuple[str, ...] = ()  # empty: any; browsers always send Origin
+    ping_interval_s: float = 20.0  # websocket-level pings (non-browser keepalive)
+    ping_timeout_s: float = 20.0
+    close_timeout_s: float = 2.0
+    status_interval_s: float = 1.0  # period of status messages
+    max_pending_s: float = 30.0  # audio waiting for inference per session before `overloaded`
+    send_queue: int = 1024  # messages queued for a client before `slow_consumer`
+    write_limit: int = 256 * 1024  # bytes buffered in the transport before sends wait
+    send_buffer_bytes: int = 0  # SO_SNDBUF of each client socket (0: the OS default)
+    workers: int = 0  # inference threads; 0: max_sessions
+    asr_batch: int = 8  # max windows per batched ASR call
+    asr_batch_wait_ms: float = 5.0  # how long the batcher waits for more requests
+    models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1 or self.max_frame_bytes < 1024 or self.idle_timeout_s <= 0 or self.max_session_s <= 0:
+            raise ValueError("need max_sessions >= 1, max_frame_bytes >= 1024, positive timeouts")
+
+
+class Server:
+    """The streamst server. ``await start()``, then ``port``; ``await close()``;
+    ``await serve_forever()`` runs until SIGTERM / SIGINT."""
+
+    def __init__(self, config: ServerConfig, models: Models | None = None) -> None:
+        self.config = config
+        self.models = models
+        self.metrics = ServerMetrics(config.profile)
+        self.connections: dict[str, Connection] = {}
+        self.executor: ThreadPoolExecutor | None = None
+        self.batcher: AsrBatcher | None = None
+        self._ws: WsServer | None = None
+        self.started = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        if self.models is None:
+            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device), root=cfg.models_root)
+        await asyncio.to_thread(self._load_models)
+        self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
+                                  on_batch=self.metrics.asr_batch)
+        self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
+                                           thread_name_prefix="streamst-session")
+        self._ws = await serve(
+            self._handle, cfg.host, cfg.port, process_request=self._process_request,
+            max_size=2 * cfg.max_frame_bytes, max_queue=32, write_limit=cfg.write_limit,
+            ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_timeout_s,
+            close_timeout=cfg.close_timeout_s, server_header="streamst",
+        )
+        self.started = time.monotonic()
+        log.info("streamst serving profile %s on ws://%s:%d/ws", cfg.profile, cfg.host, self.port)
+
+    def _load_models(self) -> None:
+        """Load every model once, before the first client (start-up cost, not a session's)."""
+        assert self.models is not None
+        self.models.asr, self.models.mt, self.models.punc  # noqa: B018 - properties load
+        self.models.new_vad()
+
+    @property
+    def port(self) -> int:
+        assert self._ws is not None, "start() first"
+        return self._ws.sockets[0].getsockname()[1]
+
+    def recognize(self, window, language):
+        """The ``RecognizeFn`` sessions use: through the batcher."""
+        assert self.batcher is not None
+        return self.batcher.recognize(window, language)
+
+    async def close(self) -> None:
+        """Tell every client ``shutting_down`` (1001), stop accepting, release threads."""
+        if self._ws is None:
+            return
+        self._ws.close(close_connections=False)
+        for conn in list(self.connections.values()):
+            conn.fail(ProtocolError("shutting_down", "the server is shutting down"))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.close_timeout_s + 2):
+                await self._ws.wait_closed()
+        self._ws.close(close_connections=True)
+        await self._ws.wait_closed()
+        self._ws = None
+        if self.batcher:
+            self.batcher.close()
+        if self.executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path in WS_PATHS:
+            return None  # websocket handshake
+        if path == "/healthz":
+            return _response(http.HTTPStatus.OK, "application/json", json.dumps(self.health()).encode())
+        if path == "/metrics":
+            return _response(http.HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8",
+                             self.metrics.render(self._gauges).encode())
+        static = self._static(path)
+        if static is not None:
+            return _response(http.HTTPStatus.OK, CONTENT_TYPES.get(static.suffix, "application/octet-stream"),
+                             static.read_bytes())
+        return _response(http.HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
+
+    @staticmethod
+    def _static(path: str) -> Path | None:
+        """A file of ``streamst/web/`` by exact name (whitelist: what is there, no dot-files,
+        no sub-folders); ``/`` is ``index.html``."""
+        name = "index.html" if path == "/" else path[1:]
+        if not _STATIC_NAME.fullmatch(name) or not WEB_DIR.is_dir():
+            return None
+        files = {p.name: p for p in WEB_DIR.iterdir() if p.is_file()}
+        return files.get(name)
+
+    def health(self) -> dict:
+        return {"ok": True, "sessions": len(self.connections), "max_sessions": self.config.max_sessions,
+                "profile": self.config.profile, "uptime_s": round(time.monotonic() - self.started, 1)}
+
+    def _gauges(self) -> dict[str, float]:
+        lags = [c.runner.lag_ms for c in self.connections.values() if c.runner is not None]
+        return {"sessions_active": len(self.connections), "lag_ms_max": max(lags, default=0)}
+
+    # -- websocket ------------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        url = urlsplit(ws.request.path)
+        if self.config.send_buffer_bytes:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
+        try:
+            self._admit(ws, url.query)
+        except ProtocolError as e:
+            self.metrics.error(e.code)
+            with contextlib.suppress(Exception):
+                await ws.send(ErrorMessage(e.code, e.message).to_json())
+                await ws.close(e.close_code, e.code)
+            return
+        conn: Connection = FunasrConnection(self, ws) if url.path == "/funasr" else NativeConnection(self, ws)
+        self.connections[conn.id] = conn
+        self.metrics.session_started(conn.endpoint)
+        try:
+            await conn.run()
+        finally:
+            del self.connections[conn.id]
+
+    def _admit(self, ws: ServerConnection, query: str) -> None:
+        """Origin, token and capacity checks, in that order."""
+        cfg = self.config
+        origin = ws.request.headers.get("Origin")
+        if cfg.allowed_origins and origin is not None and origin not in cfg.allowed_origins:
+            raise ProtocolError("origin_not_allowed", f"origin {origin!r} is not allowed")
+        if cfg.token:
+            auth = ws.request.headers.get("Authorization", "")
+            given = auth[len("Bearer "):] if auth.startswith("Bearer ") else (parse_qs(query).get("token") or [""])[0]
+            if not hmac.compare_digest(given.encode(), cfg.token.encode()):
+                raise ProtocolError("unauthorized", "missing or wrong token (Authorization: Bearer T or ?token=T)")
+        if len(self.connections) >= cfg.max_sessions:
+            raise ProtocolError("server_full", f"the server holds {cfg.max_sessions} sessions; try again later")
+
+
+def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Response:
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-store")])
+    return Response(status.value, status.phrase, headers, body)

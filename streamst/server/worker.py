@@ -1,0 +1,224 @@
+"""Inference off the event loop: a batching ASR thread shared by all sessions, and a runner
+per session that steps its pipeline in worker threads, coalescing audio when behind.
+
+* :class:`AsrBatcher` is the ``recognize`` function every session's recogniser calls (from
+  a worker thread). Requests that arrive within ``max_wait_ms`` of each other, up to
+  ``max_batch`` windows, run as ONE batched ``SenseVoiceASR.recognize`` call; each caller
+  gets its own result. Batch sizes are counted (``stats``).
+* :class:`SessionRunner` owns one :class:`~streamst.pipeline.TranslationSession`. Audio is
+  queued in a buffer bounded in samples; one pipeline update runs at a time. When
+  inference falls behind real time, all the audio that arrived meanwhile goes into the
+  next update (one ``insert_audio`` + one ``process()``) instead of one update per frame:
+  the lag stays bounded by the cost of one update rather than growing with the backlog.
+  Nothing is dropped silently: past ``max_pending_ms`` the session fails with
+  ``overloaded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamst.asr.sensevoice import Recognition, SenseVoiceASR
+from streamst.events import Event
+from streamst.pipeline import TranslationSession
+from streamst.server.protocol import ProtocolError, Status
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class _Request:
+    window: np.ndarray  # (T, 560) LFR+CMVN frames
+    language: str
+    future: Future
+
+
+class AsrBatcher:
+    """One thread that runs every session's ASR decodes, batching concurrent ones."""
+
+    def __init__(self, asr: SenseVoiceASR, *, max_batch: int = 8, max_wait_ms: float = 5.0,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.asr, self.max_batch, self.max_wait = asr, max_batch, max_wait_ms / 1000.0
+        self.on_batch = on_batch
+        self.batch_sizes: Counter[int] = Counter()  # batch size -> number of batched calls
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="streamst-asr-batcher", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def recognize(self, window: np.ndarray, language: str) -> Recognition:
+        """Blocking: the ``RecognizeFn`` handed to each session (called from worker threads)."""
+        if self._closed:
+            raise RuntimeError("ASR batcher is closed")
+        fut: Future = Future()
+        self._queue.put(_Request(window, language, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    req = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if req is None:
+                    stop = True
+                    break
+                batch.append(req)
+            self._run_batch(batch)
+            if stop:
+                break
+        while True:  # fail whatever is still queued
+            try:
+                req = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if req is not None:
+                req.future.set_exception(RuntimeError("ASR batcher is closed"))
+
+    def _run_batch(self, batch: list[_Request]) -> None:
+        by_lang: dict[str, list[_Request]] = {}
+        for req in batch:
+            by_lang.setdefault(req.language, []).append(req)
+        for lang, reqs in by_lang.items():
+            try:
+                results = self.asr.recognize([r.window for r in reqs], lang)
+            except BaseException as e:  # noqa: BLE001 - handed to every caller, none is lost
+                for r in reqs:
+                    r.future.set_exception(e)
+                continue
+            self.batch_sizes[len(reqs)] += 1
+            if self.on_batch is not None:
+                self.on_batch(len(reqs))
+            for r, res in zip(reqs, results):
+                r.future.set_result(res)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        calls = sum(self.batch_sizes.values())
+        windows = sum(k * v for k, v in self.batch_sizes.items())
+        return {"calls": calls, "windows": windows, "mean_batch": windows / calls if calls else 0.0,
+                "max_batch": max(self.batch_sizes, default=0)}
+
+
+UpdateHook = Callable[[list[Any], int, float], None]  # events, samples processed, compute ms
+PostProcess = Callable[[list[Event]], list[Any]]  # runs in the worker thread after each update
+
+
+class SessionRunner:
+    """Steps one session in worker threads; one update at a time; coalesces when behind."""
+
+    def __init__(self, session: TranslationSession, executor: Executor, *, max_pending_ms: int,
+                 on_update: UpdateHook, postprocess: PostProcess | None = None) -> None:
+        self.session, self.executor, self.on_update = session, executor, on_update
+        self.postprocess = postprocess
+        self.max_pending = max_pending_ms * SAMPLE_RATE // 1000
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+        self._wake = asyncio.Event()
+        self._ended = False
+        self.busy = False
+        self.received = 0  # samples received
+        self.processed = 0  # samples through insert_audio + process
+        self.coalesced = 0  # samples that arrived during an update and joined the next one
+        self.updates = 0
+        self.max_lag_ms = 0
+
+    # -- called by the connection (event loop) ----------------------------------------------
+    def feed(self, samples: np.ndarray) -> None:
+        if self._ended:
+            raise ProtocolError("wrong_order", "audio after end")
+        if samples.size == 0:
+            return
+        if self._pending_samples + samples.size > self.max_pending:
+            raise ProtocolError("overloaded", f"more than {self.max_pending * 1000 // SAMPLE_RATE} ms of audio are "
+                                              "waiting for inference; the server cannot keep up")
+        self._pending.append(samples)
+        self._pending_samples += samples.size
+        self.received += samples.size
+        if self.busy:
+            self.coalesced += samples.size
+        self._wake.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._wake.set()
+
+    @property
+    def lag_ms(self) -> int:
+        return (self.received - self.processed) * 1000 // SAMPLE_RATE
+
+    def status(self) -> Status:
+        def ms(samples: int) -> int:
+            return samples * 1000 // SAMPLE_RATE
+
+        return Status(audio_ms=ms(self.received), processed_ms=ms(self.processed), lag_ms=self.lag_ms,
+                      coalesced_ms=ms(self.coalesced), updates=self.updates)
+
+    async def run(self) -> None:
+        """Run updates until ``end()`` and the backlog are done, then ``finish()``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._pending:
+                audio = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+                self._pending, self._pending_samples = [], 0
+                self.busy = True
+                try:
+                    events, ms = await loop.run_in_executor(self.executor, self._step, audio)
+                finally:
+                    self.busy = False
+                self.processed += audio.size
+                self.updates += 1
+                self.on_update(events, audio.size, ms)
+                self.max_lag_ms = max(self.max_lag_ms, self.lag_ms)
+                if self._pending:
+                    self._wake.set()
+                    continue
+            if self._ended and not self._pending:
+                events, ms = await loop.run_in_executor(self.executor, self._finish)
+                self.on_update(events, 0, ms)
+                return
+
+    # -- worker threads -----------------------------------------------------------------------
+    def _step(self, audio: np.ndarray) -> tuple[list[Any], float]:
+        t0 = time.perf_counter()
+        self.session.insert_audio(audio)
+        events = self._post(self.session.process())
+        return events, (time.perf_counter() - t0) * 1e3
+
+    def _finish(self) -> tuple[list[Any], float]:
+        t0 = time.perf_counter()
+        events = self._post(self.session.finish())
+        return events, (time.perf_counter() - t0) * 1e3
+
+    def _post(self, events: list[Event]) -> list[Any]:
+        return self.postprocess(events) if self.postprocess is not None else list(events)
