@@ -13,17 +13,14 @@ tag), frames 4.. are speech frames, one per 60 ms LFR frame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from streamst.errors import ModelNotFoundError
+from streamst.asr.funasr_load import load_auto_model
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +64,8 @@ class SenseVoiceASR:
     """A loaded SenseVoice model (stateless between calls; thread-safe for inference)."""
 
     def __init__(self, source: str, options: SenseVoiceOptions = SenseVoiceOptions(), *, hint: str = "") -> None:
-        local = Path(source)
-        looks_local = local.is_absolute() or source.startswith(".") or local.exists()
-        if looks_local and not (local / "config.yaml").is_file():
-            raise ModelNotFoundError(f"SenseVoice model not found at {source}" + (f"; {hint}" if hint else ""))
-        try:
-            with contextlib.redirect_stdout(sys.stderr):  # FunASR prints notices on stdout
-                from funasr import AutoModel
-
-                auto = AutoModel(
-                    model=source, device=options.device, disable_update=True, disable_pbar=True,
-                    ncpu=torch.get_num_threads(), log_level="ERROR",
-                )
-        except Exception as e:  # noqa: BLE001 - FunASR raises many kinds on a failed download
-            raise ModelNotFoundError(f"SenseVoice model {source!r} could not be loaded ({type(e).__name__}: {e})"
-                                     + (f"; {hint}" if hint else "")) from e
+        auto = load_auto_model(source, what="SenseVoice model", hint=hint or "see `streamst models list`",
+                               device=options.device, log_level="ERROR")
         self.source = source
         self.options = options
         self.model = auto.model.to(options.dtype)
