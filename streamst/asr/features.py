@@ -93,7 +93,7 @@ class StreamingFeatures:
         if self._finished:
             raise RuntimeError("accept() after finish(); call reset()")
         if samples.size:
-            self._fbank.accept_waveform(16000, (samples * 32768.0).astype(np.float32).tolist())
+            self._fbank.accept_waveform(16000, np.ascontiguousarray(samples * 32768.0, dtype=np.float32))
         return self._drain(final=False)
 
     def finish(self) -> np.ndarray:

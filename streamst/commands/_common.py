@@ -48,3 +48,12 @@ def emit(obj: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
         sys.stdout.flush()
+
+
+def stream_file(processor, chunks: Iterator[np.ndarray], handle) -> None:
+    """Feed ``chunks`` to a three-verb processor (insert_audio / process / finish), passing
+    the events of each step to ``handle``."""
+    for chunk in chunks:
+        processor.insert_audio(chunk)
+        handle(processor.process())
+    handle(processor.finish())

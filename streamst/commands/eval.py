@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamst.commands._common import add_model_args, file_chunks
+from streamst.commands._common import add_model_args, file_chunks, stream_file
 from streamst.errors import UserError
 from streamst.evaluation import SettingResult, UtteranceResult, write_report
 from streamst.loading import Models, RuntimeOptions
@@ -88,10 +88,7 @@ def settings_from_args(args: argparse.Namespace) -> list[tuple[str, dict[str, An
 def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int) -> tuple[Any, int]:
     """Stream one manifest line; return (results of its utterances, audio ms)."""
     session = TranslationSession(models, config)
-    for chunk in file_chunks(line.audio, chunk_ms):
-        session.insert_audio(chunk)
-        session.process()
-    session.finish()
+    stream_file(session, file_chunks(line.audio, chunk_ms), lambda events: None)
     return list(session.results), session.audio_ms
 
 

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 
 from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
-from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks
+from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks, stream_file
 from streamst.errors import UserError
 from streamst.loading import Models, RuntimeOptions
 
@@ -44,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
                 if not args.json:
                     print(f"[{ev.start_ms / 1000:7.2f}-{ev.end_ms / 1000:7.2f}] ({ev.language}) {ev.text}")
 
-    for chunk in itertools.chain([first], chunks):
-        rec.insert_audio(chunk)
-        handle(rec.process())
-    handle(rec.finish())
+    stream_file(rec, itertools.chain([first], chunks), handle)
     wall = time.perf_counter() - t0
     audio_s = rec.audio_ms / 1000
     summary = {

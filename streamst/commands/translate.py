@@ -6,7 +6,7 @@ import argparse
 import itertools
 import time
 
-from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks
+from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks, stream_file
 from streamst.errors import UserError
 from streamst.loading import Models, RuntimeOptions
 from streamst.pipeline import MODES, PipelineConfig, TranslationSession
@@ -59,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
             elif not args.json and ev.type == "transcript" and ev.kind == "final":
                 print(f"[source] {ev.text}")
 
-    for chunk in itertools.chain([first], chunks):
-        session.insert_audio(chunk)
-        handle(session.process())
-    handle(session.finish())
+    stream_file(session, itertools.chain([first], chunks), handle)
     wall = time.perf_counter() - t0
     audio_s = session.audio_ms / 1000
     summary = {
