@@ -41,27 +41,13 @@ from typing import TYPE_CHECKING, Hashable, Literal, Protocol, Sequence
 import torch
 
 from streamst.errors import ModelNotFoundError, UserError
+from streamst.languages import LANGUAGES
 from streamst.mt.base import Proposal
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-# Language codes accepted by ``open_stream`` and the names the instruction uses.
-LANGUAGES: dict[str, str] = {
-    "zh": "Chinese",
-    "yue": "Cantonese",
-    "en": "English",
-    "ja": "Japanese",
-    "ko": "Korean",
-    "de": "German",
-    "fr": "French",
-    "es": "Spanish",
-    "it": "Italian",
-    "pt": "Portuguese",
-    "ru": "Russian",
-}
 
 _SOURCE_SLOT = "\x00streamst-source\x00"  # placeholder split out of the rendered template
 

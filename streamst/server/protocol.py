@@ -26,7 +26,7 @@ from typing import Any
 
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
-from streamst.mt.qwen import LANGUAGES as MT_LANGUAGES
+from streamst.languages import LANGUAGES as MT_LANGUAGES
 from streamst.pipeline import MODES, PipelineConfig
 from streamst.policy.config import POLICY_NAMES, PolicyConfig
 
