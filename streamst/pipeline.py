@@ -7,8 +7,10 @@ per-stream state (recogniser, policy state, decoder KV cache) and shares the loa
 (:class:`streamst.loading.Models`). It is synchronous; the server runs it off the event loop.
 
 Latency bookkeeping: each committed target unit carries ``delay`` = ms of source audio
-received when it was committed (SimulEval ``delays``) and ``elapsed`` = delay + the session's
-cumulative processing time at that moment (SimulEval's computation-aware ``elapsed``).
+received when it was committed (SimulEval ``delays``) and ``elapsed`` = delay + the processing
+time spent on its utterance so far (SimulEval's computation-aware ``elapsed``, where each
+instance starts its own clock; counting from the session start would make every later
+utterance's ``_CA`` figures grow by all the compute of the earlier ones).
 """
 
 from __future__ import annotations
@@ -143,10 +145,12 @@ class _Track:
         self.stream = models.mt.open_stream(self.src, tgt_lang) if self.mode != "cascade" else None
         self.current: UtteranceResult | None = None
         self.tentative = ""
+        self.compute_base = 0.0  # session compute_ms when the current utterance began
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
         if self.current is None or self.current.utterance != ev.utterance:
             self.current = UtteranceResult(ev.utterance, self.tgt, ev.start_ms, ev.end_ms, ev.text)
+            self.compute_base = self.session.compute_ms
             self.state.reset()
             if self.stream is not None:
                 self.stream.reset()
@@ -202,7 +206,7 @@ class _Track:
         trace = step(self.policy, state, self._translate, units, finished, self._continue)
         new = list(trace.new_units)
         delay = float(ev.audio_ms)
-        elapsed = delay + self.session.elapsed_since(t0)
+        elapsed = delay + self.session.elapsed_since(t0) - self.compute_base
         cur.delays_ms += [delay] * len(new)
         cur.elapsed_ms += [elapsed] * len(new)
         tentative = "" if finished else join_units(state.proposal[len(state.target) :], self.tgt)
@@ -232,7 +236,7 @@ class _Track:
         delay = float(ev.audio_ms)
         cur.cascade, cur.cascade_delay_ms = translation, delay
         units = split_units(translation, self.tgt)
-        elapsed = delay + self.session.elapsed_since(t0)
+        elapsed = delay + self.session.elapsed_since(t0) - self.compute_base
         return TranslationEvent(
             utterance=ev.utterance, mode="cascade", language=self.tgt, committed=translation,
             new_units=tuple(units), delays_ms=(delay,) * len(units), elapsed_ms=(elapsed,) * len(units),
