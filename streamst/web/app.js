@@ -1,8 +1,13 @@
 // streamst live-captioning page: microphone -> AudioWorklet (16 kHz PCM16, 100 ms frames)
-// -> websocket /ws (protocol v1, docs/protocol.md) -> captions with committed / tentative text.
+// -> websocket /ws (protocol v1, docs/protocol.md) -> captions (captions.js renders them).
 //
-// URL query: token=T (passed to /ws), autostart=1, src=zh, tgt=en[,ja], mode=simul|cascade|both,
-// policy=NAME, keep=N (utterances kept on the page, default 50).
+// URL query: token=T (passed to /ws), autostart=1, src=zh, tgt=en[,ja],
+// mode=simul|e2e|cascade|both|all, policy=NAME, keep=N (utterances kept, default 50),
+// view=captions|inspect, size=PX (caption text size), theme=dark|light|yellow, source=0|1,
+// overlay=1 (captions only, transparent background: for OBS browser sources and video mixers).
+//
+// Page states (body[data-state]): idle -> connecting -> live -> finishing -> ended; error from
+// any of them. Start is possible again from idle, ended and error.
 "use strict";
 
 (() => {
@@ -11,24 +16,100 @@
   const KEEP = Math.max(1, Math.min(1000, parseInt(query.get("keep") || "50", 10) || 50));
   const PING_MS = 15000;
   const MAX_QUEUED_FRAMES = 100; // frames captured before "ready" (10 s), oldest dropped
-  const CHAR_LANGS = new Set(["zh", "ja", "yue"]);
+  const SIZE_MIN = 16, SIZE_MAX = 160, SIZE_STEP = 1.15;
+  const THEMES = ["dark", "light", "yellow"];
+  const LABELS = { idle: "idle", connecting: "connecting…", live: "live", finishing: "finishing…",
+                   ended: "ended", error: "error" };
 
   const ui = {
     form: $("controls"), src: $("src"), mode: $("mode"), toggle: $("toggle"),
-    conn: $("conn"), level: $("level"), al: $("al"), laal: $("laal"), lag: $("lag"),
-    audio: $("audio"), error: $("error"), captions: $("captions"), summary: $("summary"),
+    conn: $("conn"), level: $("level"), behind: $("behind"), al: $("al"), laal: $("laal"),
+    laalCa: $("laal_ca"), lag: $("lag"), audio: $("audio"), error: $("error"), summary: $("summary"),
+    viewCaptions: $("view-captions"), viewInspect: $("view-inspect"), smaller: $("smaller"),
+    larger: $("larger"), theme: $("theme"), showSource: $("show-source"),
   };
   const tgtBoxes = () => Array.from(document.querySelectorAll('input[name="tgt"]'));
+  const fmtS = window.StreamstView.fmtS;
 
   let session = null; // the running session, see start()
+  let bandCount = 0; // room bands on screen (refit when it changes)
+
+  // ---------------------------------------------------------------- display settings
+  // URL parameters win over what was saved in this browser; what the user changes is saved.
+  // Overlay mode (an embedded source, configured by its URL) neither reads nor saves them.
+  const overlay = query.get("overlay") === "1";
+  const store = {
+    get(k) { if (overlay) return null; try { return localStorage.getItem("streamst." + k); } catch (e) { return null; } },
+    set(k, v) { if (!overlay) try { localStorage.setItem("streamst." + k, String(v)); } catch (e) { /* private mode */ } },
+  };
+
+  function setView(view, save = false) {
+    view = view === "inspect" ? "inspect" : "captions";
+    document.body.dataset.view = view;
+    ui.viewCaptions.setAttribute("aria-pressed", String(view === "captions"));
+    ui.viewInspect.setAttribute("aria-pressed", String(view === "inspect"));
+    if (save) store.set("view", view);
+    fit();
+  }
+
+  function setSize(px, save = false) {
+    px = Math.round(Math.max(SIZE_MIN, Math.min(SIZE_MAX, px)));
+    document.body.dataset.size = String(px);
+    if (save) store.set("size", px);
+    fit();
+  }
+
+  // The chosen size, made smaller when every band would not fit on the screen at once (three
+  // paths and two languages on a projector); never larger than chosen.
+  function fit() {
+    const chosen = parseInt(document.body.dataset.size, 10) || defaultSize();
+    const root = document.documentElement.style;
+    root.setProperty("--caption-size", chosen + "px");
+    const stage = $("stage"), room = $("room");
+    if (document.body.dataset.view !== "captions" || !room.offsetHeight) return;
+    const free = stage.clientHeight - 24; // minus the stage's padding
+    // labels and gaps do not scale with the text: a few proportional steps converge
+    for (let px = chosen, i = 0; i < 6 && free > 0 && room.offsetHeight > free && px > SIZE_MIN; i++) {
+      px = Math.max(SIZE_MIN, Math.floor((px * free) / room.offsetHeight) - 1);
+      root.setProperty("--caption-size", px + "px");
+    }
+  }
+
+  function setTheme(theme, save = false) {
+    theme = THEMES.includes(theme) ? theme : "dark";
+    document.body.dataset.theme = theme;
+    ui.theme.value = theme;
+    if (save) store.set("theme", theme);
+  }
+
+  function setSourceShown(on, save = false) {
+    document.body.dataset.source = on ? "1" : "0";
+    ui.showSource.checked = on;
+    if (save) store.set("source", on ? "1" : "0");
+    fit();
+  }
+
+  function defaultSize() {
+    return Math.max(28, Math.min(72, Math.round(window.innerWidth / 22)));
+  }
+
+  function applyDisplay() {
+    if (overlay) document.body.dataset.overlay = "1";
+    setView(query.get("view") || store.get("view") || "captions");
+    setSize(parseInt(query.get("size") || store.get("size") || "", 10) || defaultSize());
+    setTheme(query.get("theme") || store.get("theme") || "dark");
+    const src = query.get("source") ?? store.get("source");
+    setSourceShown(src === null ? !overlay : src !== "0");
+  }
 
   // ---------------------------------------------------------------- helpers
   function setState(state, label) {
     document.body.dataset.state = state;
-    ui.conn.textContent = label || state;
+    ui.conn.textContent = label || LABELS[state] || state;
     ui.conn.className = "state-" + state;
     ui.toggle.textContent = state === "live" || state === "connecting" ? "Stop" : "Start";
     ui.toggle.disabled = state === "finishing";
+    if (state === "error" || state === "ended") view.close();
   }
 
   function showError(text) {
@@ -39,10 +120,6 @@
   function clearError() {
     ui.error.textContent = "";
     ui.error.hidden = true;
-  }
-
-  function fmtMs(x) {
-    return typeof x === "number" && isFinite(x) ? String(Math.round(x)) : "–";
   }
 
   function wsUrl() {
@@ -78,134 +155,28 @@
       for (const b of tgtBoxes()) b.checked = wanted.includes(b.value);
     }
     const mode = query.get("mode");
-    if (mode) ui.mode.value = mode;
+    if (mode) {
+      if (!Array.from(ui.mode.options).some((o) => o.value === mode)) ui.mode.add(new Option(mode, mode));
+      ui.mode.value = mode;
+    }
   }
 
   // ---------------------------------------------------------------- captions
-  // One block per utterance: .transcript and one .translation per (language, mode), each
-  // holding a .committed and a .tentative span. Only the last KEEP blocks stay in the DOM.
-  const blocks = new Map(); // utterance index -> {el, transcript, translations: Map}
-
-  function makeLine(cls, label) {
-    const line = document.createElement("div");
-    line.className = cls;
-    if (label) {
-      const tag = document.createElement("span");
-      tag.className = "lang";
-      tag.textContent = label;
-      line.append(tag);
-    }
-    const committed = document.createElement("span");
-    committed.className = "committed";
-    const tentative = document.createElement("span");
-    tentative.className = "tentative";
-    line.append(committed, tentative);
-    return { line, committed, tentative };
-  }
-
-  function block(utt) {
-    let b = blocks.get(utt);
-    if (b) return b;
-    const el = document.createElement("article");
-    el.className = "utterance";
-    el.dataset.utterance = String(utt);
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    const num = document.createElement("span");
-    num.textContent = "#" + utt;
-    const state = document.createElement("span");
-    state.className = "state";
-    const lat = document.createElement("span");
-    lat.className = "latency";
-    meta.append(num, state, lat);
-    const transcript = makeLine("transcript");
-    el.append(meta, transcript.line);
-    b = { el, lat, transcript, translations: new Map() };
-    blocks.set(utt, b);
-    // keep utterances in index order (events of an older utterance may arrive late)
-    let before = null;
-    for (const [k, other] of blocks) if (k > utt && (!before || k < before.k)) before = { k, el: other.el };
-    ui.captions.insertBefore(el, before ? before.el : null);
-    while (blocks.size > KEEP) {
-      const oldest = Math.min(...blocks.keys());
-      blocks.get(oldest).el.remove();
-      blocks.delete(oldest);
-    }
-    return b;
-  }
-
-  function translationLine(b, language, mode, showMode) {
-    const key = language + "/" + mode;
-    let t = b.translations.get(key);
-    if (!t) {
-      t = makeLine("translation", showMode ? `${language} ${mode}` : language);
-      t.line.dataset.language = language;
-      t.line.dataset.mode = mode;
-      b.el.append(t.line);
-      b.translations.set(key, t);
-    }
-    return t;
-  }
-
-  function setText(span, text) {
-    if (span.textContent !== text) span.textContent = text;
-  }
-
-  function joinTentative(committed, tentative, language) {
-    if (!tentative) return "";
-    if (!committed || CHAR_LANGS.has(String(language).split("-")[0])) return tentative;
-    return " " + tentative;
-  }
-
-  function autoscroll(fn) {
-    const c = ui.captions;
-    const atBottom = c.scrollHeight - c.scrollTop - c.clientHeight < 40;
-    fn();
-    if (atBottom) c.scrollTop = c.scrollHeight;
-  }
-
-  function onTranscript(ev) {
-    autoscroll(() => {
-      const b = block(ev.utterance);
-      const text = ev.text || "";
-      let stable = ev.kind === "final" ? text : ev.stable_text || "";
-      let rest = text.startsWith(stable) ? text.slice(stable.length) : text;
-      if (ev.kind === "final") rest = "";
-      setText(b.transcript.committed, stable);
-      setText(b.transcript.tentative, rest);
-      b.transcript.line.dataset.language = ev.language || "";
-      if (ev.kind === "final") b.transcript.line.classList.add("final");
-    });
-  }
-
-  function onTranslation(ev) {
-    autoscroll(() => {
-      const b = block(ev.utterance);
-      const t = translationLine(b, ev.language, ev.mode, session && session.mode === "both");
-      setText(t.committed, ev.committed || "");
-      setText(t.tentative, ev.final ? "" : joinTentative(ev.committed, ev.tentative, ev.language));
-      if (ev.final) t.line.classList.add("final");
-      const all = Array.from(b.translations.values());
-      if (all.length && all.every((x) => x.line.classList.contains("final"))) b.el.classList.add("final");
-    });
-  }
-
-  function onLatency(ev) {
-    const m = ev.metrics || {};
-    ui.al.textContent = fmtMs(m.AL);
-    ui.laal.textContent = fmtMs(m.LAAL);
-    const b = blocks.get(ev.utterance);
-    if (b) {
-      const parts = [`${ev.language}: AL ${fmtMs(m.AL)} ms`, `LAAL ${fmtMs(m.LAAL)} ms`];
-      if (typeof m.LAAL_CA === "number") parts.push(`LAAL_CA ${fmtMs(m.LAAL_CA)} ms`);
-      b.lat.textContent = parts.join(" · ");
-    }
-  }
-
-  function onStatus(ev) {
-    ui.lag.textContent = fmtMs(ev.lag_ms);
-    if (typeof ev.audio_ms === "number") ui.audio.textContent = (ev.audio_ms / 1000).toFixed(1);
-  }
+  const view = window.StreamstView.create({
+    room: $("room"), inspect: $("captions"), keep: KEEP,
+    onChange({ behindMs, lastLatency, utterances }) {
+      ui.behind.textContent = fmtS(behindMs);
+      const m = (lastLatency && lastLatency.metrics) || {};
+      ui.al.textContent = fmtS(m.AL, 2);
+      ui.laal.textContent = fmtS(m.LAAL, 2);
+      ui.laalCa.textContent = fmtS(m.LAAL_CA, 2);
+      document.body.dataset.empty = utterances ? "0" : "1";
+      if (bandCount !== document.querySelectorAll("#room .band").length) {
+        bandCount = document.querySelectorAll("#room .band").length;
+        fit();
+      }
+    },
+  });
 
   function onEnd(ev) {
     const s = ev.summary || {};
@@ -216,9 +187,10 @@
     else if (typeof s.utterances === "number") bits.push(`${s.utterances} utterances`);
     const means = s.mean_latency_ms || {};
     for (const [lang, m] of Object.entries(means)) {
-      if (m && typeof m.LAAL === "number") bits.push(`${lang} mean LAAL ${fmtMs(m.LAAL)} ms`);
+      if (m && typeof m.LAAL === "number") bits.push(`${lang} mean LAAL ${fmtS(m.LAAL, 2)} per utterance`);
     }
     ui.summary.textContent = bits.length ? "session: " + bits.join(", ") : "session ended";
+    if (session) session.ended = true;
   }
 
   function onMessage(data) {
@@ -234,18 +206,23 @@
       case "ready":
         if (session) session.onReady(ev);
         break;
-      case "transcript": onTranscript(ev); break;
-      case "translation": onTranslation(ev); break;
-      case "latency": onLatency(ev); break;
-      case "status": onStatus(ev); break;
+      case "transcript": view.onTranscript(ev); break;
+      case "translation": view.onTranslation(ev); break;
+      case "latency": view.onLatency(ev); break;
+      case "status":
+        ui.lag.textContent = fmtS(ev.lag_ms);
+        if (typeof ev.audio_ms === "number") ui.audio.textContent = fmtS(ev.audio_ms);
+        view.onStatus(ev);
+        break;
       case "pong": break;
       case "error":
         showError(`server error ${ev.code}: ${ev.message}`);
         if (session) session.failed = true;
-        setState("error", "error");
+        setState("error");
         break;
       case "end":
         onEnd(ev);
+        if (document.body.dataset.state !== "error") setState("ended"); // an error stays visible
         break;
       default:
         break; // unknown event types are ignored (forward compatibility)
@@ -281,27 +258,29 @@
     ui.summary.textContent = "";
     const tgts = selectedTargets();
     if (!tgts.length) {
-      showError("choose at least one target language");
+      showError("choose at least one target language (Target checkboxes above)");
       return;
     }
+    view.clear(); // a new session numbers its utterances from 0 again
     const s = {
-      mode: ui.mode.value, ws: null, mic: null, ready: false, failed: false, stopping: false,
+      mode: ui.mode.value, ws: null, mic: null, ready: false, failed: false, stopping: false, ended: false,
       queue: [], ping: null, pingId: 0,
       onReady() {
         s.ready = true;
-        setState("live", "live");
+        setState("live");
         for (const f of s.queue) s.ws.send(f);
         s.queue = [];
       },
     };
     session = s;
-    setState("connecting", "connecting…");
+    setState("connecting");
     try {
       s.mic = await openMicrophone();
     } catch (e) {
       session = null;
-      setState("error", "error");
-      showError("microphone: " + (e && e.message ? e.message : e));
+      setState("error");
+      showError("microphone: " + (e && e.message ? e.message : e) +
+                " (allow the microphone for this page, or check that an input device is connected)");
       return;
     }
     if (s.mic.ctx.state !== "running") {
@@ -341,14 +320,16 @@
       stopMicrophone(s);
       if (session === s) session = null;
       if (s.failed) return; // keep the error state
-      if (!s.stopping) {
+      if (s.ended) {
+        setState("ended");
+      } else if (!s.stopping) {
         const why = e.reason ? `: ${e.reason}` : "";
         const where = wsUrl().replace(/token=[^&]*/, "token=…");
         showError(s.ready ? `connection closed (code ${e.code})${why}`
-                          : `cannot connect to ${where} (code ${e.code})${why}`);
-        setState("error", "closed");
+                          : `cannot connect to ${where} (code ${e.code})${why}: is \`streamst serve\` running?`);
+        setState("error");
       } else {
-        setState("idle", "closed");
+        setState("ended");
       }
     };
   }
@@ -369,14 +350,14 @@
     s.stopping = true;
     stopMicrophone(s);
     if (s.ws && s.ws.readyState === WebSocket.OPEN) {
-      setState("finishing", "finishing…");
+      setState("finishing");
       s.ws.send(JSON.stringify({ type: "end" }));
       // the server answers with the remaining events, "end" and closes; bound the wait
       setTimeout(() => { if (s.ws.readyState !== WebSocket.CLOSED) s.ws.close(1000, "end timeout"); }, 30000);
     } else {
       if (s.ws) s.ws.close();
       session = null;
-      setState("idle", "idle");
+      setState("idle");
     }
   }
 
@@ -384,13 +365,24 @@
     e.preventDefault();
     if (session) stop(); else start();
   });
+  ui.viewCaptions.addEventListener("click", () => setView("captions", true));
+  ui.viewInspect.addEventListener("click", () => setView("inspect", true));
+  ui.smaller.addEventListener("click", () => setSize(parseInt(document.body.dataset.size, 10) / SIZE_STEP, true));
+  ui.larger.addEventListener("click", () => setSize(parseInt(document.body.dataset.size, 10) * SIZE_STEP, true));
+  ui.theme.addEventListener("change", () => setTheme(ui.theme.value, true));
+  ui.showSource.addEventListener("change", () => setSourceShown(ui.showSource.checked, true));
+  // the stage shrinks when the status bar wraps or an error shows: refit then too
+  if (window.ResizeObserver) new ResizeObserver(() => fit()).observe($("stage"));
+  else window.addEventListener("resize", fit);
   window.addEventListener("pagehide", () => { if (session) stop(); });
 
   applyQuery();
-  setState("idle", "idle");
-  // for tests and embedding
-  // handle(event) renders one protocol event object as if it came from the server
-  window.streamst = { start, stop, handle: (ev) => onMessage(JSON.stringify(ev)),
+  applyDisplay();
+  setState("idle");
+  document.body.dataset.empty = "1";
+  // for tests and embedding: handle(event) renders one protocol event object as if it came
+  // from the server
+  window.streamst = { start, stop, handle: (ev) => onMessage(JSON.stringify(ev)), setView, setSize, setTheme,
                       get session() { return session; }, keep: KEEP };
   if (query.get("autostart") === "1") start();
 })();
