@@ -6,10 +6,12 @@ setting *and translation direction* (units and BLEU tokenizer depend on the targ
 language). Written to ``out_dir``:
 
 * ``report.json`` -- every figure at full precision, plus the curve's points;
-* ``report.md`` -- a table per setting (rows: directions) with BLEU, chrF, AL, LAAL, AL_CA,
-  retention, flicker;
-* ``curve.png`` -- quality retention against AL (seconds), one labelled point per
-  setting and direction;
+* ``report.md`` -- what was run (profile, models, commit, machine), how to read the figures
+  (negative AL, retention above 1), a summary table of every path and setting, then a table
+  per setting (rows: directions) with BLEU, chrF, AL, LAAL, AL_CA, retention, flicker;
+* ``curve.png`` -- quality retention against latency (LAAL, seconds): one line per path
+  (e2e, simul, cascade...) and direction through its settings, each point labelled, with a
+  legend;
 * ``<setting>/<src>-<tgt>/instances.log`` (+ ``config.yaml``) -- SimulEval's format, so
   ``streamst score`` or ``simuleval --score-only --output DIR`` reproduce the latency.
 
@@ -70,11 +72,16 @@ class UtteranceResult:
 
 @dataclass(frozen=True)
 class SettingResult:
-    """All utterances of one setting; ``params`` (policy k, chunk size...) go to the report."""
+    """All utterances of one setting of one path; ``params`` (policy k, chunk size...) go to
+    the report. Settings of the same ``path`` are joined by one line on the curve."""
 
     name: str
     utterances: Sequence[UtteranceResult]
     params: Mapping[str, Any] = field(default_factory=dict)
+    path: str = "simul"  # e2e | simul | cascade | any other translation path
+
+
+PATH_ORDER = ("e2e", "simul", "cascade")  # report and legend order; other paths after these
 
 
 TABLE_COLUMNS = ("BLEU", "chrF", "AL", "LAAL", "AL_CA", "retention", "flicker")
@@ -141,10 +148,12 @@ def score_direction(utts: Sequence[UtteranceResult], log_dir: Path) -> dict[str,
 
 
 def write_report(
-    out_dir: str | Path, settings: Sequence[SettingResult], *, title: str = "streamst evaluation"
+    out_dir: str | Path, settings: Sequence[SettingResult], *, title: str = "streamst evaluation",
+    meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score every setting, write report.json, report.md, curve.png and the logs.
 
+    ``meta``: what was run (profile, models, commit, machine, manifest...), recorded as is.
     Returns the report (the content of report.json).
     """
     out = Path(out_dir)
@@ -153,8 +162,10 @@ def write_report(
     if len({_safe(n) for n in names}) != len(names):
         raise ValueError(f"setting names must be unique as directory names: {names}")
 
-    report: dict[str, Any] = {"title": title, "settings": []}
+    report: dict[str, Any] = {"title": title, "meta": dict(meta or {}), "settings": []}
     points = []
+    rank = {p: i for i, p in enumerate(PATH_ORDER)}
+    settings = sorted(settings, key=lambda s: rank.get(s.path, len(rank)))  # stable within a path
     for s in settings:
         if not s.utterances:
             raise ValueError(f"setting {s.name!r} has no utterances")
@@ -164,17 +175,18 @@ def write_report(
         directions = {
             d: score_direction(utts, out / _safe(s.name) / d) for d, utts in sorted(by_dir.items())
         }
-        report["settings"].append({"name": s.name, "params": dict(s.params), "directions": directions})
+        report["settings"].append({"name": s.name, "path": s.path, "params": dict(s.params),
+                                   "directions": directions})
         for d, r in directions.items():
-            if r["AL"] is not None and r["retention"] is not None:
-                points.append({"setting": s.name, "direction": d, "label": f"{s.name} ({d})",
-                               "AL_s": r["AL"] / 1000.0, "retention": r["retention"],
-                               "quality_basis": r["quality_basis"]})
+            if r["LAAL"] is not None and r["retention"] is not None:
+                points.append({"setting": s.name, "path": s.path, "direction": d, "label": f"{s.name} ({d})",
+                               "AL_s": r["AL"] / 1000.0, "LAAL_s": r["LAAL"] / 1000.0,
+                               "retention": r["retention"], "quality_basis": r["quality_basis"]})
 
     report["curve"] = {
         "path": "curve.png",
-        "x": "AL (s)",
-        "y": "quality retention: chrF(streaming) / chrF(offline cascade)",
+        "x": "LAAL (s)",
+        "y": "quality retention: chrF(path) / chrF(offline cascade)",
         "points": points,
     }
     (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
@@ -184,44 +196,95 @@ def write_report(
     return report
 
 
+HOW_TO_READ = """\
+## How to read this report
+
+* **Latency** is in ms of source audio, per utterance from its start, averaged over the test
+  set (SimulEval definitions). AL: how far each word comes after an ideal interpreter who
+  keeps pace with the speaker. LAAL: the same with the ideal pace set by the longer of output
+  and reference. `_CA`: computation-aware, the processing time added.
+* **AL below zero, or far below LAAL**: AL sets the ideal pace from the *reference* length;
+  when the output is longer than the reference (tiny or untrained models ramble), its later
+  words are "ahead" of that pace and AL shrinks, even below zero. That is not speed: read LAAL,
+  which uses the longer of the two and cannot be lowered by long output. The curve uses LAAL.
+* **Retention** = chrF(path) / chrF(offline cascade), both against the references: how much
+  of the sentence-level quality a streaming path keeps. **Above 1** means the path scored
+  better than the cascade on this set: the cascade is a reference system, not an upper bound
+  (with random-weight models both scores are near zero and their ratio is noise). Without
+  references (`*`) it is chrF(path, cascade)/100, which cannot exceed 1. The cascade itself
+  is 1 by definition.
+* **Flicker**: shown words later changed; **retractions**: committed words taken back (0
+  by design).
+"""
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """report.md: one table per setting, a row per direction."""
-    lines = [f"# {report['title']}", "",
-             "Latency in ms of source audio (AL_CA: computation-aware). Retention = "
-             "chrF(streaming) / chrF(offline cascade); `*` marks the reference-free proxy "
-             "chrF(streaming, cascade)/100 used where there are no references. Flicker = shown "
-             "units later changed. Full precision in report.json.", "",
-             "![quality retention vs latency](curve.png)", ""]
+    """report.md: what was run, how to read it, a summary row per path/setting/direction,
+    then one table per setting."""
+    lines = [f"# {report['title']}", ""]
+    meta = report.get("meta") or {}
+    if meta:
+        lines += ["| run | |", "|---|---|"]
+        for k, v in meta.items():
+            if isinstance(v, Mapping):
+                v = ", ".join(f"{a}: {b}" for a, b in v.items())
+            lines.append(f"| {k} | {str(v).replace('|', '/')} |")
+        lines.append("")
+    lines += ["Full precision in report.json. `*` marks the reference-free retention proxy.", "",
+              "![quality retention vs latency](curve.png)", "", "## Summary", "",
+              "| path | setting | direction | n | chrF | AL | LAAL | LAAL_CA | retention |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for s in report["settings"]:
+        for d, r in s["directions"].items():
+            lines.append(f"| {s.get('path', '')} | {s['name']} | {d} | {r['n']} | {_fmt(r['chrF'])} | "
+                         f"{_fmt(r['AL'])} | {_fmt(r['LAAL'])} | {_fmt(r['LAAL_CA'])} | {_retention(r)} |")
+    lines += ["", HOW_TO_READ]
     for s in report["settings"]:
         lines += [f"## {s['name']}", ""]
-        if s["params"]:
-            lines += [", ".join(f"{k}={v}" for k, v in s["params"].items()), ""]
+        head = [f"path={s['path']}"] if s.get("path") else []
+        lines += [", ".join(head + [f"{k}={v}" for k, v in s["params"].items()]), ""]
         lines += ["| direction | n | " + " | ".join(TABLE_COLUMNS) + " | retractions |",
                   "|---" * (len(TABLE_COLUMNS) + 3) + "|"]
         for d, r in s["directions"].items():
             cells = [_fmt(r[c]) for c in TABLE_COLUMNS]
-            if r["quality_basis"] != "reference" and r["retention"] is not None:
-                cells[TABLE_COLUMNS.index("retention")] += "*"
+            cells[TABLE_COLUMNS.index("retention")] = _retention(r)
             lines.append(f"| {d} | {r['n']} | " + " | ".join(cells) + f" | {r['retractions']} |")
         lines.append("")
     return "\n".join(lines)
 
 
+def _retention(r: Mapping[str, Any]) -> str:
+    cell = _fmt(r["retention"])
+    return cell + "*" if r["quality_basis"] != "reference" and r["retention"] is not None else cell
+
+
 def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> None:
-    """Quality retention against AL (s), one labelled point each (Agg, no display)."""
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    """Quality retention against LAAL (s): one line per (path, direction) through its
+    settings in latency order, each point labelled with its setting; a legend (Agg)."""
+    fig = Figure(figsize=(7.2, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for p in points:
-        ax.scatter([p["AL_s"]], [p["retention"]], s=36)
-        ax.annotate(p["label"], (p["AL_s"], p["retention"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    ax.set_xlabel("latency: AL (s)")
-    ax.set_ylabel("quality retention (streaming / offline cascade)")
-    ax.set_title(f"{title}: quality retention vs latency")
+        groups.setdefault((str(p.get("path", "simul")), str(p["direction"])), []).append(p)
+    rank = {name: i for i, name in enumerate(PATH_ORDER)}
+    markers = {"e2e": "s", "simul": "o", "cascade": "*"}
+    for (name, direction), pts in sorted(groups.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0])):
+        pts = sorted(pts, key=lambda p: p["LAAL_s"])
+        xs, ys = [p["LAAL_s"] for p in pts], [p["retention"] for p in pts]
+        ax.plot(xs, ys, marker=markers.get(name, "D"), markersize=9 if name == "cascade" else 6,
+                linewidth=1.5, label=f"{name} ({direction})" + (" *" if pts[0]["quality_basis"] != "reference" else ""))
+        for p in pts:
+            ax.annotate(p["setting"], (p["LAAL_s"], p["retention"]), textcoords="offset points",
+                        xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("latency: LAAL (s of speech)")
+    ax.set_ylabel("quality retention (path / offline cascade)")
+    ax.set_title(f"{title}: quality retention vs latency", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.margins(0.15)
-    if not points:
+    if points:
+        ax.legend(title="path (direction)", fontsize=8, title_fontsize=8, loc="best")
+    else:
         ax.text(0.5, 0.5, "no scored settings", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, format="png")

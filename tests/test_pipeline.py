@@ -149,8 +149,9 @@ def test_eval_cli_writes_report(tiny_models_root, tmp_path):
         assert (out / name).is_file()
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["settings"]] == ["wait-k-k1", "wait-k-k3"]
+    # simul once per setting, the cascade (policy-independent) once
+    assert [s["name"] for s in report["settings"]] == ["wait-k-k1", "wait-k-k3", "cascade"]
     logs = list(out.glob("*/*/instances.log"))
-    assert len(logs) == 2
+    assert len(logs) == 3
     first = json.loads(logs[0].read_text().splitlines()[0])
     assert {"index", "prediction", "delays", "elapsed", "source_length", "reference"} <= set(first)

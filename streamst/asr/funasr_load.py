@@ -6,7 +6,9 @@ One code path for both: a local directory with ``config.yaml`` + ``model.pt`` is
 how to get it (the caller's ``hint``).
 
 FunASR prints notices to stdout at import and while resolving models; they are sent to
-stderr here so that a CLI's stdout stays clean.
+stderr here so that a CLI's stdout stays clean, except its notice that ffmpeg is missing
+(streamst hands FunASR arrays, never files, so it never uses ffmpeg) and its version line,
+which are dropped.
 
 Threads: ``AutoModel`` calls ``torch.set_num_threads(ncpu)`` (process-wide) before every
 ``generate``. ``ncpu`` defaults to the current count, so nothing changes; with a smaller
@@ -18,6 +20,7 @@ the test suite ran 19 s with one thread and 126 s with two (OpenMP waits on tiny
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -44,6 +47,27 @@ def is_local_source(source: str | Path) -> bool:
         return True
     s = str(source)
     return os.path.isabs(s) or s.startswith(("~", "./", "../")) or s == "." or os.path.exists(s)
+
+
+# FunASR prints this at import when ffmpeg is not installed (funasr/utils/load_utils.py),
+# and its version at every AutoModel
+FFMPEG_NOTICE = ("Notice: ffmpeg is not installed", "If you want to use ffmpeg backend",
+                 "sudo apt install ffmpeg", "# brew install ffmpeg", "funasr version:")
+
+
+@contextlib.contextmanager
+def funasr_output_to_stderr() -> Iterator[None]:
+    """Send what FunASR prints to stdout to stderr instead, without its ffmpeg notice and
+    version line."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            yield
+    finally:
+        kept = [line for line in buf.getvalue().splitlines(keepends=True)
+                if not line.strip().startswith(FFMPEG_NOTICE)]
+        if kept:
+            sys.stderr.write("".join(kept))
 
 
 @contextlib.contextmanager
@@ -94,7 +118,7 @@ def load_auto_model(
         model_arg = str(path)
     else:
         model_arg = str(source)
-    with contextlib.redirect_stdout(sys.stderr), keep_torch_threads():
+    with funasr_output_to_stderr(), keep_torch_threads():
         from funasr import AutoModel  # slow import (~10 s): deferred to first load
 
         try:

@@ -1,27 +1,53 @@
 """``streamst eval MANIFEST``: stream a test set through the pipeline for several policy
-settings and the cascade; write report.json, report.md, curve.png and SimulEval logs.
+settings; write report.json, report.md, curve.png and SimulEval logs.
 
 Manifest: JSONL, one utterance a line with ``audio`` (wav path relative to the manifest),
 ``source``, ``reference``, ``src_lang``, ``tgt_lang`` (``id`` optional). ``streamst testset
 --out DIR`` synthesises the project's own test set into such a manifest.
+
+Every path of ``--mode`` is measured: the streaming paths (e2e, simul...) once per policy
+setting, the sentence-level cascade once (it does not depend on the policy) as the quality
+reference. Each (setting, manifest line) result is appended to ``OUT/results.jsonl`` as soon
+as it is done; a second run with the same arguments reuses them and computes only what is
+missing (``--fresh`` starts over). At a terminal a progress bar counts items and audio and
+estimates the time left.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import platform
+import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from streamst.commands._common import add_model_args, file_chunks, stream_file
+from streamst import pipeline
+from streamst.commands._common import (
+    add_model_args,
+    check_languages,
+    interactive,
+    load_models,
+    open_audio,
+    progress,
+    result_paths,
+    stream_file,
+)
 from streamst.errors import UserError
 from streamst.evaluation import SettingResult, UtteranceResult, write_report
-from streamst.loading import Models, RuntimeOptions
+from streamst.loading import Models
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
 from streamst.text import join_units, split_units
+
+RESULTS = "results.jsonl"
+CASCADE = "cascade"  # the policy-independent path: measured once, the retention reference
 
 
 @dataclass(frozen=True)
@@ -36,8 +62,11 @@ class ManifestLine:
 
 def read_manifest(path: str | Path) -> list[ManifestLine]:
     path = Path(path)
+    if path.is_dir():
+        hint = f" (did you mean {path / 'manifest.jsonl'}?)" if (path / "manifest.jsonl").is_file() else ""
+        raise UserError(f"{path} is a directory: give the manifest file{hint}")
     if not path.is_file():
-        raise UserError(f"{path}: no such manifest")
+        raise UserError(f"{path}: no such manifest (make one with `streamst testset --out DIR`)")
     lines = []
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not raw.strip():
@@ -48,9 +77,14 @@ def read_manifest(path: str | Path) -> list[ManifestLine]:
             line = ManifestLine(str(obj.get("id", n)), audio, obj.get("source", ""), obj.get("reference"),
                                 obj["src_lang"], obj["tgt_lang"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"{path}:{n}: bad manifest line ({type(e).__name__}: {e})") from e
+            raise UserError(f"{path}:{n}: bad manifest line ({type(e).__name__}: {e}); each line needs "
+                            "audio, src_lang, tgt_lang (source, reference, id optional)") from e
         if not audio.is_file():
-            raise UserError(f"{path}:{n}: audio file {audio} not found")
+            raise UserError(f"{path}:{n}: audio file {audio} not found (paths are relative to the manifest)")
+        try:
+            check_languages(line.src_lang, [line.tgt_lang], src_flag="src_lang", tgt_flag="tgt_lang")
+        except UserError as e:
+            raise UserError(f"{path}:{n}: {e}") from e
         lines.append(line)
     if not lines:
         raise UserError(f"{path}: the manifest is empty")
@@ -63,9 +97,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", action="append", choices=POLICY_NAMES,
                    help="policy to evaluate (repeatable; default reorder-aware)")
     p.add_argument("--k", default=None, help="comma-separated k values, one setting each (e.g. 1,3,5,7)")
+    # the pipeline's own list: a new mode there is a new choice here
+    p.add_argument("--mode", default="both", choices=pipeline.MODES,
+                   help="translation path(s) to measure (default both: simul + the cascade reference)")
     p.add_argument("--chunk-ms", type=int, default=600)
     p.add_argument("--limit", type=int, default=None, help="first N manifest lines only")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (results.jsonl there is reused: see --fresh)")
+    p.add_argument("--fresh", action="store_true", help="ignore results of an earlier run in --out")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -75,7 +113,7 @@ def settings_from_args(args: argparse.Namespace) -> list[tuple[str, dict[str, An
     try:
         ks = [int(k) for k in args.k.split(",")] if args.k else [None]
     except ValueError as e:
-        raise UserError(f"--k takes comma-separated integers, got {args.k!r}") from e
+        raise UserError(f"--k takes comma-separated integers, e.g. --k 1,3,5; got {args.k!r}") from e
     out = []
     for pol in policies:
         for k in ks if pol != "local-agreement" else [None]:
@@ -85,58 +123,219 @@ def settings_from_args(args: argparse.Namespace) -> list[tuple[str, dict[str, An
     return out
 
 
+def pipeline_config(line: ManifestLine, params: dict[str, Any], mode: str, chunk_ms: int) -> PipelineConfig:
+    overrides = {k: v for k, v in params.items() if k != "policy"}
+    return PipelineConfig.create(line.src_lang, line.tgt_lang, mode=mode, policy=params["policy"],
+                                 chunk_ms=chunk_ms, **overrides)
+
+
 def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int) -> tuple[Any, int]:
     """Stream one manifest line; return (results of its utterances, audio ms)."""
     session = TranslationSession(models, config)
-    stream_file(session, file_chunks(line.audio, chunk_ms), lambda events: None)
+    stream_file(session, open_audio(line.audio).chunks(chunk_ms), lambda events: None)
     return list(session.results), session.audio_ms
 
 
-def merge(line: ManifestLine, results, audio_ms: int) -> UtteranceResult:
+def path_trace(r: Any, path: str) -> tuple[str | None, list[float], list[float], list[str], list[str]]:
+    """(text, delays, elapsed, displays, commits) of one path in one pipeline utterance result.
+
+    Read from ``r.paths[path]`` when the result keeps one record per path, else from the
+    ``{path}_delays_ms``-style fields, else (the one streaming path) ``delays_ms`` etc. The
+    cascade commits its whole sentence at ``cascade_delay_ms``."""
+    per_path = getattr(r, "paths", None)
+    if isinstance(per_path, dict) and path in per_path:
+        t = per_path[path]
+        return (getattr(t, "text", None), list(getattr(t, "delays_ms", [])), list(getattr(t, "elapsed_ms", [])),
+                list(getattr(t, "displays", [])), list(getattr(t, "commits", [])))
+    text = result_paths(r).get(path)
+    if path == CASCADE:
+        n = len(split_units(text or "", r.language))
+        delay = getattr(r, "cascade_delay_ms", None)
+        return text, [float(delay)] * n if delay is not None else [], [], [], []
+    field = (lambda name: getattr(r, f"{path}_{name}", None))
+    if field("delays_ms") is not None:
+        return text, list(field("delays_ms")), list(field("elapsed_ms") or []), list(field("displays") or []), \
+            list(field("commits") or [])
+    return text, list(r.delays_ms), list(r.elapsed_ms), list(r.displays), list(r.commits)
+
+
+def merge(line: ManifestLine, results, audio_ms: int, path: str = "simul") -> UtteranceResult:
     """All VAD utterances of one manifest line as one SimulEval instance (stream times)."""
     lang = line.tgt_lang
-    simul_units, cascade_units, delays, elapsed, displays, commits = [], [], [], [], [], []
+    units_all, delays, elapsed, displays, commits = [], [], [], [], []
     for r in results:
-        units = split_units(r.simul or "", lang)
-        simul_units += units
-        delays += r.delays_ms[: len(units)]
-        elapsed += r.elapsed_ms[: len(units)]
-        cascade_units += split_units(r.cascade or "", lang)
-        prefix = join_units(simul_units[: len(simul_units) - len(units)], lang)
-        displays += [f"{prefix} {d}".strip() for d in r.displays]
-        commits += [f"{prefix} {c}".strip() for c in r.commits]
+        text, d, e, shown, comm = path_trace(r, path)
+        units = split_units(text or "", lang)
+        units_all += units
+        delays += d[: len(units)]
+        elapsed += e[: len(units)]
+        prefix = join_units(units_all[: len(units_all) - len(units)], lang)
+        displays += [f"{prefix} {x}".strip() for x in shown]
+        commits += [f"{prefix} {c}".strip() for c in comm]
     return UtteranceResult(
-        id=line.id, src_lang=line.src_lang, tgt_lang=lang, prediction=join_units(simul_units, lang),
-        delays=delays, elapsed=elapsed, source_length=float(audio_ms), reference=line.reference,
-        cascade=join_units(cascade_units, lang) if results else "", displays=displays, committed=commits,
-        source=str(line.audio),
+        id=line.id, src_lang=line.src_lang, tgt_lang=lang, prediction=join_units(units_all, lang),
+        delays=delays, elapsed=elapsed if len(elapsed) == len(delays) else [], source_length=float(audio_ms),
+        reference=line.reference, cascade=None, displays=displays, committed=commits, source=str(line.audio),
     )
 
 
+class ResultStore:
+    """``results.jsonl``: one finished (setting, manifest line) per line, appended at once, so
+    an interrupted eval resumes where it stopped."""
+
+    def __init__(self, path: Path, *, fresh: bool) -> None:
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if fresh and path.exists():
+            path.unlink()
+        if path.is_file():
+            for raw in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(raw)
+                    self.records[rec["key"]] = rec
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by an interruption: that item is computed again
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def put(self, rec: dict[str, Any]) -> None:
+        self.records[rec["key"]] = rec
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def item_key(args: argparse.Namespace, name: str, params: dict[str, Any], line: ManifestLine) -> str:
+    audio = line.audio.stat()
+    ident = {"profile": args.profile, "chunk_ms": args.chunk_ms, "mode": args.mode, "setting": name,
+             "params": params, "id": line.id, "audio": str(line.audio.resolve()), "size": audio.st_size,
+             "src": line.src_lang, "tgt": line.tgt_lang, "reference": line.reference}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:20]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
     lines = read_manifest(args.manifest)[: args.limit]
     settings = settings_from_args(args)
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
-    cascade: dict[str, str] = {}
-    out: list[SettingResult] = []
-    for i, (name, params) in enumerate(settings):
-        utts = []
-        for line in lines:
-            overrides = {k: v for k, v in params.items() if k != "policy"}
+    if args.mode == CASCADE:
+        settings = settings[:1]  # the cascade does not depend on the policy
+    # every setting and direction is checked before any model loads
+    for name, params in settings:
+        for line in {(x.src_lang, x.tgt_lang): x for x in lines}.values():
             try:
-                config = PipelineConfig.create(line.src_lang, line.tgt_lang, mode="both" if i == 0 else "simul",
-                                               policy=params["policy"], chunk_ms=args.chunk_ms, **overrides)
+                pipeline_config(line, params, args.mode, args.chunk_ms)
             except ValueError as e:
                 raise UserError(f"setting {name}: {e}") from e
-            results, audio_ms = run_one(models, line, config, args.chunk_ms)
-            u = merge(line, results, audio_ms)
-            if i == 0:
-                cascade[line.id] = u.cascade or ""
-            utts.append(UtteranceResult(**{**u.__dict__, "cascade": cascade[line.id]}))
-            print(f"{name}: {line.id} done", file=sys.stderr)
-        out.append(SettingResult(name, utts, params=params))
-    report = write_report(args.out, out)
-    print(json.dumps({"out": str(Path(args.out)), "settings": [s.name for s in out],
-                      "files": ["report.json", "report.md", "curve.png"]}, ensure_ascii=False))
-    del report
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file: give a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out_dir / RESULTS, fresh=args.fresh)
+    durations = {line.id: open_audio(line.audio).duration_s for line in lines}
+    items = [(name, params, line, item_key(args, name, params, line)) for name, params in settings for line in lines]
+    resumed = sum(1 for *_, key in items if store.get(key) is not None)
+    live = interactive()
+    if resumed:
+        print(f"eval: reusing {resumed} of {len(items)} results from {store.path} (--fresh to start over)",
+              file=sys.stderr)
+    models = load_models(args.profile, args.device) if resumed < len(items) else None
+    total_s = sum(durations[line.id] for *_, line, _ in items)
+    done_s = sum(durations[line.id] for *_, line, key in items if store.get(key) is not None)
+    bar = progress(round(total_s, 1), unit="s", enabled=live, initial=round(done_s, 1),
+                   bar_format="{desc} {percentage:3.0f}%|{bar:16}| {n:.0f}/{total:.0f} s audio "
+                              "[{elapsed}<{remaining}]")
+    t0 = time.perf_counter()
+    n_done = resumed
+    try:
+        for name, params, line, key in items:
+            if store.get(key) is not None:
+                continue
+            bar.set_description_str(f"eval {n_done + 1}/{len(items)} {name} {line.id}", refresh=True)
+            assert models is not None
+            t_item = time.perf_counter()
+            results, audio_ms = run_one(models, line, pipeline_config(line, params, args.mode, args.chunk_ms),
+                                        args.chunk_ms)
+            paths = sorted({p for r in results for p in result_paths(r)})
+            store.put({"key": key, "setting": name, "id": line.id, "audio_ms": audio_ms,
+                       "wall_s": round(time.perf_counter() - t_item, 3),
+                       "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths}})
+            n_done += 1
+            bar.update(min(durations[line.id], bar.total - bar.n))
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+
+    report = write_report(out_dir, collect(settings, lines, store, items), meta=run_meta(args, lines, models, wall,
+                                                                                         resumed, len(items)))
+    print(json.dumps({"out": str(out_dir), "settings": [s["name"] for s in report["settings"]],
+                      "resumed": resumed, "computed": len(items) - resumed,
+                      "files": ["report.json", "report.md", "curve.png", RESULTS]}, ensure_ascii=False))
     return 0
+
+
+def collect(settings, lines, store: ResultStore, items) -> list[SettingResult]:
+    """SettingResults per path: each streaming path once per setting, the cascade once; every
+    utterance carries the cascade's text as its retention reference."""
+    by = {(name, line.id): store.get(key) for name, _, line, key in items}
+    first = settings[0][0]
+    cascade_text = {line.id: (by[(first, line.id)]["paths"].get(CASCADE) or {}).get("prediction") for line in lines}
+    present = sorted({p for rec in by.values() for p in rec["paths"]})
+    out: list[SettingResult] = []
+    for path in (p for p in present if p != CASCADE):
+        for name, params in settings:
+            utts = [UtteranceResult(**{**by[(name, line.id)]["paths"][path], "cascade": cascade_text[line.id]})
+                    for line in lines if path in by[(name, line.id)]["paths"]]
+            if utts:
+                label = name if path == "simul" else f"{path}-{name}"
+                out.append(SettingResult(label, utts, params=params, path=path))
+    if CASCADE in present:
+        utts = [UtteranceResult(**{**by[(first, line.id)]["paths"][CASCADE], "cascade": cascade_text[line.id]})
+                for line in lines if CASCADE in by[(first, line.id)]["paths"]]
+        out.append(SettingResult(CASCADE, utts, params={}, path=CASCADE))
+    if not out:
+        raise UserError("no path produced any output to score (is the manifest's audio speech?)")
+    return out
+
+
+def run_meta(args: argparse.Namespace, lines, models: Models | None, wall_s: float, resumed: int,
+             items: int) -> dict[str, Any]:
+    """What report.md records about the run: enough to reproduce and compare it."""
+    import torch
+
+    from streamst.profiles import load_profile
+
+    profile = models.profile if models is not None else load_profile(args.profile)
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "profile": f"{profile.name}: {profile.description}".rstrip(": "),
+        "models": {s.role: f"{s.kind} {s.source}".strip() for s in profile.specs()},
+        "mode": args.mode,
+        "chunk_ms": args.chunk_ms,
+        "manifest": f"{args.manifest} ({len(lines)} lines)",
+        "commit": git_commit(),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+                   f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {args.device}",
+        "run": f"{items - resumed} items computed in {wall_s:.0f} s, {resumed} reused from {RESULTS}",
+        "command": "streamst " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else "streamst eval",
+    }
+
+
+def git_commit() -> str:
+    """The commit of the streamst checkout (``+dirty`` with local changes), or why unknown."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"unknown (installed package streamst {version('streamst')}, not a git checkout)"
+        except PackageNotFoundError:
+            return "unknown (not a git checkout)"

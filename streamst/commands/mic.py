@@ -35,14 +35,18 @@ RATE = 16000
 FRAME_MS = 100
 MODES = ("simul", "cascade", "both")
 NO_SOUNDDEVICE = ("sounddevice is not installed (pip install 'streamst[mic]'; "
-                  "Debian: apt-get install libportaudio2)")
+                  "Debian: apt-get install libportaudio2), or caption a file instead: --file talk.wav")
+NO_DEVICE_HINT = "caption a file instead with --file talk.wav, or pick a device: python -m sounddevice"
 DIM, RESET, CLEAR_LINE = "\x1b[2m", "\x1b[0m", "\r\x1b[2K"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from streamst.policy import POLICY_NAMES
 
-    p = sub.add_parser("mic", help="live captions from the microphone (or a wav) via a streamst server")
+    p = sub.add_parser("mic", help="live captions from the microphone (or a wav) via a streamst server",
+                       epilog="exit codes: 0 the session ended normally; 1 the server could not be reached, "
+                              "refused the session or failed; 2 bad arguments or no audio input; "
+                              "130 interrupted before the summary")
     p.add_argument("--url", default="ws://127.0.0.1:8765/ws", help="websocket URL of the server")
     p.add_argument("--src", default="zh", help="source language")
     p.add_argument("--tgt", default="en", help="target language(s), comma-separated")
@@ -118,7 +122,7 @@ def mic_source(device: int | None) -> AsyncIterator[bytes]:
     try:
         info = sd.query_devices(device, kind="input")
     except Exception as e:  # PortAudioError, ValueError: no such device / no input device
-        raise UserError(f"no usable audio input device ({e}); see: python -m sounddevice") from e
+        raise UserError(f"no usable audio input device ({e}); {NO_DEVICE_HINT}") from e
     try:
         sd.check_input_settings(device=device, channels=1, samplerate=RATE, dtype="float32")
         rate = RATE
@@ -145,7 +149,7 @@ def mic_source(device: int | None) -> AsyncIterator[bytes]:
             stream = sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
                                     blocksize=rate * FRAME_MS // 1000, callback=callback)
         except Exception as e:
-            raise UserError(f"cannot open audio input device ({e})") from e
+            raise UserError(f"cannot open audio input device ({e}); {NO_DEVICE_HINT}") from e
         with stream:
             while True:
                 frames, carry = _frames(resample(await queue.get()), carry)

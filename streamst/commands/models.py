@@ -23,9 +23,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from streamst.asr.funasr_load import funasr_output_to_stderr
+    from streamst.commands._common import interactive, progress
+
     profile = load_profile(args.profile)
     t0 = time.perf_counter()
-    built = build_profile(profile, force=args.force, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
+    todo = [s for s in profile.specs() if s.is_store]
+    live = interactive()
+    bar = progress(len(todo), unit="model", desc=f"building {profile.name}", enabled=live)
+
+    started = 0
+
+    def log(msg: str) -> None:
+        # build_profile logs once per store model, before building it ("ROLE: building ...")
+        # or when it exists ("ROLE: ... exists"): each message after the first closes one
+        nonlocal started
+        if started:
+            bar.update(1)
+        started += 1
+        if live:
+            bar.set_postfix_str(msg.split(" -> ")[0], refresh=True)
+        else:
+            print(msg, file=sys.stderr)
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its per-shard bars would run under ours
+    try:
+        with funasr_output_to_stderr():
+            built = build_profile(profile, force=args.force, seed=args.seed, log=log)
+        bar.update(len(todo) - bar.n)
+    finally:
+        bar.close()
     print(json.dumps({"profile": profile.name, "built": [str(p) for p in built],
                       "seconds": round(time.perf_counter() - t0, 2)}))
     return 0

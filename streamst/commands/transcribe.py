@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 from collections import Counter
 
 from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
-from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks, stream_file
+from streamst.commands._common import (
+    LiveLines,
+    add_model_args,
+    add_stream_args,
+    emit,
+    interactive,
+    open_audio,
+    load_models,
+    stream_file,
+)
 from streamst.errors import UserError
-from streamst.loading import Models, RuntimeOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +34,12 @@ def run(args: argparse.Namespace) -> int:
         config = StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.lang)
     except ValueError as e:
         raise UserError(str(e)) from e
-    chunks = file_chunks(args.file, args.chunk_ms, declared_rate=args.rate, realtime=args.realtime)
-    first = next(chunks)  # validates the file before loading models
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    audio = open_audio(args.file, declared_rate=args.rate)  # checked before models load
+    models = load_models(args.profile, args.device)
     rec = StreamingRecognizer(models.asr, models.new_vad(), config)
     counts: Counter[str] = Counter()
     finals = []
+    out = LiveLines(audio.duration_s, enabled=interactive(args.json))
     t0 = time.perf_counter()
 
     def handle(events) -> None:
@@ -42,9 +49,15 @@ def run(args: argparse.Namespace) -> int:
             if ev.kind == "final":
                 finals.append(ev)
                 if not args.json:
-                    print(f"[{ev.start_ms / 1000:7.2f}-{ev.end_ms / 1000:7.2f}] ({ev.language}) {ev.text}")
+                    out.line(f"[{ev.start_ms / 1000:7.2f}-{ev.end_ms / 1000:7.2f}] ({ev.language}) {ev.text}")
+            elif not args.json:
+                out.live(f"({ev.language}) {ev.text}")
 
-    stream_file(rec, itertools.chain([first], chunks), handle)
+    try:
+        stream_file(rec, audio.chunks(args.chunk_ms, realtime=args.realtime), handle,
+                    on_chunk=lambda n: out.advance(n / 16000))
+    finally:
+        out.close()
     wall = time.perf_counter() - t0
     audio_s = rec.audio_ms / 1000
     summary = {

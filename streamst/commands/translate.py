@@ -1,15 +1,34 @@
-"""``streamst translate FILE``: stream a file through ASR + simultaneous translation."""
+"""``streamst translate FILE``: stream a file through ASR + simultaneous translation.
+
+At a terminal: each utterance's transcript, translation per path and latency as it finishes,
+the caption being made and a progress bar on the bottom line, then a table of per-utterance
+latency and retention. ``--json``: one event per line, then a summary object (no bar).
+Arguments, languages and the file are checked before any model loads.
+"""
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import sys
 import time
 
-from streamst.commands._common import add_model_args, add_stream_args, emit, file_chunks, stream_file
+from streamst.commands._common import (
+    LiveLines,
+    add_model_args,
+    add_stream_args,
+    check_languages,
+    emit,
+    fmt_s,
+    interactive,
+    open_audio,
+    load_models,
+    stream_file,
+    utterance_table,
+)
 from streamst.errors import UserError
-from streamst.loading import Models, RuntimeOptions
-from streamst.pipeline import MODES, PipelineConfig, TranslationSession
+from streamst.events import Event
+from streamst import pipeline
+from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
 
 
@@ -33,53 +52,95 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("translate", help="simultaneous speech translation of an audio file")
     p.add_argument("file")
     add_policy_args(p)
-    p.add_argument("--mode", default="simul", choices=MODES)
+    # the pipeline's own list: a new mode there is a new choice here
+    p.add_argument("--mode", default="simul", choices=pipeline.MODES, help="translation path(s) to run")
     add_model_args(p)
     add_stream_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # everything that can be wrong with the arguments is reported before models load
+    tgts = check_languages(args.src, args.tgt.split(","))
     try:
-        config = PipelineConfig.create(args.src, args.tgt.split(","), mode=args.mode, policy=args.policy,
+        config = PipelineConfig.create(args.src, tgts, mode=args.mode, policy=args.policy,
                                        chunk_ms=args.chunk_ms, **policy_overrides(args))
     except ValueError as e:
         raise UserError(str(e)) from e
-    chunks = file_chunks(args.file, args.chunk_ms, declared_rate=args.rate, realtime=args.realtime)
-    first = next(chunks)  # validates the file before loading models
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    audio = open_audio(args.file, declared_rate=args.rate)
+    live = interactive(args.json)
+    if live:
+        print(f"loading models (profile {args.profile})…", file=sys.stderr, flush=True)
+    models = load_models(args.profile, args.device)
     session = TranslationSession(models, config)
+    out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()
 
-    def handle(events) -> None:
+    def handle(events: list[Event]) -> None:
         for ev in events:
-            emit(ev.to_dict(), args.json)
-            if not args.json and ev.type == "translation" and ev.final:
-                print(f"[{ev.mode}] {ev.committed}")
-            elif not args.json and ev.type == "transcript" and ev.kind == "final":
-                print(f"[source] {ev.text}")
+            if args.json:
+                emit(ev.to_dict(), True)
+            else:
+                show(out, ev)
 
-    stream_file(session, itertools.chain([first], chunks), handle)
+    try:
+        stream_file(session, audio.chunks(args.chunk_ms, realtime=args.realtime), handle,
+                    on_chunk=lambda n: out.advance(n / 16000))
+    finally:
+        out.close()
     wall = time.perf_counter() - t0
     audio_s = session.audio_ms / 1000
+    rtf = round(wall / audio_s, 4) if audio_s else None
     summary = {
         "type": "summary",
         "audio_s": round(audio_s, 3),
         "mode": config.mode,
         "policy": config.policy,
+        "profile": args.profile,
         "src_lang": config.src_lang,
         "tgt_langs": list(config.tgt_langs),
         "wall_s": round(wall, 3),
-        "rtf": round(wall / audio_s, 4) if audio_s else None,
+        "rtf": rtf,
         "utterances": [
             {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms, "source": r.source,
-             "simul": r.simul, "cascade": r.cascade, "delays_ms": r.delays_ms, "latency": r.metrics,
-             "retention_proxy": r.retention_proxy}
+             **{p: getattr(r, p) for p in ("e2e", "simul", "cascade") if hasattr(r, p)},
+             "delays_ms": r.delays_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy}
             for r in session.results
         ],
     }
-    emit(summary, args.json)
-    if not args.json:
-        print(f"{audio_s:.1f} s of audio, {len(session.results)} utterances, RTF {summary['rtf']}")
+    if args.json:
+        emit(summary, True)
+        return 0
+    n = len({r.utterance for r in session.results})
+    print(f"summary: {audio_s:.1f} s of audio, {n} utterance{'s' if n != 1 else ''}, mode {config.mode}, "
+          f"profile {args.profile}; {wall:.1f} s of processing (RTF {rtf})")
+    utterance_table(list(session.results), sys.stdout)
     return 0
 
+
+def show(out: LiveLines, ev: Event) -> None:
+    """One pipeline event for a person: finished things as lines, the rest as the live line."""
+    d = ev.to_dict()
+    kind = d.get("type")
+    utt = d.get("utterance")
+    if kind == "transcript":
+        if d["kind"] == "final":
+            out.line(f"[{utt}] {d['start_ms'] / 1000:.1f}-{d['end_ms'] / 1000:.1f} s "
+                     f"{d.get('language') or 'source'}: {d['text']}")
+        else:
+            out.live(f"[{utt}] {d.get('language') or 'source'}: {d['text']}")
+    elif kind == "translation":
+        label = f"{d['language']} {d.get('mode', 'simul')}"
+        if d.get("final"):
+            out.line(f"[{utt}] {label}: {d['committed']}")
+        else:
+            tentative = f" [{d['tentative']}]" if d.get("tentative") else ""
+            out.live(f"[{utt}] {label}: {d['committed']}{tentative}")
+    elif kind == "latency":
+        m = d.get("metrics") or {}
+        figures = " · ".join(f"{k} {fmt_s(m[k])} s" for k in ("AL", "LAAL", "AL_CA", "LAAL_CA") if k in m)
+        ret = d.get("retention_proxy")
+        extra = f" · retention {ret:.2f}*" if isinstance(ret, (int, float)) else ""
+        label = d["language"] + (f" {d['mode']}" if d.get("mode") else "")
+        if figures or extra:
+            out.line(f"[{utt}] {label} latency: {figures}{extra}")
