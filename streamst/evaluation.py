@@ -189,10 +189,11 @@ def write_report(
         "y": "quality retention: chrF(path) / chrF(offline cascade)",
         "points": points,
     }
+    report["curve"]["lines"] = [{"label": label, "points": n}
+                                for label, n in plot_curve(points, out / "curve.png", title=title)]
     (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
     (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
-    plot_curve(points, out / "curve.png", title=title)
     return report
 
 
@@ -258,9 +259,10 @@ def _retention(r: Mapping[str, Any]) -> str:
     return cell + "*" if r["quality_basis"] != "reference" and r["retention"] is not None else cell
 
 
-def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> None:
+def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -> list[tuple[str, int]]:
     """Quality retention against LAAL (s): one line per (path, direction) through its
-    settings in latency order, each point labelled with its setting; a legend (Agg)."""
+    settings in latency order, each point labelled with its setting; a legend (Agg).
+    Returns the legend: (label, number of points) per line drawn."""
     fig = Figure(figsize=(7.2, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -269,11 +271,14 @@ def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -
         groups.setdefault((str(p.get("path", "simul")), str(p["direction"])), []).append(p)
     rank = {name: i for i, name in enumerate(PATH_ORDER)}
     markers = {"e2e": "s", "simul": "o", "cascade": "*"}
+    drawn: list[tuple[str, int]] = []
     for (name, direction), pts in sorted(groups.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0])):
         pts = sorted(pts, key=lambda p: p["LAAL_s"])
         xs, ys = [p["LAAL_s"] for p in pts], [p["retention"] for p in pts]
+        label = f"{name} ({direction})" + (" *" if pts[0]["quality_basis"] != "reference" else "")
         ax.plot(xs, ys, marker=markers.get(name, "D"), markersize=9 if name == "cascade" else 6,
-                linewidth=1.5, label=f"{name} ({direction})" + (" *" if pts[0]["quality_basis"] != "reference" else ""))
+                linewidth=1.5, label=label)
+        drawn.append((label, len(pts)))
         for p in pts:
             ax.annotate(p["setting"], (p["LAAL_s"], p["retention"]), textcoords="offset points",
                         xytext=(5, 5), fontsize=7)
@@ -288,6 +293,7 @@ def plot_curve(points: Sequence[Mapping[str, Any]], path: Path, *, title: str) -
         ax.text(0.5, 0.5, "no scored settings", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, format="png")
+    return drawn
 
 
 def _fmt(v: Any) -> str:

@@ -79,3 +79,27 @@ def test_without_references_uses_labelled_proxy(tmp_path):
 def test_duplicate_setting_names_rejected(tmp_path):
     with pytest.raises(ValueError, match="unique"):
         write_report(tmp_path, [SettingResult("a b", [_utt(0, 1)]), SettingResult("a_b", [_utt(0, 1)])])
+
+
+def test_one_curve_line_per_path_and_report_explains_figures(tmp_path):
+    """Whatever paths the settings carry get a line each through their settings; the cascade
+    is its own point at retention 1; report.md records the run and explains AL and retention."""
+    settings = [SettingResult(name=f"e2e-wait-{k}", params={"k": k}, path="e2e",
+                              utterances=[_utt(i, k) for i in range(3)]) for k in (1, 5)]
+    settings += _settings()  # simul by default
+    cascade = [UtteranceResult(**{**_utt(i, 5).__dict__, "prediction": _utt(i, 5).cascade}) for i in range(3)]
+    settings.append(SettingResult(name="cascade", utterances=cascade, path="cascade"))
+    meta = {"profile": "tiny: random weights", "models": {"asr": "sensevoice store:tiny/sensevoice"},
+            "commit": "0123abcd", "machine": "linux, 2 CPUs"}
+    report = write_report(tmp_path, settings, meta=meta)
+    assert [s["path"] for s in report["settings"]] == ["e2e"] * 2 + ["simul"] * 3 + ["cascade"]
+    assert report["curve"]["lines"] == [{"label": "e2e (zh-en)", "points": 2}, {"label": "simul (zh-en)", "points": 3},
+                                        {"label": "cascade (zh-en)", "points": 1}]
+    [casc] = [p for p in report["curve"]["points"] if p["path"] == "cascade"]
+    assert casc["retention"] == pytest.approx(1.0)
+    md = (tmp_path / "report.md").read_text()
+    for needle in ("| profile | tiny: random weights |", "| commit | 0123abcd |", "| machine | linux, 2 CPUs |",
+                   "asr: sensevoice store:tiny/sensevoice", "AL below zero", "Above 1", "## Summary",
+                   "| e2e | e2e-wait-1 | zh-en |", "| cascade | cascade | zh-en |"):
+        assert needle in md, needle
+    assert json.loads((tmp_path / "report.json").read_text())["meta"]["commit"] == "0123abcd"
