@@ -236,6 +236,11 @@ def utterance_table(results: Sequence[Any], out: TextIO) -> None:
         out.write("  retention*: chrF(streaming, cascade)/100, reference-free; 1.0 = the sentence-level cascade's words\n")
 
 
+def one_line(text: str) -> str:
+    """Text as one display line: newlines, tabs and runs of spaces become one space."""
+    return " ".join(str(text).split())
+
+
 def _width(text: str) -> int:
     import unicodedata
 

@@ -20,14 +20,15 @@ from streamst.commands._common import (
     emit,
     fmt_s,
     interactive,
-    open_audio,
     load_models,
+    one_line,
+    open_audio,
     stream_file,
     utterance_table,
 )
+from streamst import pipeline
 from streamst.errors import UserError
 from streamst.events import Event
-from streamst import pipeline
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
 
@@ -124,18 +125,20 @@ def show(out: LiveLines, ev: Event) -> None:
     kind = d.get("type")
     utt = d.get("utterance")
     if kind == "transcript":
+        text = one_line(d["text"])
         if d["kind"] == "final":
             out.line(f"[{utt}] {d['start_ms'] / 1000:.1f}-{d['end_ms'] / 1000:.1f} s "
-                     f"{d.get('language') or 'source'}: {d['text']}")
+                     f"{d.get('language') or 'source'}: {text}")
         else:
-            out.live(f"[{utt}] {d.get('language') or 'source'}: {d['text']}")
+            out.live(f"[{utt}] {d.get('language') or 'source'}: {text}")
     elif kind == "translation":
         label = f"{d['language']} {d.get('mode', 'simul')}"
+        committed = one_line(d["committed"])
         if d.get("final"):
-            out.line(f"[{utt}] {label}: {d['committed']}")
+            out.line(f"[{utt}] {label}: {committed}")
         else:
-            tentative = f" [{d['tentative']}]" if d.get("tentative") else ""
-            out.live(f"[{utt}] {label}: {d['committed']}{tentative}")
+            tentative = f" [{one_line(d['tentative'])}]" if d.get("tentative") else ""
+            out.live(f"[{utt}] {label}: {committed}{tentative}")
     elif kind == "latency":
         m = d.get("metrics") or {}
         figures = " · ".join(f"{k} {fmt_s(m[k])} s" for k in ("AL", "LAAL", "AL_CA", "LAAL_CA") if k in m)
