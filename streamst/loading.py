@@ -49,8 +49,8 @@ class Models:
         """The shared model of ``role``, made by the factory its kind names in ``KINDS``."""
         spec = self.profile.spec(role)
         if spec is None:
-            raise UserError(f"profile '{self.profile.name}' has no {role} model"
-                            + (" (mode e2e needs an `e2e` entry, e.g. profile tiny or default)" if role == "e2e" else ""))
+            self.require((role,))
+            raise UserError(f"profile '{self.profile.name}' has no {role} model")
         factory = KINDS.get(role, {}).get(spec.kind)
         if factory is None:
             known = ", ".join(KINDS.get(role, {})) or "none"
@@ -92,6 +92,12 @@ class Models:
     @property
     def has_e2e(self) -> bool:
         return self.profile.e2e is not None
+
+    def require(self, paths) -> None:
+        """Raise one :class:`UserError` line if the profile lacks a model the paths need."""
+        if "e2e" in paths and self.profile.e2e is None:
+            raise UserError(f"mode e2e needs an end-to-end model, and profile '{self.profile.name}' has none "
+                            "(add an `e2e` entry to the profile, or use --profile tiny / default)")
 
 
 # -- one factory per (role, kind): a new model is one new file plus one line here ------------
