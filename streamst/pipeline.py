@@ -65,6 +65,8 @@ class PipelineConfig:
     e2e_step_tokens: int = 16  # budget of a proposal while the utterance is open
     e2e_final_tokens: int = 96  # budget once it ended (the rest of the translation)
     max_utterance_ms: int = 20_000  # an utterance this long is closed, the next opened where it stopped
+    e2e_encoding: Literal["full", "incremental"] = "incremental"  # per chunk step; the final step is always full
+    e2e_context_frames: int = 20  # incremental encoding: left context of the new frames (1.2 s)
     e2e_source_text: bool | None = None  # LLM transcript per utterance; None: only in mode e2e
     hotwords: tuple[str, ...] = ()  # biasing words in the e2e prompt (ignored by the text path)
 

@@ -297,3 +297,29 @@ def test_profile_without_e2e_model_is_one_clear_error(tiny_models_root, tmp_path
     code = main(["translate", str(wav), "--profile", str(prof), "--mode", "e2e", "--json"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "e2e" in err[0] and "no-e2e" in err[0]
+
+
+@pytest.mark.parametrize("encoding", ["full", "incremental"])
+def test_encoding_modes_agree_at_the_end_and_incremental_reuses_audio_kv(nano, utterance, encoding) -> None:
+    """Chunk steps may encode incrementally (frozen earlier frames, their K/V reused); the
+    final step always re-encodes the whole utterance, so write-at-end output is unchanged."""
+    cfg = PipelineConfig.create("zh", "en", mode="e2e", policy="wait-k", k=1000, max_lag=1000)
+    cfg = PipelineConfig(**{**cfg.__dict__, **BUDGET, "e2e_source_text": False, "e2e_encoding": encoding})
+    from collections import deque
+
+    results: deque[UtteranceResult] = deque()
+    path = E2EPath(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results)
+    reused = []
+    for i in range(0, len(utterance), 1600):
+        path.insert_audio(utterance[i : i + 1600])
+        if path.process():
+            reused.append(path.tracks[0].stream.last.reused_tokens)
+    path.finish()
+    offline = nano.generate(utterance, "translate", "zh", "en", max_new_tokens=BUDGET["e2e_final_tokens"])
+    assert results[0].e2e == join_units(split_units(offline, "en"), "en")
+    head = len(path.tracks[0].stream.prompt.head.ids)
+    reused = reused[1:]  # the first step starts from an empty cache
+    if encoding == "incremental":
+        assert reused[-1] > reused[0] > head  # the frozen audio's K/V carries over
+    else:
+        assert set(reused) == {head}

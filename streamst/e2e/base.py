@@ -27,10 +27,13 @@ Task = Literal["transcribe", "translate"]
 class SpeechEmbeddings:
     """Projected speech of one utterance prefix: ``embeds`` of shape ``(T, hidden)``, one row
     per 60 ms encoder frame. ``key`` identifies this encoding (utterance and step): a prompt
-    built from other embeddings must not reuse its cached K/V."""
+    built from other embeddings must not reuse its cached K/V. With ``per_position`` the key
+    holds for each row on its own (rows never change once made, as in incremental encoding),
+    so a longer encoding with the same key extends the shorter one's cached K/V."""
 
     embeds: torch.Tensor
     key: tuple
+    per_position: bool = False
 
 
 class SpeechStream(Protocol):

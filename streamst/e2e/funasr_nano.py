@@ -85,8 +85,10 @@ class AudioSegment:
 
     @property
     def keys(self) -> tuple:
-        key = self.speech.key
-        return tuple((key, i) for i in range(self.speech.embeds.shape[0]))
+        key, n = self.speech.key, self.speech.embeds.shape[0]
+        if self.speech.per_position:
+            return tuple((key, i) for i in range(n))
+        return tuple((key, n, i) for i in range(n))  # a re-encoding: every row may differ
 
     def embed(self, embedding: torch.nn.Module, start: int) -> torch.Tensor:
         w = embedding.weight

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from streamst.asr.vad import Vad
 from streamst.e2e.base import SpeechEmbeddings, SpeechModel, SpeechStream
@@ -58,6 +59,7 @@ class _Utterance:
     index: int
     start: int  # absolute sample index
     steps: int = 0  # grid points decoded so far (chunk k ends at start + k * chunk)
+    frozen: torch.Tensor | None = None  # incremental encoding: embeddings fixed so far, (T, hidden)
 
 
 class E2EPath:
@@ -168,9 +170,27 @@ class E2EPath:
         return out
 
     def _encode(self, utt: _Utterance, end: int, final: bool = False) -> SpeechEmbeddings:
+        """Speech embeddings of the utterance up to ``end``.
+
+        ``full`` (and every utterance's final step): the whole utterance is re-encoded, so the
+        final step sees exactly what offline decoding of the utterance sees. ``incremental``
+        (chunk steps only): only the new frames are encoded, with ``e2e_context_frames`` of left
+        context; earlier embeddings stay frozen, so their keys (and the decoder's K/V for them)
+        survive from chunk to chunk and per-chunk cost stays flat as the utterance grows.
+        """
         samples = self._buf[utt.start - self._buf_start : end - self._buf_start]
         feats = self.model.features(samples)
-        return self.model.encode([feats], [("e2e", utt.index, utt.steps, final)])[0]
+        if final or self.cfg.e2e_encoding == "full":
+            return self.model.encode([feats], [("e2e", utt.index, utt.steps, final)])[0]
+        done = 0 if utt.frozen is None else utt.frozen.shape[0]
+        ready = max(done, feats.shape[0] - 1)  # the last LFR frame is right-padded: wait for it
+        if ready > done:
+            lo = max(0, done - self.cfg.e2e_context_frames)
+            [window] = self.model.encode([feats[lo:ready]], [("e2e-window",)])
+            new = window.embeds[done - lo :]
+            utt.frozen = new if utt.frozen is None else torch.cat([utt.frozen, new])
+        frozen = utt.frozen if utt.frozen is not None else torch.zeros(0, 1)
+        return SpeechEmbeddings(frozen, ("e2e-inc", utt.index), per_position=True)
 
     def _trim(self) -> None:
         keep_from = self._utt.start if self._utt is not None else self.received - self.idle_keep
