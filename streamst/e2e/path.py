@@ -216,12 +216,14 @@ class E2ETrack:
         self.current: UtteranceResult | None = None
         self.tentative = ""
         self._speech: SpeechEmbeddings | None = None
+        self.compute_base = 0.0
 
     def begin(self, utterance: int, start_ms: int) -> None:
         self.state.reset()
         self.stream.reset()
         self.tentative = ""
         self.current = UtteranceResult(utterance, self.tgt, start_ms, start_ms, "", path="e2e")
+        self.compute_base = self.path.elapsed()  # elapsed counts this utterance's processing only
 
     def _translate(self, units, finished: bool) -> list[str]:
         assert self._speech is not None
@@ -243,7 +245,7 @@ class E2ETrack:
         self._speech = None
         new = list(trace.new_units)
         delay = float(delay_ms)
-        elapsed = delay + self.path.elapsed()
+        elapsed = delay + self.path.elapsed() - self.compute_base
         cur.delays_ms += [delay] * len(new)
         cur.elapsed_ms += [elapsed] * len(new)
         cur.end_ms = delay_ms
