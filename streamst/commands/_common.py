@@ -137,14 +137,31 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_models(profile: str, device: str):
-    """The shared models of ``profile`` (loaded lazily), after checking that its offline
-    models are built: a missing one is one line naming the profile and the command to run."""
+def roles_for(paths: Sequence[str] | None) -> set[str]:
+    """The profile roles the given translation paths load (None: transcription only)."""
+    roles = {"asr", "vad"}
+    paths = set(paths or ())
+    if paths & {"simul", "cascade"}:
+        roles.add("mt")
+    if "cascade" in paths:
+        roles.add("punc")
+    if "e2e" in paths:
+        roles.add("e2e")
+    return roles
+
+
+def load_models(profile: str, device: str, paths: Sequence[str] | None = None):
+    """The shared models of ``profile`` (loaded lazily), after checking that it can serve
+    ``paths`` and that the offline models those need are built: one line naming the profile
+    and the command to run otherwise."""
     from streamst.errors import ModelNotFoundError
     from streamst.loading import Models, RuntimeOptions
 
     models = Models.from_profile(profile, RuntimeOptions(device=device))
-    missing = models.profile.missing(models.root)
+    if paths and hasattr(models, "require"):
+        models.require(paths)  # e.g. mode e2e on a profile without an e2e model
+    needed = roles_for(paths)
+    missing = [s for s in models.profile.missing(models.root) if s.role in needed]
     if missing:
         roles = ", ".join(f"{s.role} ({s.kind})" for s in missing)
         raise ModelNotFoundError(f"profile '{models.profile.name}': {roles} not built yet; "
@@ -180,7 +197,9 @@ def result_paths(result: Any) -> dict[str, str]:
     """{path: translation} of one utterance result, for every path it has output for.
 
     A result names its paths either as attributes (``simul``, ``cascade``, ``e2e``...) or as
-    a ``texts``/``outputs`` mapping; both are read, so a new path needs no change here."""
+    a ``texts``/``outputs`` mapping; both are read, so a new path needs no change here. A
+    result with a ``path`` (pipeline results: one per streaming path) has that path's output
+    and, for the simul path, the cascade's."""
     out: dict[str, str] = {}
     for attr in ("texts", "outputs"):
         m = getattr(result, attr, None)
@@ -201,6 +220,9 @@ def result_metrics(result: Any) -> dict[str, dict[str, float]]:
         return {str(k): dict(v) for k, v in m.items()}
     if not m:
         return {}
+    own = getattr(result, "path", None)  # the streaming path the result's delays belong to
+    if isinstance(own, str):
+        return {own: dict(m)}
     streaming = [p for p in result_paths(result) if p != "cascade"] or ["simul"]
     return {streaming[0]: dict(m)}
 

@@ -139,31 +139,29 @@ def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms
 def path_trace(r: Any, path: str) -> tuple[str | None, list[float], list[float], list[str], list[str]]:
     """(text, delays, elapsed, displays, commits) of one path in one pipeline utterance result.
 
-    Read from ``r.paths[path]`` when the result keeps one record per path, else from the
-    ``{path}_delays_ms``-style fields, else (the one streaming path) ``delays_ms`` etc. The
-    cascade commits its whole sentence at ``cascade_delay_ms``."""
-    per_path = getattr(r, "paths", None)
-    if isinstance(per_path, dict) and path in per_path:
-        t = per_path[path]
-        return (getattr(t, "text", None), list(getattr(t, "delays_ms", [])), list(getattr(t, "elapsed_ms", [])),
-                list(getattr(t, "displays", [])), list(getattr(t, "commits", [])))
+    A pipeline result belongs to one streaming path (``r.path``: its delays, displays and
+    commits); the simul result also carries the cascade's sentence, all of whose units are
+    committed at ``cascade_delay_ms``."""
     text = result_paths(r).get(path)
     if path == CASCADE:
         n = len(split_units(text or "", r.language))
         delay = getattr(r, "cascade_delay_ms", None)
-        return text, [float(delay)] * n if delay is not None else [], [], [], []
-    field = (lambda name: getattr(r, f"{path}_{name}", None))
-    if field("delays_ms") is not None:
-        return text, list(field("delays_ms")), list(field("elapsed_ms") or []), list(field("displays") or []), \
-            list(field("commits") or [])
+        return text, [float(delay if delay is not None else r.end_ms)] * n, [], [], []
     return text, list(r.delays_ms), list(r.elapsed_ms), list(r.displays), list(r.commits)
+
+
+def belongs(r: Any, path: str) -> bool:
+    """Whether pipeline result ``r`` holds ``path``'s output (one result per streaming path;
+    the cascade's sentence rides on the simul one)."""
+    own = getattr(r, "path", "simul")
+    return own == ("simul" if path == CASCADE else path)
 
 
 def merge(line: ManifestLine, results, audio_ms: int, path: str = "simul") -> UtteranceResult:
     """All VAD utterances of one manifest line as one SimulEval instance (stream times)."""
     lang = line.tgt_lang
     units_all, delays, elapsed, displays, commits = [], [], [], [], []
-    for r in results:
+    for r in (r for r in results if belongs(r, path)):
         text, d, e, shown, comm = path_trace(r, path)
         units = split_units(text or "", lang)
         units_all += units

@@ -31,6 +31,7 @@ from streamst.errors import UserError
 from streamst.events import Event
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
+from streamst.results import path_summary
 
 
 def add_policy_args(p: argparse.ArgumentParser) -> None:
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     live = interactive(args.json)
     if live:
         print(f"loading models (profile {args.profile})…", file=sys.stderr, flush=True)
-    models = load_models(args.profile, args.device)
+    # a mode the profile cannot serve, or unbuilt models, fail before any model loads
+    models = load_models(args.profile, args.device, config.paths)
     session = TranslationSession(models, config)
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()
@@ -104,10 +106,12 @@ def run(args: argparse.Namespace) -> int:
         "rtf": rtf,
         "utterances": [
             {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms, "source": r.source,
-             **{p: getattr(r, p) for p in ("e2e", "simul", "cascade") if hasattr(r, p)},
-             "delays_ms": r.delays_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy}
+             "path": r.path, "simul": r.simul, "e2e": r.e2e, "cascade": r.cascade, "delays_ms": r.delays_ms,
+             "elapsed_ms": r.elapsed_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy}
             for r in session.results
         ],
+        # per target language and path: the whole output and its AL/LAAL (and _CA) over the stream
+        "outputs": path_summary(session.results, session.audio_ms, config.tgt_langs, config.paths),
     }
     if args.json:
         emit(summary, True)

@@ -71,7 +71,7 @@ window.StreamstView = (() => {
     const bands = new Map(); // key -> room band
     const langOrder = []; // target languages in order of first appearance
     let live = true; // false once the session ended or failed: open utterances stop being "live"
-    let lastLatency = null; // the last latency event (per-utterance figures of the last finished one)
+    const lastLatency = new Map(); // "lang/mode" -> the last latency event of that path
 
     function utt(index) {
       let u = utts.get(index);
@@ -255,7 +255,9 @@ window.StreamstView = (() => {
       for (const key of bands.keys()) if (key !== "source") renderBand(key);
       const behind = renderBehind();
       const primary = sortedKeys(Object.keys(behind))[0];
-      onChange({ behindMs: primary ? behind[primary] : null, primary: primary || null, lastLatency,
+      // the status bar follows the first path shown (e2e, then simul...)
+      const latency = (primary && lastLatency.get(primary)) || lastLatency.get("*") || null;
+      onChange({ behindMs: primary ? behind[primary] : null, primary: primary || null, lastLatency: latency,
                  utterances: utts.size });
     }
 
@@ -287,7 +289,8 @@ window.StreamstView = (() => {
 
     function onLatency(ev) {
       const u = utts.get(ev.utterance);
-      lastLatency = ev;
+      lastLatency.set(lineKey(String(ev.language), String(ev.mode || "simul")), ev);
+      lastLatency.set("*", ev);
       if (u) u.latency.set(ev.mode ? `${ev.language} ${ev.mode}` : String(ev.language), ev.metrics || {});
       changed(u);
     }
@@ -307,7 +310,7 @@ window.StreamstView = (() => {
       for (const b of bands.values()) b.el.remove();
       bands.clear();
       langOrder.length = 0;
-      lastLatency = null;
+      lastLatency.clear();
       live = true;
       changed(null);
     }
