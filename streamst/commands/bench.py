@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.commands.bench_stream import add_parsers as add_stream_parsers
+
+    add_stream_parsers(bsub)  # `bench asr`, `bench pipeline`: one stream as fast as it goes
+
 
 @dataclass(frozen=True)
 class MtStep:

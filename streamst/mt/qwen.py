@@ -248,6 +248,20 @@ class QwenStream:
         return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
                         reused_tokens=out.stats.reused_tokens, complete=out.complete)
 
+    def propose_many(self, sources: list[str], committed: str, *, max_new_tokens: int = 64,
+                     follow_first: bool = False) -> list[Proposal]:
+        """``propose`` for several source prefixes (the reorder-aware policy's proposal and
+        its alternatives) in one batched decode (:meth:`CachedDecoder.decode_batch`): the
+        same proposals as one ``propose`` each, in one forward per token for all of them.
+        ``follow_first``: the later ones stop where they first differ from the first (only
+        their agreement with it is needed); see ``decode_batch``."""
+        o = self.options
+        prompts = [self.prompt.build(src, committed, max_source_tokens=o.max_source_tokens,
+                                     max_target_tokens=o.max_target_tokens) for src in sources]
+        outs = self.decoder.decode_batch(prompts, max_new_tokens=max_new_tokens, follow_first=follow_first)
+        return [Proposal(text=committed + d.text, continuation=d.text, steps=d.steps,
+                         reused_tokens=d.stats.reused_tokens, complete=d.complete) for d in outs]
+
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
         """The model's own ``n`` guesses of how the source continues (see the translator)."""
         return self.translator.predict_source(source, n, max_new_tokens=max_new_tokens)
