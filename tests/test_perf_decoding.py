@@ -227,3 +227,13 @@ def test_state_budget_default_is_lookahead() -> None:
     state.update_source(["a"])
     policy = make_policy(PolicyConfig(name="local-agreement", lookahead=5))
     assert policy.unit_budget(state) == 5
+
+
+def test_predict_source_with_the_stream_cache_matches_a_cold_run(mt) -> None:
+    stream = mt.open_stream("zh", "en")
+    for i in range(2, 30, 5):
+        for n in (1, 2):
+            assert stream.predict_source(SOURCE[:i], n, max_new_tokens=5) == mt.predict_source(SOURCE[:i], n, max_new_tokens=5)
+    assert stream._predict.cached_tokens > 0
+    stream.reset()
+    assert stream._predict.cached_tokens == 0

@@ -304,6 +304,24 @@ class CachedDecoder:
         self.last = out[0].stats
         return out
 
+    @torch.inference_mode()
+    def prefill(self, segments: Sequence[PromptSegment]) -> tuple[torch.Tensor, DynamicCache]:
+        """Run the prompt (reusing the cached common prefix) and return the last position's
+        logits ``(1, vocab)`` and a *copy* of the cache to continue from (e.g. sampling
+        several rows), leaving this decoder's cache at exactly the prompt."""
+        lm = self.lm
+        keys = [k for s in segments for k in s.keys]
+        if not self.kv_reuse or self._cache is None:
+            self._cache, self._keys = lm.new_cache(), []
+        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
+        self._crop(reuse)
+        logits = lm.forward_segments(segments, reuse, self._cache)
+        self._keys = keys
+        cache = copy.deepcopy(self._cache)
+        if not self.kv_reuse:
+            self._cache, self._keys = None, []
+        return logits, cache
+
     def _crop(self, length: int) -> None:
         """Drop cached positions beyond ``length``."""
         extra = len(self._keys) - length

@@ -161,21 +161,26 @@ class QwenTranslator:
         return self.open_stream(src_lang, tgt_lang).propose(source, "", max_new_tokens=max_new_tokens).text
 
     @torch.inference_mode()
-    def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
+    def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8,
+                       decoder: CachedDecoder | None = None) -> list[str]:
         """``n`` continuations of ``source`` as plain text (no chat template).
 
         ``n == 1``: greedy. ``n > 1``: top-k sampling (``options.predict_top_k``) from a
         generator seeded with ``options.seed``, so results are reproducible; duplicates
         are kept (their multiplicity is the model's confidence). Each string holds whole
-        characters only.
+        characters only. ``decoder``: a stream's cache to reuse the source prefix from
+        (the results are the same as without).
         """
         if n < 1:
             return []
         o = self.options
         ids = self.tokenizer(source, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         ids = ids[-o.max_source_tokens :] or [self._bos_id()]
-        cache = self.lm.new_cache()
-        logits = self.lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
+        if decoder is not None:  # a stream's cache: the unchanged source prefix is reused
+            logits, cache = decoder.prefill([TokenSegment(tuple(ids))])  # (1, vocab)
+        else:
+            cache = self.lm.new_cache()
+            logits = self.lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.expand(n, -1)  # (n, vocab)
@@ -218,6 +223,7 @@ class QwenStream:
         self.translator, self.prompt = translator, prompt
         self.options = translator.options
         self.decoder = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)
+        self._predict = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
 
     @property
     def cached_tokens(self) -> int:
@@ -232,6 +238,7 @@ class QwenStream:
     def reset(self) -> None:
         """Forget the utterance: keep only the static prefix (system prompt + user header)."""
         self.decoder.keep_prefix(self.prompt.head.keys)
+        self._predict.keep_prefix(())
 
     def propose(self, source: str, committed: str, *, max_new_tokens: int = 64) -> Proposal:
         """Greedy continuation of ``committed`` as the translation of the source prefix.
@@ -263,8 +270,9 @@ class QwenStream:
                          reused_tokens=d.stats.reused_tokens, complete=d.complete) for d in outs]
 
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
-        """The model's own ``n`` guesses of how the source continues (see the translator)."""
-        return self.translator.predict_source(source, n, max_new_tokens=max_new_tokens)
+        """The model's own ``n`` guesses of how the source continues (see the translator);
+        the growing source's prefix is served from this stream's second cache."""
+        return self.translator.predict_source(source, n, max_new_tokens=max_new_tokens, decoder=self._predict)
 
 
 def _load(source: str, options: QwenOptions, hint: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
