@@ -36,6 +36,10 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
         p.add_argument("--seconds", default="10,60", help="comma-separated lengths of synthetic speech")
         p.add_argument("--src", default="zh", choices=("zh", "en"))
         p.add_argument("--chunk-ms", type=int, default=600)
+        p.add_argument("--trim-ms", type=int, default=None, help="StreamingASRConfig.trim_ms (default: its default)")
+        p.add_argument("--max-window-ms", type=int, default=None, help="StreamingASRConfig.max_window_ms")
+        p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                       help="int8: dynamic int8 SenseVoice (asr) and Qwen (pipeline) Linear layers on CPU")
         if name == "pipeline":
             p.add_argument("--tgt", default="en")
             p.add_argument("--mode", default="simul", choices=("simul", "cascade", "both"))
@@ -122,17 +126,27 @@ def _command(args: argparse.Namespace) -> int:
     models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
     inputs = _audio(args)
     t = time.perf_counter()
+    if args.quantize == "int8":  # the same models, loaded with int8 options into the shared cache
+        from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
+        from streamst.mt.qwen import QwenOptions, QwenTranslator
+
+        prof = models.profile
+        models._cache["asr"] = SenseVoiceASR(prof.require(prof.asr), SenseVoiceOptions(device=args.device, quantize="int8"))
+        if args.bench_target == "pipeline":
+            models._cache["mt"] = QwenTranslator(prof.require(prof.mt), QwenOptions(device=args.device, quantize="int8"))
     _ = models.asr
     if args.bench_target == "pipeline" and args.mode != "cascade":
         _ = models.mt
     load_s = time.perf_counter() - t
+    asr_cfg: dict[str, int] = {k: v for k, v in (("trim_ms", args.trim_ms), ("max_window_ms", args.max_window_ms))
+                               if v is not None}
     rows = []
     for label, audio in inputs:
         if args.bench_target == "asr":
             from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
 
             rec = StreamingRecognizer(models.asr, models.new_vad(),
-                                      StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.src))
+                                      StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.src, **asr_cfg))
             row = run_stream(rec, audio, args.chunk_ms, _window_ms(rec))
             row.update(decodes=rec.stats["decodes"], max_window_ms=rec.stats["max_window_frames"] * 60)
         else:
@@ -141,6 +155,10 @@ def _command(args: argparse.Namespace) -> int:
             overrides = {} if args.continuations is None else {"continuations": args.continuations}
             cfg = PipelineConfig.create(args.src, args.tgt.split(","), mode=args.mode, policy=args.policy,
                                         chunk_ms=args.chunk_ms, **overrides)
+            if asr_cfg:
+                from dataclasses import replace
+
+                cfg = replace(cfg, asr=replace(cfg.asr, **asr_cfg))
             session = TranslationSession(models, cfg)
             lm = models.mt.lm if args.mode != "cascade" else None
             f0 = lm.counters() if lm is not None else {}
@@ -152,12 +170,13 @@ def _command(args: argparse.Namespace) -> int:
             row["simul"] = [r.simul for r in session.results][:3]
         row["input"] = label
         rows.append(row)
-    report = {"bench": args.bench_target, "profile": args.profile, "device": args.device,
+    report = {"bench": args.bench_target, "profile": args.profile, "device": args.device, "quantize": args.quantize,
+              "asr_config": asr_cfg,
               "torch_threads": torch.get_num_threads(), "load_s": round(load_s, 1), "rows": rows}
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
         return 0
-    print(f"bench {args.bench_target}: profile {args.profile} on {args.device}, "
+    print(f"bench {args.bench_target}: profile {args.profile} on {args.device} ({args.quantize}, {asr_cfg or 'defaults'}), "
           f"{report['torch_threads']} torch thread(s), models loaded in {report['load_s']} s")
     for r in rows:
         line = (f"  {r['input']:>8}: RTF {r['rtf']} (cpu {r['rtf_cpu']}), update p50/p95/max "
