@@ -70,6 +70,18 @@ class ServerThread:
         self.loop.close()
 
 
+def metric_value(text: str, sample: str, **labels: str) -> float:
+    """The value of one sample of Prometheus text (0.0 if absent), e.g.
+    ``metric_value(body, "streamst_errors_total", code="bad_value")``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
 def read_wav(path) -> np.ndarray:
     x, rate = sf.read(str(path), dtype="float32")
     assert rate == 16000
