@@ -91,7 +91,8 @@ class StartIn(_Strict):
     chunk_ms: Annotated[int, Field(ge=CHUNK_MS_RANGE[0], le=CHUNK_MS_RANGE[1], multiple_of=FRAME_MS)] = 600
 
 
-PingId = Annotated[str, Field(max_length=MAX_PING_ID)] | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)] | float | bool | None
+PingId = (Annotated[str, Field(max_length=MAX_PING_ID)] | bool | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)]
+          | Annotated[float, Field(gt=-MAX_ID_INT, lt=MAX_ID_INT)] | None)  # a scalar: echoed, so it stays small
 
 
 class PingIn(_Strict):
