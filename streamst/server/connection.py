@@ -105,9 +105,16 @@ class Outbox:
             return
         self.sealed = True
         if message is not None:
-            self._items.append(_encode(message))
+            data = _encode(message)
+            self._items.append(data)
+            self.bytes += len(data)
         self._items.append((close_code, reason))
         self._ready.set()
+        self._space.set()
+
+    def seal(self) -> None:
+        """Accept nothing more (the connection is being dropped); wakes ``wait_space``."""
+        self.sealed = True
         self._space.set()
 
     async def wait_space(self) -> None:
@@ -211,6 +218,7 @@ class Connection(abc.ABC):
         self.server.metrics.error(err.code)
         log_failure(self.id, err, exc)
         if err.code == "slow_consumer":  # the client does not read: close now
+            self.outbox.seal()  # and wake the handler if it waits for space
             self._closer = asyncio.create_task(self._drop(err.close_code, err.code))
             return
         self.outbox.put_last(self.error_message(err), err.close_code, err.code)
