@@ -337,3 +337,17 @@ def test_schema_covers_every_policy_option():
     from streamst.server.protocol import PolicyIn
 
     assert set(PolicyIn.model_fields) == {f.name for f in dataclasses.fields(PolicyConfig)}
+
+
+def test_bench_soak_short_run_keeps_fds_flat(tiny_models_root, monkeypatch, speech):
+    """A short `streamst bench soak` (the hour-long run is a benchmark, not a test): the
+    command works across session churn and leaks no file descriptors."""
+    from streamst.server.soak import run_soak
+
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    lines: list[str] = []
+    report = run_soak("tiny", minutes=0.3, session_minutes=0.1, sample_minutes=0.1, log=lines.append)
+    assert report["sessions"] == 3 and report["audio_minutes"] == pytest.approx(0.3, abs=0.01)
+    assert report["fd_growth"] <= 2, report["samples"]
+    assert len(report["samples"]) >= 3 and all(s["rss_mb"] > 0 for s in report["samples"])
+    assert lines and "RSS" in lines[0]

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.server.soak import add_parser as add_soak_parser
+
+    add_soak_parser(bsub)  # `bench soak`: long audio in fast mode, RSS and fds flat
+
 
 @dataclass(frozen=True)
 class MtStep:
