@@ -7,8 +7,11 @@ A ticker sends ``status`` and enforces the session-length limit. Every way a con
 ends goes through :meth:`Connection.fail` (error message + close code) or the normal
 ``end`` path; the ``finally`` of :meth:`Connection.run` releases everything.
 
-Nothing here blocks the event loop: inference runs in the server's executor, sends to a
-client that does not read are bounded by the outbox (overflow: ``slow_consumer``).
+Nothing here blocks the event loop: inference runs in the server's executor; the outbox is
+bounded in messages and bytes, pauses reading the client at half its bound, and a client
+that lets nothing be sent for ``slow_consumer_s`` is dropped (``slow_consumer``). Every
+coroutine runs through the choke point of :mod:`streamst.server.guard`, so any exception
+ends the connection with a documented error.
 """
 
 from __future__ import annotations
