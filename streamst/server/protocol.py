@@ -199,7 +199,13 @@ def parse_text(text: str | bytes) -> ClientMessage:
     if kind == "start":
         return parse_start(obj)
     if kind == "ping":
-        strict.validate(PingIn, obj, "ping")
+        try:
+            strict.validate(PingIn, obj, "ping")
+        except ProtocolError as e:
+            if e.code != "bad_value":
+                raise
+            raise ProtocolError("bad_value", f"ping.id must be a string of at most {MAX_PING_ID} characters, a number "
+                                             f"within +-2^53, a boolean or null, got {strict.short(obj.get('id'))}") from None
         return Ping(id=obj.get("id"))
     if kind == "end":
         strict.validate(EndIn, obj, "end")
