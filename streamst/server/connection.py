@@ -165,6 +165,7 @@ async def pump(ws: ServerConnection, outbox: Outbox) -> None:
             await ws.send(item, text=True)
             outbox.sent()
     except ConnectionClosed:
+        outbox.seal()  # nothing more can be sent: wake a handler waiting for space
         return
 
 
