@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from streamst.errors import ModelNotFoundError, UserError
 
-ROLES = ("asr", "vad", "punc", "mt")
+ROLES = ("asr", "vad", "punc", "mt", "e2e")
+OPTIONAL_ROLES = ("e2e",)  # a profile may lack these; modes that need them fail clearly
 
 
 def models_dir() -> Path:
@@ -37,8 +38,8 @@ def models_dir() -> Path:
 class ModelSpec:
     """One model of a profile."""
 
-    role: str  # asr | vad | punc | mt
-    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad
+    role: str  # asr | vad | punc | mt | e2e
+    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad | fun-asr-nano
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
     options: dict[str, Any] = field(default_factory=dict)
@@ -70,9 +71,13 @@ class Profile:
     vad: ModelSpec
     punc: ModelSpec
     mt: ModelSpec
+    e2e: ModelSpec | None = None  # end-to-end speech model (mode e2e / all)
 
     def specs(self) -> tuple[ModelSpec, ...]:
-        return (self.asr, self.vad, self.punc, self.mt)
+        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e) if s is not None)
+
+    def spec(self, role: str) -> ModelSpec | None:
+        return getattr(self, role)
 
     def missing(self, root: Path | None = None) -> list[ModelSpec]:
         """Store models of this profile that have not been built yet."""
@@ -112,6 +117,7 @@ def load_profile(name_or_path: str) -> Profile:
                 options=raw[role].get("options", {}),
             )
             for role in ROLES
+            if role in raw or role not in OPTIONAL_ROLES
         }
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise UserError(f"profile {path} is malformed: {e!r}") from e
@@ -120,10 +126,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 def builders() -> dict[str, Callable[[Path, int], None]]:
     """All offline builder recipes by name."""
-    from streamst.builders import ctpunc, qwen, sensevoice
+    from streamst.builders import ctpunc, funasr_nano, qwen, sensevoice
 
     table: dict[str, Callable[[Path, int], None]] = {}
-    for mod in (sensevoice, qwen, ctpunc):
+    for mod in (sensevoice, qwen, ctpunc, funasr_nano):
         table.update(mod.BUILDERS)
     return table
 

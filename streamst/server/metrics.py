@@ -59,9 +59,11 @@ class ServerMetrics:
                                    registry=reg)
         self.updates = Counter("streamst_pipeline_updates", "Pipeline updates (worker steps) run.", registry=reg)
         self.errors = Counter("streamst_errors", "Errors sent to clients, by error code.", ["code"], registry=reg)
+        self.utterances = Counter("streamst_utterances", "Utterances translated, by streaming path (e2e, simul).",
+                                  ["path"], registry=reg)
         self.latency = Histogram("streamst_utterance_latency_ms",
                                  "Per-utterance simultaneous latency (AL, LAAL, AL_CA, LAAL_CA) in ms.",
-                                 ["metric", "language"], buckets=LATENCY_BUCKETS_MS, registry=reg)
+                                 ["metric", "language", "path"], buckets=LATENCY_BUCKETS_MS, registry=reg)
         self.retention = Histogram("streamst_retention_proxy", "Per-utterance chrF(simul, cascade)/100 (mode both).",
                                    buckets=RETENTION_BUCKETS, registry=reg)
         self.batch = Histogram("streamst_asr_batch_size", "Windows per batched ASR call.",
@@ -94,9 +96,11 @@ class ServerMetrics:
     def coalesced(self, samples: int) -> None:
         self.coalesced_s.inc(samples / 16000)
 
-    def utterance(self, language: str, metrics: dict[str, float], retention: float | None) -> None:
+    def utterance(self, language: str, metrics: dict[str, float], retention: float | None,
+                  path: str = "simul") -> None:
+        self.utterances.labels(path=path).inc()
         for name, value in metrics.items():
-            self.latency.labels(metric=name, language=language).observe(float(value))
+            self.latency.labels(metric=name, language=language, path=path).observe(float(value))
         if retention is not None:
             self.retention.observe(float(retention))
 

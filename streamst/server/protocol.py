@@ -126,6 +126,14 @@ class Start:
     policy: PolicySpec = PolicySpec()
     chunk_ms: int = 600
 
+    def to_message(self) -> dict[str, Any]:
+        """The ``start`` message as clients send it: the one place it is built (``streamst mic``,
+        ``streamst bench server``, the demos; the page's app.js sends the same fields)."""
+        policy: dict[str, Any] = {"name": self.policy.name, **dict(self.policy.overrides)}
+        return {"type": "start", "version": self.version, "sample_rate": self.sample_rate, "encoding": self.encoding,
+                "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
+                "policy": policy, "chunk_ms": self.chunk_ms}
+
     def pipeline_config(self) -> PipelineConfig:
         try:
             return PipelineConfig.create(self.src_lang, self.tgt_langs, mode=self.mode,  # type: ignore[arg-type]
