@@ -246,6 +246,10 @@ class Connection(abc.ABC):
         self._tasks.append(task)
         return task
 
+    def server_was_busy(self) -> None:
+        """The server did not read the client until now: restart the idle clock."""
+        self.last_message = time.monotonic()
+
     def idle_left(self) -> float:
         return self.cfg.idle_timeout_s - (time.monotonic() - self.last_message)
 
@@ -265,8 +269,11 @@ class Connection(abc.ABC):
 
     async def recv(self) -> str | bytes:
         """Next client message, or ``idle_timeout`` after ``idle_timeout_s`` without one.
-        Waits first while the outbox is full (backpressure)."""
-        await self.outbox.wait_space()
+        Waits first while the outbox is full (backpressure); time the server spends not
+        reading (that wait, a flush) does not count as the client's silence."""
+        if self.outbox.full:
+            await self.outbox.wait_space()
+            self.server_was_busy()
         try:
             async with asyncio.timeout(max(0.0, self.idle_left())):
                 msg = await self.ws.recv()

@@ -156,6 +156,7 @@ class FunasrConnection(Connection):
             self.opts.update(obj)
             if not self.opts.is_speaking and self.runner is not None:
                 await self.flush()
+                self.server_was_busy()  # the flush may outlast idle_timeout_s under load
             elif not self.opts.is_speaking:
                 self.send(self._message("offline", "", final=True))  # nothing was sent: still answer
 
