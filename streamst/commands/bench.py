@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.server.soak import add_parser as add_soak_parser
+
+    add_soak_parser(bsub)  # `bench soak`: long audio in fast mode, RSS and fds flat
+
     from streamst.e2e.bench import add_parser as add_e2e_parser
 
     add_e2e_parser(bsub)  # `bench e2e`: end-to-end per-chunk cost vs utterance length
