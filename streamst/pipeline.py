@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
+from streamst.languages import ASR_LANGUAGES
 from streamst.loading import Models
 from streamst.metrics.latency import LatencyInput, utterance_latency
 from streamst.metrics.quality import chrf
@@ -29,6 +30,8 @@ from streamst.text import is_char_lang, join_units, split_units
 
 Mode = Literal["simul", "cascade", "both"]
 MODES: tuple[str, ...] = ("simul", "cascade", "both")
+AUTO = "auto"  # src_lang: each utterance's source language is SenseVoice's language ID
+AUTO_FALLBACK = "zh"  # until (or unless) an utterance's language has been detected
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class PipelineConfig:
     max_new_tokens: int = 48  # per simultaneous proposal
     continuation_tokens: int = 6  # per predicted source continuation (reorder-aware)
     keep_results: int = 200  # utterance results kept per session (oldest dropped)
+    hotwords: tuple[str, ...] = ()  # words the speaker is likely to say (a prompt hint for models that take one)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -53,18 +57,21 @@ class PipelineConfig:
         for tgt in self.tgt_langs:
             self.policy_for(tgt)  # validates the policy options early
 
-    def policy_for(self, tgt_lang: str) -> PolicyConfig:
-        """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides."""
-        return PolicyConfig.for_pair(self.src_lang, tgt_lang, name=self.policy, **dict(self.policy_overrides))
+    def policy_for(self, tgt_lang: str, src_lang: str | None = None) -> PolicyConfig:
+        """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides;
+        ``src_lang`` replaces the configured source (the detected one under ``auto``)."""
+        return PolicyConfig.for_pair(src_lang or self.src_lang, tgt_lang, name=self.policy,
+                                     **dict(self.policy_overrides))
 
     @classmethod
     def create(cls, src_lang: str, tgt_langs: str | Sequence[str], mode: Mode = "simul",
-               policy: str = "reorder-aware", chunk_ms: int = 600, **policy_overrides: Any) -> "PipelineConfig":
+               policy: str = "reorder-aware", chunk_ms: int = 600, hotwords: Sequence[str] = (),
+               **policy_overrides: Any) -> "PipelineConfig":
         """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
         tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
         asr_lang = src_lang if src_lang in ("zh", "en", "yue", "ja", "ko") else "auto"
         return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
-                   policy_overrides=tuple(sorted(policy_overrides.items())),
+                   policy_overrides=tuple(sorted(policy_overrides.items())), hotwords=tuple(hotwords),
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
 
 
@@ -135,14 +142,23 @@ class _Track:
 
     def __init__(self, session: TranslationSession, tgt_lang: str) -> None:
         self.session, self.tgt = session, tgt_lang
-        self.src = session.cfg.src_lang
         self.mode = session.cfg.mode
-        self.policy = make_policy(session.cfg.policy_for(tgt_lang))
-        self.state: PolicyState = self.policy.new_state()
-        models = session.models
-        self.stream = models.mt.open_stream(self.src, tgt_lang) if self.mode != "cascade" else None
+        self.auto = session.cfg.src_lang == AUTO
+        self.stream = None
+        self.src = ""
+        self._use_source(AUTO_FALLBACK if self.auto else session.cfg.src_lang)
         self.current: UtteranceResult | None = None
         self.tentative = ""
+
+    def _use_source(self, src: str) -> None:
+        """Policy, state and decoder stream for source language ``src`` (fixed per utterance)."""
+        if src == self.src:
+            return
+        self.src = src
+        self.policy = make_policy(self.session.cfg.policy_for(self.tgt, src))
+        self.state: PolicyState = self.policy.new_state()
+        if self.mode != "cascade":
+            self.stream = self.session.models.mt.open_stream(src, self.tgt)
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
         if self.current is None or self.current.utterance != ev.utterance:
@@ -151,6 +167,8 @@ class _Track:
             if self.stream is not None:
                 self.stream.reset()
             self.tentative = ""
+        if self.auto and not self.state.source and ev.language in ASR_LANGUAGES:
+            self._use_source(ev.language)  # src_lang "auto": SenseVoice's language ID decides
         cur = self.current
         cur.source, cur.end_ms = ev.text, ev.end_ms
         out: list[Event] = []

@@ -5,7 +5,11 @@ in an extra field. Mapping and quirks: docs/protocol.md, section "FunASR endpoin
 Client: a JSON config (``mode`` offline|online|2pass, ``chunk_size`` [5,10,5] or "5,10,5",
 ``wav_name``, ``is_speaking``, ``hotwords``, ``itn``, ``audio_fs``, ``wav_format``,
 ``svs_lang``; extension ``tgt_lang``), then binary PCM16; ``{"is_speaking": false}`` ends
-the segment. A config may be resent at any time; missing fields keep their values.
+the segment, ``{"is_speaking": false, "is_end": true}`` ends it and asks for the
+acknowledgement ``{"mode", "wav_name", "is_final": true, "is_end": true}``. A config may be
+resent at any time; missing fields keep their values. ``hotwords`` (FunASR's JSON object
+``{"word": weight}``, or words separated by commas or spaces) go to
+``PipelineConfig.hotwords`` for the models that use them.
 
 Server (every message has ``mode``, ``text``, ``wav_name``, ``is_final``):
 
@@ -32,7 +36,7 @@ from websockets.asyncio.server import ServerConnection
 
 from streamst.audio import StreamResampler
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.pipeline import PipelineConfig, TranslationSession
+from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
 from streamst.server.connection import Connection, decode_samples
 from streamst.server.protocol import CHUNK_MS_RANGE, SOURCE_LANGS, TARGET_LANGS, ProtocolError
 from streamst.server.worker import SessionRunner
@@ -72,6 +76,7 @@ class FunasrOptions:
     src_lang: str = "zh"
     tgt_lang: str = "en"
     is_speaking: bool = True
+    hotwords: tuple[str, ...] = ()
 
     def update(self, obj: dict[str, Any]) -> None:
         """Apply a config message; unknown fields and bad values are ignored (FunASR clients
@@ -92,17 +97,53 @@ class FunasrOptions:
                 raise ProtocolError("bad_sample_rate", f"audio_fs {obj['audio_fs']!r} is not supported (8000..192000)")
             self.audio_fs = fs
         lang = obj.get("svs_lang")
-        if isinstance(lang, str) and lang in SOURCE_LANGS:
+        if isinstance(lang, str) and (lang in SOURCE_LANGS or lang == AUTO):
             self.src_lang = lang
         tgt = obj.get("tgt_lang")
         if isinstance(tgt, str) and tgt in TARGET_LANGS:
             self.tgt_lang = tgt
         if "is_speaking" in obj:
             self.is_speaking = bool(obj["is_speaking"])
+        if obj.get("is_end") is True:
+            self.is_speaking = False
+        if "hotwords" in obj:
+            self.hotwords = parse_hotwords(obj["hotwords"])
 
     def pipeline(self) -> PipelineConfig:
         tgt = self.tgt_lang if self.tgt_lang != self.src_lang else ("zh" if self.src_lang != "zh" else "en")
-        return PipelineConfig.create(self.src_lang, [tgt], mode="simul", chunk_ms=self.chunk_ms)
+        return PipelineConfig.create(self.src_lang, [tgt], mode="simul", chunk_ms=self.chunk_ms,
+                                     hotwords=self.hotwords)
+
+
+MAX_HOTWORDS, MAX_HOTWORD_CHARS = 100, 50
+
+
+def parse_hotwords(value: Any) -> tuple[str, ...]:
+    """FunASR ``hotwords``: a JSON object ``{"阿里巴巴": 20}`` (weights dropped), or words
+    separated by commas (or, without commas, by spaces). Bounded: the first 100 words of at
+    most 50 characters each; anything unreadable is no hotwords."""
+    if not isinstance(value, str) or not value.strip():
+        return ()
+    text = value.strip()
+    words: list[str]
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            return ()
+        words = [k for k in obj if isinstance(k, str)] if isinstance(obj, dict) else []
+    else:
+        words = text.split(",") if "," in text else text.split()
+    out = [w.strip() for w in words if w.strip() and len(w.strip()) <= MAX_HOTWORD_CHARS]
+    return tuple(dict.fromkeys(out))[:MAX_HOTWORDS]
+
+
+def refusal_message(err: ProtocolError, wav_name: str = "") -> dict[str, Any]:
+    """An error in FunASR's message shape (connect-time refusals and session errors): FunASR
+    clients read ``text`` from every message and take ``is_end`` with ``is_final`` false and
+    ``error`` as "the server failed"."""
+    return {"type": "error", "code": err.code, "message": err.message, "mode": "error", "text": "",
+            "wav_name": wav_name, "is_final": False, "is_end": True, "error": err.message}
 
 
 class FunasrConnection(Connection):
@@ -136,10 +177,11 @@ class FunasrConnection(Connection):
             if not isinstance(obj, dict):
                 raise ProtocolError("malformed_json", "a config message must be a JSON object")
             self.opts.update(obj)
+            ack = {"is_end": True} if obj.get("is_end") is True else {}
             if not self.opts.is_speaking and self.runner is not None:
-                await self.flush()
+                await self.flush(ack)
             elif not self.opts.is_speaking:
-                self.send(self._message("offline", "", final=True))  # nothing was sent: still answer
+                self.send(self._message("offline", "", final=True) | ack)  # nothing was sent: still answer
 
     def begin(self) -> None:
         cfg = self.opts.pipeline()
@@ -171,14 +213,15 @@ class FunasrConnection(Connection):
         if busy:
             self.server.metrics.coalesced(samples.size)
 
-    async def flush(self) -> None:
-        """``is_speaking: false``: finish the segment, send its results with is_final."""
+    async def flush(self, ack: dict[str, Any]) -> None:
+        """``is_speaking: false``: finish the segment, send its results, then the segment's
+        one ``is_final`` message (with ``is_end: true`` when the client asked for it)."""
         assert self.runner is not None and self.runner_task is not None
         self.runner.end()
         await asyncio.wait({self.runner_task})
         if self.closing:
             return
-        self.send(self._message("offline", "", final=True) | {"end_of_segment": True})
+        self.send(self._message("offline", "", final=True) | {"end_of_segment": True} | ack)
         self.runner, self.runner_task, self.session = None, None, None
         self._utt, self._sent_stable, self._translation = None, "", ""
 
@@ -233,9 +276,7 @@ class FunasrConnection(Connection):
         return {"mode": mode, "text": text, "wav_name": self.opts.wav_name, "is_final": final}
 
     def error_message(self, err: ProtocolError) -> dict[str, Any]:
-        """FunASR clients read ``text`` from every message: errors carry an empty one."""
-        return {"type": "error", "code": err.code, "message": err.message, "mode": "error",
-                "text": "", "wav_name": self.opts.wav_name, "is_final": True}
+        return refusal_message(err, self.opts.wav_name)
 
 
 def _timestamps(ev: TranscriptEvent, punctuated: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
 from streamst.languages import LANGUAGES as MT_LANGUAGES
-from streamst.pipeline import MODES, PipelineConfig
+from streamst.pipeline import AUTO, MODES, PipelineConfig
 from streamst.policy.config import POLICY_NAMES, PolicyConfig
 
 PROTOCOL_VERSION = 1
@@ -187,9 +187,8 @@ def parse_start(obj: dict[str, Any]) -> Start:
     if encoding not in ENCODINGS:
         raise ProtocolError("bad_encoding", f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
     src = _str(obj, "src_lang", "zh")
-    if src not in SOURCE_LANGS:
-        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)}, got {src!r}"
-                                            + (" (translation needs a known source language)" if src == "auto" else ""))
+    if src not in SOURCE_LANGS and src != AUTO:
+        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)} or {AUTO}, got {src!r}")
     tgts = obj.get("tgt_langs", ["en"])
     if isinstance(tgts, str):
         tgts = [tgts]
