@@ -13,7 +13,6 @@ WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY streamst ./streamst
-COPY models/profiles ./models/profiles
 RUN pip install --no-cache-dir -e .
 
 ENV STREAMST_MODELS=/app/models HF_HOME=/models/hf MODELSCOPE_CACHE=/models/modelscope

@@ -5,6 +5,8 @@ Everything downstream sees float32 mono samples in [-1, 1] at 16 kHz.
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,6 +110,22 @@ class StreamResampler:
         if self._stream is None:
             return np.zeros(0, dtype=np.float32)
         return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def wav_header(head: bytes) -> tuple[int, int]:
+    """Parse the WAV header at the start of a byte stream with the standard ``wave`` module:
+    (sample rate, offset of the PCM data). Only mono PCM16 is accepted (one clear line
+    otherwise); the data chunk may continue beyond ``head``."""
+    bio = io.BytesIO(head)
+    try:
+        with wave.open(bio, "rb") as w:
+            rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+            offset = bio.tell()  # wave stops at the start of the data chunk's payload
+    except (wave.Error, EOFError) as e:
+        raise AudioFormatError(f"not a readable WAV header ({e}); send raw PCM16 or a PCM WAV") from e
+    if channels != 1 or width != 2:
+        raise AudioFormatError(f"WAV of {channels} channel(s), {8 * width}-bit: only mono 16-bit PCM is accepted")
+    return check_rate(rate), offset
 
 
 def pcm16_bytes(samples: np.ndarray) -> bytes:

@@ -32,6 +32,9 @@ class Models:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        self.profile.check_available(self.root)  # every missing model in one line, before any loading
+
     @classmethod
     def from_profile(cls, name: str, options: RuntimeOptions = RuntimeOptions()) -> "Models":
         return cls(load_profile(name), options)

@@ -34,7 +34,8 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
-from streamst.audio import StreamResampler
+from streamst.audio import StreamResampler, wav_header
+from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
 from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
 from streamst.server.connection import Connection, decode_samples
@@ -198,11 +199,12 @@ class FunasrConnection(Connection):
 
     def feed(self, frame: bytes) -> None:
         assert self.runner is not None and self.resample is not None
-        if self._first_frame and frame[:4] == b"RIFF":  # wav_format "wav": skip the header
-            if frame[12:16] == b"fmt ":
-                self.resample = StreamResampler(int.from_bytes(frame[24:28], "little"))
-            at = frame.find(b"data")
-            frame = frame[at + 8:] if at >= 0 else b""
+        if self._first_frame and frame[:4] == b"RIFF":  # wav_format "wav": the header comes first
+            try:
+                rate, offset = wav_header(frame)
+            except AudioFormatError as e:
+                raise ProtocolError("bad_audio", str(e)) from e
+            self.resample, frame = StreamResampler(rate), frame[offset:]
         self._first_frame = False
         data = self._carry + frame
         cut = len(data) - len(data) % 2
