@@ -159,3 +159,34 @@ def test_hotwords_parsing_reaches_the_session_config():
     assert opts.pipeline().hotwords == ("New York", "Qwen")
     opts.update({"is_end": True})
     assert opts.is_speaking is False
+
+
+def test_wav_format_frames_have_their_header_read(server, speech):
+    import io
+    import wave
+
+    import soxr
+
+    x = soxr.resample(read_wav(speech(ZH, "zh", gap_ms=500)), 16000, 8000)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(pcm16_bytes(x))
+    data = buf.getvalue()
+
+    async def run(payload: bytes) -> list[dict]:
+        async with websockets.connect(server.url("/funasr")) as ws:
+            await ws.send(json.dumps({"mode": "offline", "wav_name": "w", "wav_format": "wav", "is_speaking": True}))
+            for i in range(0, len(payload), 4000):
+                await ws.send(payload[i : i + 4000])
+            await ws.send(json.dumps({"is_speaking": False, "is_end": True}))
+            msgs = []
+            while not (m := json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))).get("is_end"):
+                msgs.append(m)
+            return msgs + [m]
+
+    msgs = asyncio.run(run(data))
+    assert msgs[-1]["is_final"] is True and any(m["text"] for m in msgs[:-1]), msgs
+    stereo = data[:22] + (2).to_bytes(2, "little") + data[24:]  # the header now says 2 channels
+    msgs = asyncio.run(run(stereo))
+    assert msgs[-1]["code"] == "bad_audio" and msgs[-1]["is_final"] is False and "mono" in msgs[-1]["error"]

@@ -203,3 +203,34 @@ def test_deltas_are_append_only_with_separators():
     assert d.delta((1, 0), "你好", "zh") == "你好"  # a character language: no space
     z = _Deltas()
     assert z.delta((0, 0), "区块", "zh") + z.delta((0, 0), "区块链", "zh") == "区块链"
+
+
+def test_new_output_language_applies_from_the_next_audio(server, audio_24k, spy):
+    silent = np.flatnonzero(audio_24k == 0)
+    gaps = np.split(silent, np.flatnonzero(np.diff(silent) != 1) + 1)
+    gap = max(gaps, key=len)  # the pause between the two utterances
+    cut = int(gap[len(gap) // 2])
+    events: list[Any] = []
+    with client(server).realtime.translations.connect(model="m") as conn:
+        watchdog = threading.Timer(TIMEOUT, conn.close)
+        watchdog.start()
+        try:
+            conn.session.update(session={"audio": {"output": {"language": "en"}}})
+            for i in range(0, cut, 4800):
+                conn.session.input_audio_buffer.append(audio=pcm_b64(audio_24k[i : min(i + 4800, cut)]))
+            conn.session.update(session={"audio": {"output": {"language": "ja"}}})
+            for i in range(cut, len(audio_24k), 4800):
+                conn.session.input_audio_buffer.append(audio=pcm_b64(audio_24k[i : i + 4800]))
+            conn.session.close()
+            events = list(conn)
+        finally:
+            watchdog.cancel()
+    updated = [e.session.audio.output.language for e in events if e.type == "session.updated"]
+    assert updated == ["en", "ja"] and events[-1].type == "session.closed"
+    finals = [ev for ev in spy if getattr(ev, "type", "") == "translation" and ev.final]
+    assert [f.language for f in finals] == ["en", "ja"]  # the first utterance in en, the second in ja
+    out = [e for e in events if e.type == "session.output_transcript.delta"]
+    # still one append-only stream; no space before the ja utterance (a character language)
+    assert "".join(e.delta for e in out) == finals[0].committed + finals[1].committed
+    ms = [e.elapsed_ms for e in out]
+    assert ms == sorted(ms) and ms[-1] > cut * 1000 // 24000  # positions continue over the change
