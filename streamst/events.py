@@ -42,6 +42,7 @@ class TranscriptEvent:
     audio_ms: int  # source audio received when emitted
     start_ms: int  # utterance start in the stream
     end_ms: int  # end of the audio the hypothesis covers
+    path: Literal["asr", "e2e"] = "asr"  # SenseVoice CTC, or the end-to-end model's own transcript
 
     type: Literal["transcript"] = field(default="transcript", init=False)
 
@@ -62,7 +63,7 @@ class TranslationEvent:
     """
 
     utterance: int
-    mode: Literal["simul", "cascade"]
+    mode: Literal["e2e", "simul", "cascade"]  # which path produced it
     language: str
     committed: str
     new_units: tuple[str, ...]
@@ -86,7 +87,8 @@ class LatencyEvent:
     language: str
     source_ms: float  # utterance duration
     metrics: dict[str, float]  # e.g. {"AL": .., "LAAL": .., "AL_CA": .., "LAAL_CA": ..}
-    retention_proxy: float | None = None  # chrF(simul, cascade)/100, mode "both" only
+    retention_proxy: float | None = None  # chrF(streaming output, cascade)/100 when both ran on the utterance
+    mode: Literal["e2e", "simul"] = "simul"  # the streaming path these figures measure
 
     type: Literal["latency"] = field(default="latency", init=False)
 

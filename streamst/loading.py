@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from streamst.asr.vad import EnergyVad, Vad
 from streamst.errors import UserError
@@ -48,20 +48,23 @@ class Models:
     def _where(self, spec: ModelSpec) -> str:
         return self.profile.require(spec, self.root)
 
+    def _load(self, role: str) -> Any:
+        """The shared model of ``role``, made by the factory its kind names in ``KINDS``."""
+        spec = self.profile.spec(role)
+        if spec is None:
+            self.require((role,))
+            raise UserError(f"profile '{self.profile.name}' has no {role} model")
+        factory = KINDS.get(role, {}).get(spec.kind)
+        if factory is None:
+            known = ", ".join(KINDS.get(role, {})) or "none"
+            raise UserError(f"profile '{self.profile.name}': unknown {role} kind {spec.kind!r} (known: {known})")
+        where = self._where(spec) if spec.source else ""
+        return self._get(role, lambda: factory(where, self.options, spec.hint(self.profile.name)))
+
     @property
     def asr(self):
-        """The shared SenseVoice model."""
-
-        def make():
-            from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
-
-            spec = self.profile.asr
-            if spec.kind != "sensevoice":
-                raise UserError(f"profile '{self.profile.name}': unknown asr kind {spec.kind!r}")
-            return SenseVoiceASR(self._where(spec), SenseVoiceOptions(device=self.options.device),
-                                 hint=spec.hint(self.profile.name))
-
-        return self._get("asr", make)
+        """The shared streaming-ASR recogniser (:class:`~streamst.asr.base.Recognizer`)."""
+        return self._load("asr")
 
     def new_vad(self) -> Vad:
         """A fresh per-session VAD (state is per session; a VAD model is shared)."""
@@ -69,40 +72,79 @@ class Models:
         if spec.kind == "energy-vad":
             return EnergyVad()
         if spec.kind == "fsmn-vad":
-            from streamst.asr.fsmn_vad import FsmnVad, FsmnVadModel
+            from streamst.asr.fsmn_vad import FsmnVad
 
-            model = self._get("vad", lambda: FsmnVadModel.load(self._where(spec), hint=spec.hint(self.profile.name),
-                                                               device=self.options.device))
-            return FsmnVad(model)
+            return FsmnVad(self._load("vad"))
         raise UserError(f"profile '{self.profile.name}': unknown vad kind {spec.kind!r}")
 
     @property
     def punc(self):
         """The shared punctuation model (cascade path)."""
-
-        def make():
-            from streamst.asr.punc import CtPunctuator, RulePunctuator
-
-            spec = self.profile.punc
-            if spec.kind == "rule-punc":
-                return RulePunctuator()
-            if spec.kind == "ct-punc":
-                return CtPunctuator.load(self._where(spec), hint=spec.hint(self.profile.name), device=self.options.device)
-            raise UserError(f"profile '{self.profile.name}': unknown punc kind {spec.kind!r}")
-
-        return self._get("punc", make)
+        return self._load("punc")
 
     @property
     def mt(self):
-        """The shared translation model."""
+        """The shared text translation model (:class:`~streamst.mt.base.Translator`)."""
+        return self._load("mt")
 
-        def make():
-            from streamst.mt.qwen import QwenOptions, QwenTranslator
+    @property
+    def e2e(self):
+        """The shared end-to-end speech model (:class:`~streamst.e2e.base.SpeechModel`)."""
+        return self._load("e2e")
 
-            spec = self.profile.mt
-            if spec.kind != "qwen":
-                raise UserError(f"profile '{self.profile.name}': unknown mt kind {spec.kind!r}")
-            return QwenTranslator(self._where(spec), QwenOptions(device=self.options.device),
-                                  hint=spec.hint(self.profile.name))
+    @property
+    def has_e2e(self) -> bool:
+        return self.profile.e2e is not None
 
-        return self._get("mt", make)
+    def require(self, paths) -> None:
+        """Raise one :class:`UserError` line if the profile lacks a model the paths need."""
+        if "e2e" in paths and self.profile.e2e is None:
+            raise UserError(f"mode e2e needs an end-to-end model, and profile '{self.profile.name}' has none "
+                            "(add an `e2e` entry to the profile, or use --profile tiny / default)")
+
+
+# -- one factory per (role, kind): a new model is one new file plus one line here ------------
+
+def _sensevoice(where: str, o: RuntimeOptions, hint: str):
+    from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
+
+    return SenseVoiceASR(where, SenseVoiceOptions(device=o.device), hint=hint)
+
+
+def _fsmn_vad(where: str, o: RuntimeOptions, hint: str):
+    from streamst.asr.fsmn_vad import FsmnVadModel
+
+    return FsmnVadModel.load(where, hint=hint, device=o.device)
+
+
+def _ct_punc(where: str, o: RuntimeOptions, hint: str):
+    from streamst.asr.punc import CtPunctuator
+
+    return CtPunctuator.load(where, hint=hint, device=o.device)
+
+
+def _rule_punc(where: str, o: RuntimeOptions, hint: str):
+    from streamst.asr.punc import RulePunctuator
+
+    return RulePunctuator()
+
+
+def _qwen(where: str, o: RuntimeOptions, hint: str):
+    from streamst.mt.qwen import QwenOptions, QwenTranslator
+
+    return QwenTranslator(where, QwenOptions(device=o.device), hint=hint)
+
+
+def _funasr_nano(where: str, o: RuntimeOptions, hint: str):
+    from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
+
+    return FunAsrNanoSpeech(where, NanoOptions(device=o.device), hint=hint)
+
+
+KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str], Any]]] = {
+    "asr": {"sensevoice": _sensevoice},
+    "vad": {"fsmn-vad": _fsmn_vad},
+    "punc": {"ct-punc": _ct_punc, "rule-punc": _rule_punc},
+    "mt": {"qwen": _qwen},
+    "e2e": {"fun-asr-nano": _funasr_nano},
+}

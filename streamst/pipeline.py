@@ -1,9 +1,18 @@
-"""One stream's whole pipeline: streaming ASR -> simultaneous policy + decoder, and the
-cascaded path (final ASR -> punctuation -> sentence MT), with exact latency bookkeeping.
+"""One stream's whole pipeline: up to three paths over the same audio, with exact latency
+bookkeeping.
+
+* ``simul``: streaming ASR (SenseVoice CTC) -> stable source text -> simultaneous policy +
+  Qwen text decoder (``_Track``, below);
+* ``cascade``: final ASR -> punctuation -> sentence MT (the offline quality reference);
+* ``e2e``: audio chunks -> speech encoder -> adaptor -> decoder under the same policies
+  (:mod:`streamst.e2e.path`).
+
+Modes name the paths that run: ``simul``, ``cascade``, ``both`` (simul + cascade), ``e2e``,
+``all`` (e2e + simul + cascade).
 
 ``TranslationSession`` has the three verbs of a streaming processor: ``insert_audio``,
 ``process`` and ``finish``, each returning events (:mod:`streamst.events`). It owns every
-per-stream state (recogniser, policy state, decoder KV cache) and shares the loaded models
+per-stream state (recogniser, policy states, decoder KV caches) and shares the loaded models
 (:class:`streamst.loading.Models`). It is synchronous; the server runs it off the event loop.
 
 Latency bookkeeping: each committed target unit carries ``delay`` = ms of source audio
@@ -23,15 +32,24 @@ from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRec
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
 from streamst.languages import ASR_LANGUAGES
 from streamst.loading import Models
-from streamst.metrics.latency import LatencyInput, utterance_latency
 from streamst.metrics.quality import chrf
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
+from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import is_char_lang, join_units, split_units
 
-Mode = Literal["simul", "cascade", "both"]
-MODES: tuple[str, ...] = ("simul", "cascade", "both")
+__all__ = ["MODES", "Mode", "PATHS", "PipelineConfig", "TranslationSession", "UtteranceResult", "paths_of"]
+
+Mode = Literal["e2e", "simul", "cascade", "both", "all"]
+MODES: tuple[str, ...] = ("e2e", "simul", "cascade", "both", "all")
+PATHS: tuple[str, ...] = ("e2e", "simul", "cascade")
 AUTO = "auto"  # src_lang: each utterance's source language is SenseVoice's language ID
 AUTO_FALLBACK = "zh"  # until (or unless) an utterance's language has been detected
+
+
+def paths_of(mode: str) -> tuple[str, ...]:
+    """The paths a mode runs, in the order ``e2e, simul, cascade``."""
+    return {"e2e": ("e2e",), "simul": ("simul",), "cascade": ("cascade",), "both": ("simul", "cascade"),
+            "all": PATHS}[mode]
 
 
 @dataclass(frozen=True)
@@ -40,12 +58,19 @@ class PipelineConfig:
     tgt_langs: tuple[str, ...] = ("en",)
     mode: Mode = "simul"
     policy: str = "reorder-aware"
-    policy_overrides: tuple[tuple[str, Any], ...] = ()  # PolicyConfig fields set explicitly
+    policy_overrides: tuple[tuple[str, Any], ...] = ()  # PolicyConfig fields set explicitly (both paths)
     asr: StreamingASRConfig = field(default_factory=StreamingASRConfig)
-    max_new_tokens: int = 48  # per simultaneous proposal
+    max_new_tokens: int = 48  # per simultaneous text proposal
     continuation_tokens: int = 6  # per predicted source continuation (reorder-aware)
     keep_results: int = 200  # utterance results kept per session (oldest dropped)
-    hotwords: tuple[str, ...] = ()  # words the speaker is likely to say (a prompt hint for models that take one)
+    # -- e2e path (chunk grid = asr.chunk_ms) --
+    e2e_step_tokens: int = 16  # budget of a proposal while the utterance is open
+    e2e_final_tokens: int = 96  # budget once it ended (the rest of the translation)
+    max_utterance_ms: int = 20_000  # an utterance this long is closed, the next opened where it stopped
+    e2e_encoding: Literal["full", "incremental"] = "incremental"  # per chunk step; the final step is always full
+    e2e_context_frames: int = 20  # incremental encoding: left context of the new frames (1.2 s)
+    e2e_source_text: bool | None = None  # LLM transcript per utterance; None: only in mode e2e
+    hotwords: tuple[str, ...] = ()  # biasing words in the e2e prompt (ignored by the text path)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -54,8 +79,19 @@ class PipelineConfig:
             raise ValueError("tgt_langs must be a non-empty list of distinct languages")
         if self.src_lang in self.tgt_langs:
             raise ValueError(f"source language {self.src_lang!r} is also a target language")
+        if self.e2e_source_text is None:
+            object.__setattr__(self, "e2e_source_text", self.mode == "e2e")
+        if self.max_utterance_ms < 2 * self.asr.chunk_ms:
+            raise ValueError("max_utterance_ms must be at least two chunks")
         for tgt in self.tgt_langs:
-            self.policy_for(tgt)  # validates the policy options early
+            if "simul" in self.paths:
+                self.policy_for(tgt)  # validates the policy options early
+            if "e2e" in self.paths:
+                self.e2e_policy_for(tgt)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return paths_of(self.mode)
 
     def policy_for(self, tgt_lang: str, src_lang: str | None = None) -> PolicyConfig:
         """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides;
@@ -63,78 +99,83 @@ class PipelineConfig:
         return PolicyConfig.for_pair(src_lang or self.src_lang, tgt_lang, name=self.policy,
                                      **dict(self.policy_overrides))
 
+    def e2e_policy_for(self, tgt_lang: str) -> PolicyConfig:
+        """The e2e path's policy: units are audio chunks (:func:`streamst.e2e.path.e2e_policy_config`)."""
+        from streamst.e2e.path import e2e_policy_config
+
+        return e2e_policy_config(self.src_lang, tgt_lang, self.asr.chunk_ms, self.policy, **dict(self.policy_overrides))
+
     @classmethod
     def create(cls, src_lang: str, tgt_langs: str | Sequence[str], mode: Mode = "simul",
                policy: str = "reorder-aware", chunk_ms: int = 600, hotwords: Sequence[str] = (),
                **policy_overrides: Any) -> "PipelineConfig":
         """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
         tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
-        asr_lang = src_lang if src_lang in ("zh", "en", "yue", "ja", "ko") else "auto"
+        asr_lang = src_lang if src_lang in ASR_LANGUAGES else "auto"
         return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
                    policy_overrides=tuple(sorted(policy_overrides.items())), hotwords=tuple(hotwords),
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
 
 
-@dataclass
-class UtteranceResult:
-    """Everything measured for one utterance and target language (summaries, `streamst eval`)."""
-
-    utterance: int
-    language: str  # target language
-    start_ms: int
-    end_ms: int
-    source: str
-    simul: str | None = None
-    delays_ms: list[float] = field(default_factory=list)  # stream time at commit, per unit
-    elapsed_ms: list[float] = field(default_factory=list)  # delays + processing time (CA)
-    cascade: str | None = None
-    cascade_delay_ms: float | None = None
-    displays: list[str] = field(default_factory=list)  # simul caption as shown after each step
-    commits: list[str] = field(default_factory=list)  # committed text after each step
-    metrics: dict[str, float] = field(default_factory=dict)
-    retention_proxy: float | None = None
-
-
 class TranslationSession:
-    """Per-stream pipeline over shared models: one recogniser, one track per target
-    language. Not thread-safe: one caller at a time (the server serialises per session)."""
+    """Per-stream pipeline over shared models: a recogniser with one text track per target
+    language (paths simul/cascade) and/or an end-to-end path. Not thread-safe: one caller at
+    a time (the server serialises per session)."""
 
     def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None) -> None:
         self.models, self.cfg = models, config
-        self.recognizer = StreamingRecognizer(models.asr, models.new_vad(), config.asr, recognize=recognize)
-        self.tracks = [_Track(self, tgt) for tgt in config.tgt_langs]
         self.compute_ms = 0.0  # processing time spent by this session so far
+        self._t0: float | None = None  # start of the step under way
         self.results: deque[UtteranceResult] = deque(maxlen=config.keep_results)
+        paths = config.paths
+        self.recognizer = (StreamingRecognizer(models.asr, models.new_vad(), config.asr, recognize=recognize)
+                           if "simul" in paths or "cascade" in paths else None)
+        self.tracks = [_Track(self, tgt) for tgt in config.tgt_langs] if self.recognizer is not None else []
+        self.e2e = None
+        if "e2e" in paths:
+            from streamst.e2e.path import E2EPath
+
+            self.e2e = E2EPath(models.e2e, models.new_vad(), config, clock=self._elapsed_now, results=self.results)
 
     # -- the three verbs -----------------------------------------------------------------
     def insert_audio(self, samples) -> None:
         t0 = time.perf_counter()
-        self.recognizer.insert_audio(samples)
+        if self.recognizer is not None:
+            self.recognizer.insert_audio(samples)
+        if self.e2e is not None:
+            self.e2e.insert_audio(samples)
         self.compute_ms += (time.perf_counter() - t0) * 1e3
 
     def process(self) -> list[Event]:
-        return self._timed(self.recognizer.process)
+        return self._timed(False)
 
     def finish(self) -> list[Event]:
-        return self._timed(self.recognizer.finish)
+        return self._timed(True)
 
     @property
     def audio_ms(self) -> int:
-        return self.recognizer.audio_ms
+        return self.recognizer.audio_ms if self.recognizer is not None else self.e2e.audio_ms
 
-    def _timed(self, asr_step) -> list[Event]:
-        t0 = time.perf_counter()
+    def _timed(self, final: bool) -> list[Event]:
+        t0 = self._t0 = time.perf_counter()
         out: list[Event] = []
-        for ev in asr_step():
-            out.append(ev)
-            for track in self.tracks:
-                out += track.on_transcript(ev, t0)
+        if self.e2e is not None:
+            out += self.e2e.finish() if final else self.e2e.process()
+        if self.recognizer is not None:
+            for ev in (self.recognizer.finish() if final else self.recognizer.process()):
+                out.append(ev)
+                for track in self.tracks:
+                    out += track.on_transcript(ev, t0)
         self.compute_ms += (time.perf_counter() - t0) * 1e3
+        self._t0 = None
         return out
 
     def elapsed_since(self, t0: float) -> float:
         """Processing time of this session so far, including the step begun at ``t0``."""
         return self.compute_ms + (time.perf_counter() - t0) * 1e3
+
+    def _elapsed_now(self) -> float:
+        return self.compute_ms + ((time.perf_counter() - self._t0) * 1e3 if self._t0 is not None else 0.0)
 
 
 class _Track:
@@ -142,7 +183,8 @@ class _Track:
 
     def __init__(self, session: TranslationSession, tgt_lang: str) -> None:
         self.session, self.tgt = session, tgt_lang
-        self.mode = session.cfg.mode
+        paths = session.cfg.paths
+        self.simul, self.with_cascade = "simul" in paths, "cascade" in paths
         self.auto = session.cfg.src_lang == AUTO
         self.stream = None
         self.src = ""
@@ -157,7 +199,7 @@ class _Track:
         self.src = src
         self.policy = make_policy(self.session.cfg.policy_for(self.tgt, src))
         self.state: PolicyState = self.policy.new_state()
-        if self.mode != "cascade":
+        if self.simul:
             self.stream = self.session.models.mt.open_stream(src, self.tgt)
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
@@ -176,7 +218,7 @@ class _Track:
         if self.stream is not None and (ev.kind == "stable" or final):
             out += self._simul_step(ev, t0)
         if final:
-            if self.mode != "simul":
+            if self.with_cascade:
                 out.append(self._cascade(ev, t0))
             out.append(self._close(ev))
             self.session.results.append(cur)
@@ -258,23 +300,12 @@ class _Track:
         )
 
     def _close(self, ev: TranscriptEvent) -> LatencyEvent:
-        """Per-utterance latency (delays relative to the utterance start) and, in mode
-        ``both``, the reference-free retention proxy chrF(simul, cascade)."""
+        """Per-utterance latency (delays relative to the utterance start) and, when the
+        cascade ran too, the reference-free retention proxy chrF(simul, cascade)."""
         cur = self.current
         assert cur is not None
-        source_ms = max(1.0, float(cur.end_ms - cur.start_ms))
-        metrics: dict[str, float] = {}
-        if cur.delays_ms:
-            item = LatencyInput(
-                delays=[max(0.0, d - cur.start_ms) for d in cur.delays_ms], source_length=source_ms,
-                elapsed=[max(0.0, d - cur.start_ms) for d in cur.elapsed_ms],
-            )
-            for ca in (False, True):
-                metrics.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
-        if self.mode == "both" and cur.cascade and cur.simul is not None:
+        if self.simul and self.with_cascade and cur.cascade and cur.simul is not None:
             cur.retention_proxy = round(chrf([cur.simul], [cur.cascade]) / 100.0, 4)
-        cur.metrics = metrics
-        return LatencyEvent(utterance=ev.utterance, language=self.tgt, source_ms=source_ms,
-                            metrics=metrics, retention_proxy=cur.retention_proxy)
-
-
+        cur.metrics = utterance_metrics(cur)
+        return LatencyEvent(utterance=ev.utterance, language=self.tgt, source_ms=max(1.0, float(cur.end_ms - cur.start_ms)),
+                            metrics=cur.metrics, retention_proxy=cur.retention_proxy)

@@ -29,7 +29,8 @@ from typing import Any, Callable
 from streamst import hub as hubs
 from streamst.errors import ModelNotFoundError, UserError
 
-ROLES = ("asr", "vad", "punc", "mt")
+ROLES = ("asr", "vad", "punc", "mt", "e2e")
+OPTIONAL_ROLES = ("e2e",)  # a profile may lack these; modes that need them fail clearly
 PACKAGED_PROFILES = Path(__file__).resolve().parent / "data" / "profiles"
 # Which hub a kind's loader downloads from (FunASR's AutoModel defaults to ModelScope).
 HUB_OF_KIND = {"sensevoice": hubs.MODELSCOPE, "fsmn-vad": hubs.MODELSCOPE, "ct-punc": hubs.MODELSCOPE}
@@ -49,8 +50,8 @@ def models_dir() -> Path:
 class ModelSpec:
     """One model of a profile."""
 
-    role: str  # asr | vad | punc | mt
-    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad
+    role: str  # asr | vad | punc | mt | e2e
+    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad | fun-asr-nano
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
     options: dict[str, Any] = field(default_factory=dict)
@@ -103,9 +104,13 @@ class Profile:
     vad: ModelSpec
     punc: ModelSpec
     mt: ModelSpec
+    e2e: ModelSpec | None = None  # end-to-end speech model (mode e2e / all)
 
     def specs(self) -> tuple[ModelSpec, ...]:
-        return (self.asr, self.vad, self.punc, self.mt)
+        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e) if s is not None)
+
+    def spec(self, role: str) -> ModelSpec | None:
+        return getattr(self, role)
 
     def missing(self, root: Path | None = None) -> list[ModelSpec]:
         """Models of this profile that are not here: store models not built, directories that
@@ -134,7 +139,9 @@ class Profile:
     def check_available(self, root: Path | None = None, *, probe=hubs.reachable, timeout_s: float = 2.0) -> None:
         """Fail now, in one line naming every model that cannot be had, when a model of the
         profile is neither here nor downloadable (offline setting, or its hub does not answer
-        within ``timeout_s``). Hub models that can still be downloaded pass."""
+        within ``timeout_s``). Hub models that can still be downloaded pass. Models of
+        optional roles (``e2e``) do not fail the check alone (only the modes that use them
+        need them, and they fail when loaded), but are named with the others."""
         missing = self.missing(root)
         if not missing:
             return
@@ -150,12 +157,14 @@ class Profile:
         if down:
             why.append(f"no answer from {', '.join(down)} within {timeout_s:g} s")
             blocked += [s for s in remote if s not in blocked and s.hub.endpoint() in down]  # type: ignore[union-attr]
-        if local or blocked:
-            raise self.unavailable(local + blocked, "; ".join(why))
+        unavailable = local + blocked
+        if any(spec.role not in OPTIONAL_ROLES for spec in unavailable):
+            raise self.unavailable(unavailable, "; ".join(why))
 
     def unavailable(self, specs: list[ModelSpec], why: str) -> ModelNotFoundError:
         """One line: every model of ``specs`` with how to get it, and why it cannot be fetched now."""
-        names = "; ".join(f"{s.role} {s.source} ({s.hint(self.name)})" for s in specs)
+        names = "; ".join(f"{s.role}{' (mode e2e)' if s.role in OPTIONAL_ROLES else ''} {s.source} "
+                          f"({s.hint(self.name)})" for s in specs)
         offline = f" Offline ({why}): download them where there is network, or point the profile at local directories." if why else ""
         return ModelNotFoundError(f"profile '{self.name}' needs {len(specs)} model(s) that are not here: {names}.{offline}")
 
@@ -189,6 +198,7 @@ def load_profile(name_or_path: str) -> Profile:
                 options=raw[role].get("options", {}),
             )
             for role in ROLES
+            if role in raw or role not in OPTIONAL_ROLES
         }
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise UserError(f"profile {path} is malformed: {e!r}") from e
@@ -197,10 +207,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 def builders() -> dict[str, Callable[[Path, int], None]]:
     """All offline builder recipes by name."""
-    from streamst.builders import ctpunc, qwen, sensevoice
+    from streamst.builders import ctpunc, funasr_nano, qwen, sensevoice
 
     table: dict[str, Callable[[Path, int], None]] = {}
-    for mod in (sensevoice, qwen, ctpunc):
+    for mod in (sensevoice, qwen, ctpunc, funasr_nano):
         table.update(mod.BUILDERS)
     return table
 

@@ -16,7 +16,8 @@ import torch
 
 from streamst.builders.qwen import build_tiny
 from streamst.errors import ModelNotFoundError, UserError
-from streamst.mt.qwen import IncrementalDetokenizer, QwenOptions, QwenTranslator
+from streamst.mt.detok import IncrementalDetokenizer
+from streamst.mt.qwen import QwenOptions, QwenTranslator
 
 SOURCE = "区块链是今年最火热的科技趋势了"
 
@@ -111,7 +112,7 @@ def test_detokeniser_holds_back_partial_chinese_characters(mt: QwenTranslator) -
     # the real tokenizer splits 龘 (and 麤) over two byte-level tokens
     split = [c for c in "龘麤" if len(mt.tokenizer(c, add_special_tokens=False)["input_ids"]) > 1]
     assert split, "precondition: a CJK character spanning several tokens"
-    detok = IncrementalDetokenizer(mt.bytes)
+    detok = IncrementalDetokenizer(mt.lm.bytes)
     held_back = 0
     for n, t in enumerate(ids, 1):
         detok.push(t)
@@ -160,7 +161,7 @@ def test_translate_returns_str(mt: QwenTranslator) -> None:
 @pytest.mark.parametrize("src,tgt", [("zh", "en"), ("en", "zh"), ("ja", "en"), ("ko", "en"),
                                      ("de", "en"), ("fr", "en"), ("es", "en")])
 def test_language_pairs(mt: QwenTranslator, src: str, tgt: str) -> None:
-    from streamst.mt.qwen import LANGUAGES
+    from streamst.languages import LANGUAGES
 
     text = mt.tokenizer.decode(list(mt.open_stream(src, tgt).prompt.head.keys))
     assert LANGUAGES[src] in text and LANGUAGES[tgt] in text
@@ -188,3 +189,18 @@ def test_stream_memory_is_bounded(mt: QwenTranslator) -> None:
     # after reset the static prefix is still served from the cache
     p = stream.propose("你好", "", max_new_tokens=2)
     assert p.reused_tokens == len(stream.prompt.head.keys)
+
+
+def test_proposal_complete_is_false_only_when_cut_by_the_budget(mt: QwenTranslator) -> None:
+    """The pipeline's partial-word guard relies on ``complete``; it was always True before."""
+    from streamst.mt.kv import CachedDecoder, SegmentLM
+
+    stream = mt.open_stream("zh", "en")
+    cut = stream.propose(SOURCE, "", max_new_tokens=3)
+    assert not cut.complete and cut.steps == 3
+    segments = stream.prompt.build(SOURCE, "", max_source_tokens=512, max_target_tokens=512)
+    first = CachedDecoder(mt.lm).decode(segments, max_new_tokens=1).token_ids[0]
+    # the same model with its first greedy token declared a stop token: stops at once, complete
+    stopping = SegmentLM(mt.model, mt.tokenizer, extra_stop_ids={first})
+    out = CachedDecoder(stopping).decode(segments, max_new_tokens=8)
+    assert out.complete and out.token_ids == () and out.text == ""

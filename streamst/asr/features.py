@@ -27,6 +27,8 @@ class FeatureConfig:
     window: str = "hamming"
     lfr_m: int = 7
     lfr_n: int = 6
+    sample_scale: float = 32768.0  # FunASR's WavFrontend scales [-1, 1] samples to int16 range;
+    # transformers' FunAsrNanoFeatureExtractor feeds them unscaled (1.0)
 
     @property
     def dim(self) -> int:
@@ -93,7 +95,7 @@ class StreamingFeatures:
         if self._finished:
             raise RuntimeError("accept() after finish(); call reset()")
         if samples.size:
-            self._fbank.accept_waveform(16000, np.ascontiguousarray(samples * 32768.0, dtype=np.float32))
+            self._fbank.accept_waveform(16000, np.ascontiguousarray(samples * self.cfg.sample_scale, dtype=np.float32))
         return self._drain(final=False)
 
     def finish(self) -> np.ndarray:

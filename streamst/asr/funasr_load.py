@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,22 +27,11 @@ from typing import Any
 import torch
 
 from streamst.errors import ModelNotFoundError
+from streamst.sources import is_local_source
 
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = ("config.yaml", "model.pt")
-
-
-def is_local_source(source: str | Path) -> bool:
-    """True when ``source`` names a filesystem path rather than a hub id or alias.
-
-    Paths are ``Path`` objects, absolute, ``~``/``.``-prefixed, or existing on disk; hub
-    ids look like ``owner/name`` or an alias such as ``fsmn-vad``.
-    """
-    if isinstance(source, Path):
-        return True
-    s = str(source)
-    return os.path.isabs(s) or s.startswith(("~", "./", "../")) or s == "." or os.path.exists(s)
 
 
 @contextlib.contextmanager

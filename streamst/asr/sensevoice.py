@@ -14,43 +14,18 @@ tag), frames 4.. are speech frames, one per 60 ms LFR frame.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from streamst.asr.base import _TAG, CtcToken, Recognition, pieces_to_text  # noqa: F401 (re-exported)
 from streamst.asr.funasr_load import load_auto_model
 
 log = logging.getLogger(__name__)
 
 N_QUERIES = 4
 LANGS = ("zh", "en", "yue", "ja", "ko")
-_TAG = re.compile(r"<\|[^|]*\|>")
-
-
-@dataclass(frozen=True)
-class CtcToken:
-    """A greedy-CTC token; frames are speech-frame indices within the window (60 ms each)."""
-
-    id: int
-    piece: str  # SentencePiece piece, "▁" marks a word start
-    start_frame: int
-    end_frame: int  # exclusive
-
-
-@dataclass(frozen=True)
-class Recognition:
-    tokens: tuple[CtcToken, ...]
-    language: str  # detected from the language tag, or the requested language
-    hidden: torch.Tensor  # (T, D) encoder states of the speech frames (queries dropped)
-
-
-def pieces_to_text(pieces: list[str]) -> str:
-    """Join SentencePiece pieces: "▁" starts a word; CJK pieces join without spaces."""
-    text = "".join(pieces).replace("▁", " ")
-    text = _TAG.sub("", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from streamst.asr.features import FRAME_MS, StreamingFeatures
-from streamst.asr.sensevoice import CtcToken, Recognition, SenseVoiceASR, pieces_to_text
+from streamst.asr.base import CtcToken, Recognition, Recognizer, pieces_to_text
 from streamst.asr.vad import Vad, VadEvent
 from streamst.events import Token, TranscriptEvent
 
@@ -71,13 +71,13 @@ class _Utterance:
 
 
 class StreamingRecognizer:
-    """Per-session streaming recogniser over a shared :class:`SenseVoiceASR`.
+    """Per-session streaming recogniser over a shared :class:`~streamst.asr.base.Recognizer`.
 
     Memory is bounded by ``max_window_ms`` of feature frames plus O(1) VAD and fbank state,
     however long the stream runs.
     """
 
-    def __init__(self, asr: SenseVoiceASR, vad: Vad, config: StreamingASRConfig = StreamingASRConfig(),
+    def __init__(self, asr: Recognizer, vad: Vad, config: StreamingASRConfig = StreamingASRConfig(),
                  recognize: RecognizeFn | None = None) -> None:
         self.asr, self.vad, self.cfg = asr, vad, config
         self._recognize: RecognizeFn = recognize or (lambda w, lang: asr.recognize([w], lang)[0])

@@ -16,7 +16,7 @@ from streamst.audio import StreamResampler, read_audio
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", help="model profile (models/profiles/NAME.json)")
+    p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.e2e.bench import add_parser as add_e2e_parser
+
+    add_e2e_parser(bsub)  # `bench e2e`: end-to-end per-chunk cost vs utterance length
+
 
 @dataclass(frozen=True)
 class MtStep:

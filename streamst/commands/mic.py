@@ -339,9 +339,10 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
     import websockets
 
     tgts = [t.strip() for t in args.tgt.split(",") if t.strip()]
-    start = {"type": "start", "version": 1, "sample_rate": RATE, "encoding": "pcm_s16le",
-             "src_lang": args.src, "tgt_langs": tgts, "mode": args.mode,
-             "policy": {"name": args.policy}, "chunk_ms": args.chunk_ms}
+    from streamst.server.protocol import PolicySpec, Start
+
+    start = Start(sample_rate=RATE, src_lang=args.src, tgt_langs=tuple(tgts), mode=args.mode,
+                  policy=PolicySpec(args.policy), chunk_ms=args.chunk_ms).to_message()
     url = with_token(args.url, args.token)
     try:
         ws = await asyncio.wait_for(websockets.connect(url, max_size=2**24, open_timeout=None),

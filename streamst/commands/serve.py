@@ -12,7 +12,7 @@ from streamst.server.app import ServerConfig
 def register(sub: argparse._SubParsersAction) -> None:
     d = ServerConfig()
     p = sub.add_parser("serve", help="run the websocket translation service")
-    p.add_argument("--profile", default="default", help="model profile (models/profiles/NAME.json)")
+    p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port, help="0: any free port")
     p.add_argument("--funasr-port", type=int, default=None, metavar="N",

@@ -10,6 +10,7 @@ from streamst.commands._common import add_model_args, add_stream_args, emit, fil
 from streamst.errors import UserError
 from streamst.loading import Models, RuntimeOptions
 from streamst.pipeline import MODES, PipelineConfig, TranslationSession
+from streamst.results import path_summary
 from streamst.policy import POLICY_NAMES
 
 
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     chunks = file_chunks(args.file, args.chunk_ms, declared_rate=args.rate, realtime=args.realtime)
     first = next(chunks)  # validates the file before loading models
     models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    models.require(config.paths)  # a mode the profile cannot serve fails before any model loads
     session = TranslationSession(models, config)
     t0 = time.perf_counter()
 
@@ -73,10 +75,12 @@ def run(args: argparse.Namespace) -> int:
         "rtf": round(wall / audio_s, 4) if audio_s else None,
         "utterances": [
             {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms, "source": r.source,
-             "simul": r.simul, "cascade": r.cascade, "delays_ms": r.delays_ms, "latency": r.metrics,
-             "retention_proxy": r.retention_proxy}
+             "path": r.path, "simul": r.simul, "e2e": r.e2e, "cascade": r.cascade, "delays_ms": r.delays_ms,
+             "elapsed_ms": r.elapsed_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy}
             for r in session.results
         ],
+        # per target language and path: the whole output and its AL/LAAL (and _CA) over the stream
+        "outputs": path_summary(session.results, session.audio_ms, config.tgt_langs, config.paths),
     }
     emit(summary, args.json)
     if not args.json:

@@ -270,6 +270,9 @@ class NativeConnection(Connection):
 
     def begin(self, start: Start) -> None:
         cfg = start.pipeline_config()
+        if "e2e" in cfg.paths and not self.server.models.has_e2e:
+            raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
+                                f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
         self.start = start
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize)
         self.resample = StreamResampler(start.sample_rate)
@@ -291,7 +294,7 @@ class NativeConnection(Connection):
         self.server.metrics.update(samples, compute_ms)
         for ev in events:
             if isinstance(ev, LatencyEvent):
-                self.server.metrics.utterance(ev.language, ev.metrics, ev.retention_proxy)
+                self.server.metrics.utterance(ev.language, ev.metrics, ev.retention_proxy, path=ev.mode)
             elif getattr(ev, "kind", None) == "final":
                 self.finals += 1
             self.send(ev.to_dict())

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from streamst.pipeline import MODES
+from streamst.server.protocol import PolicySpec, Start
+
 from streamst.errors import UserError
 
 FRAME_MS = 100
@@ -105,7 +108,7 @@ async def run_client(url: str, audio: np.ndarray, start: dict[str, Any], timeout
                         res.status_lags_ms.append(m["lag_ms"])
                     elif kind == "transcript" and m["kind"] == "final":
                         spans[m["utterance"]] = (m["start_ms"], m["end_ms"])
-                    elif kind == "translation" and m["mode"] == "simul":
+                    elif kind == "translation" and m["mode"] in ("simul", "e2e"):  # the streaming paths
                         key = (m["utterance"], m["language"])
                         units.setdefault(key, []).extend((now, d) for d in m["delays_ms"])
                     elif kind == "end":
@@ -180,7 +183,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     asyncio.run_coroutine_threadsafe(server.start(), server_loop).result(600)
     log(f"server up in {time.monotonic() - t_load:.1f} s (profile {profile}); {seconds:g} s of {src} speech per session")
     url = f"ws://127.0.0.1:{server.port}/ws"
-    start = {"src_lang": src, "tgt_langs": [tgt], "mode": mode, "policy": {"name": policy}}
+    start = Start(src_lang=src, tgt_langs=(tgt,), mode=mode, policy=PolicySpec(policy)).to_message()
+    del start["type"]  # _round adds it
     rounds = []
     try:
         for n in range(1, max_sessions + 1):
@@ -248,7 +252,7 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--seconds", type=float, default=20.0, help="speech per session")
     s.add_argument("--src", default="zh")
     s.add_argument("--tgt", default="en")
-    s.add_argument("--mode", default="simul", choices=("simul", "cascade", "both"))
+    s.add_argument("--mode", default="simul", choices=MODES)
     s.add_argument("--policy", default="reorder-aware")
     s.add_argument("--lag-bound-ms", type=float, default=3000.0, help="p95 lag that still counts as real time")
     s.add_argument("--keep-going", action="store_true", help="run every N even after one falls behind")

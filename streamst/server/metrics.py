@@ -54,7 +54,8 @@ class ServerMetrics:
         self.compute_s = 0.0
         self.coalesced_s = 0.0
         self.updates = 0
-        self.latency: dict[tuple[str, str], _Histogram] = {}  # (metric, language)
+        self.latency: dict[tuple[str, str, str], _Histogram] = {}  # (metric, language, path)
+        self.utterances: Counter[str] = Counter()  # closed utterances by streaming path (e2e, simul)
         self.retention = _Histogram(RETENTION_BUCKETS)
         self.batch = _Histogram(tuple(float(b) for b in BATCH_BUCKETS))
 
@@ -76,10 +77,12 @@ class ServerMetrics:
         with self._lock:
             self.coalesced_s += samples / 16000
 
-    def utterance(self, language: str, metrics: dict[str, float], retention: float | None) -> None:
+    def utterance(self, language: str, metrics: dict[str, float], retention: float | None,
+                  path: str = "simul") -> None:
         with self._lock:
+            self.utterances[path] += 1
             for name, value in metrics.items():
-                key = (name, language)
+                key = (name, language, path)
                 if key not in self.latency:
                     self.latency[key] = _Histogram(LATENCY_BUCKETS_MS)
                 self.latency[key].observe(float(value))
@@ -121,9 +124,11 @@ class ServerMetrics:
                    [f"streamst_pipeline_updates_total {self.updates}"])
             metric("streamst_errors_total", "counter", "Errors sent to clients, by error code.",
                    [f'streamst_errors_total{{code="{c}"}} {n}' for c, n in sorted(self.errors.items())])
+            metric("streamst_utterances_total", "counter", "Utterances translated, by streaming path (e2e, simul).",
+                   [f'streamst_utterances_total{{path="{p}"}} {n}' for p, n in sorted(self.utterances.items())])
             hist: list[str] = []
-            for (name, lang), h in sorted(self.latency.items()):
-                hist += h.render("streamst_utterance_latency_ms", f'metric="{name}",language="{lang}"')
+            for (name, lang, path), h in sorted(self.latency.items()):
+                hist += h.render("streamst_utterance_latency_ms", f'metric="{name}",language="{lang}",path="{path}"')
             metric("streamst_utterance_latency_ms", "histogram",
                    "Per-utterance simultaneous latency (AL, LAAL, AL_CA, LAAL_CA) in ms.", hist)
             metric("streamst_retention_proxy", "histogram",

@@ -63,6 +63,7 @@ ERRORS: dict[str, int] = {
     "bad_encoding": CLOSE_INVALID,
     "bad_language": CLOSE_INVALID,
     "bad_policy": CLOSE_INVALID,
+    "mode_unavailable": CLOSE_INVALID,  # e.g. mode e2e on a profile without an end-to-end model
     "bad_audio": CLOSE_INVALID,  # odd byte count, NaN, out-of-range floats
     "wrong_order": CLOSE_INVALID,  # start twice, a message after end, ...
     "unauthorized": CLOSE_POLICY,
@@ -112,6 +113,14 @@ class Start:
     mode: str = "simul"
     policy: PolicySpec = PolicySpec()
     chunk_ms: int = 600
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``start`` message as clients send it: the one place it is built (``streamst mic``,
+        ``streamst bench server``, the demos; the page's app.js sends the same fields)."""
+        policy: dict[str, Any] = {"name": self.policy.name, **dict(self.policy.overrides)}
+        return {"type": "start", "version": self.version, "sample_rate": self.sample_rate, "encoding": self.encoding,
+                "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
+                "policy": policy, "chunk_ms": self.chunk_ms}
 
     def pipeline_config(self) -> PipelineConfig:
         try:

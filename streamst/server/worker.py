@@ -3,7 +3,7 @@ per session that steps its pipeline in worker threads, coalescing audio when beh
 
 * :class:`AsrBatcher` is the ``recognize`` function every session's recogniser calls (from
   a worker thread). Requests that arrive within ``max_wait_ms`` of each other, up to
-  ``max_batch`` windows, run as ONE batched ``SenseVoiceASR.recognize`` call; each caller
+  ``max_batch`` windows, run as ONE batched ``Recognizer.recognize`` call; each caller
   gets its own result. Batch sizes are counted (``stats``).
 * :class:`SessionRunner` owns one :class:`~streamst.pipeline.TranslationSession`. Audio is
   queued in a buffer bounded in samples; one pipeline update runs at a time. When
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from streamst.asr.sensevoice import Recognition, SenseVoiceASR
+from streamst.asr.base import Recognition, Recognizer
 from streamst.events import Event
 from streamst.pipeline import TranslationSession
 from streamst.server.protocol import ProtocolError, Status
@@ -49,7 +49,7 @@ class _Request:
 class AsrBatcher:
     """One thread that runs every session's ASR decodes, batching concurrent ones."""
 
-    def __init__(self, asr: SenseVoiceASR, *, max_batch: int = 8, max_wait_ms: float = 5.0,
+    def __init__(self, asr: Recognizer, *, max_batch: int = 8, max_wait_ms: float = 5.0,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.asr, self.max_batch, self.max_wait = asr, max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch

@@ -1,0 +1,186 @@
+"""Greedy decoding over prompt segments with an explicit, reusable KV cache.
+
+``SegmentLM`` wraps a loaded causal LM (Qwen3ForCausalLM, or the text side of
+FunAsrNanoForConditionalGeneration) that is fed :mod:`streamst.mt.prompt` segments as
+``inputs_embeds``; it is shared by all sessions and holds no per-stream state.
+``CachedDecoder`` is one stream's cache: the keys of every position whose K/V it holds.
+Each :meth:`CachedDecoder.decode` crops the cache to the longest common key prefix with the
+new prompt, runs only the rest, then decodes greedily until a stop token or the budget::
+
+    prompt keys:  [static head .........][changing part ......][forced target]
+    cache:        [reused ..............][recomputed this step ..............] + new tokens
+
+The output is identical to a cold run on the whole prompt (``kv_reuse=False``); only the
+cost differs (``StepStats``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Collection, Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from streamst.mt.detok import ByteTable, IncrementalDetokenizer
+from streamst.mt.prompt import PromptSegment, common_prefix, embed_segments
+
+if TYPE_CHECKING:
+    from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Cost of one decode (for benchmarks and logs)."""
+
+    prompt_tokens: int  # positions in the prompt incl. the forced committed target
+    reused_tokens: int  # of which served from the KV cache
+    computed_tokens: int  # of which run through the model this step
+    new_tokens: int  # tokens generated
+    prefill_ms: float  # prompt forward up to the first token's argmax
+    decode_ms: float  # the remaining generated tokens
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A greedy continuation of a prompt."""
+
+    text: str  # whole characters only
+    token_ids: tuple[int, ...]
+    complete: bool  # False when cut by max_new_tokens (the last word may be partial)
+    steps: int  # forward passes (the prefill counts as one)
+    stats: StepStats
+
+
+class SegmentLM:
+    """A loaded causal LM that takes prompts as segments (shared, stateless).
+
+    ``model`` must accept ``inputs_embeds``/``input_ids`` with a cache and ``logits_to_keep``
+    and expose ``get_input_embeddings()`` (every transformers causal LM does).
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str = "cpu",
+                 extra_stop_ids: Collection[int] = ()) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.device = torch.device(device)
+        self.stop_ids = frozenset(stop_ids(tokenizer, model) | set(extra_stop_ids))
+        self.bytes = ByteTable(tokenizer)
+        params = inspect.signature(model.forward).parameters
+        # transformers >= 5.2x names it ``cache`` (``past_key_values`` deprecated); older: past_key_values
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    @torch.inference_mode()
+    def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache) -> torch.Tensor:
+        """Run prompt positions ``start:`` through the model, appending to ``cache``.
+
+        Returns the logits of the last position, shape ``(1, vocab)``.
+        """
+        embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
+        out = self.model(inputs_embeds=embeds.unsqueeze(0), use_cache=True, logits_to_keep=1,
+                         **{self._cache_kw: cache})  # (1, T, hidden) in
+        return out.logits[:, -1, :].float()  # (1, vocab)
+
+    @torch.inference_mode()
+    def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+        """One decoding step: ``ids`` of shape ``(B, 1)``; returns logits ``(B, vocab)``."""
+        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        return out.logits[:, -1, :].float()
+
+    def new_cache(self) -> DynamicCache:
+        """An empty KV cache; per layer K/V grow as ``(B, kv_heads, T, head_dim)``."""
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+
+class CachedDecoder:
+    """One stream's KV cache over a :class:`SegmentLM`, and the keys it holds.
+
+    Not thread-safe; one per stream. Memory is bounded by the longest prompt the caller
+    builds plus ``max_new_tokens``.
+    """
+
+    def __init__(self, lm: SegmentLM, *, kv_reuse: bool = True) -> None:
+        self.lm, self.kv_reuse = lm, kv_reuse
+        self._cache: DynamicCache | None = None
+        self._keys: list[Hashable] = []  # key of every position whose K/V is in _cache
+        self.last: StepStats | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        """Number of positions currently held in the KV cache."""
+        return len(self._keys)
+
+    def keep_prefix(self, keys: Sequence[Hashable]) -> None:
+        """Keep only the cached positions that match ``keys`` (e.g. the static prompt head);
+        drop everything when caching is off or the cache does not start with them."""
+        n = len(keys)
+        if self._cache is None or not self.kv_reuse or common_prefix(self._keys, keys) < n:
+            self._cache, self._keys = None, []
+        else:
+            self._crop(n)
+        self.last = None
+
+    @torch.inference_mode()
+    def decode(self, segments: Sequence[PromptSegment], *, max_new_tokens: int) -> Decoded:
+        """Greedy continuation of the prompt ``segments`` (at most ``max_new_tokens``)."""
+        lm = self.lm
+        keys = [k for s in segments for k in s.keys]
+        if not self.kv_reuse or self._cache is None:
+            self._cache, self._keys = lm.new_cache(), []
+        # keep at least one position to run: its logits give the first new token
+        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
+        self._crop(reuse)
+
+        t0 = time.perf_counter()
+        logits = lm.forward_segments(segments, reuse, self._cache)  # (1, vocab)
+        self._keys = keys
+        nxt = int(logits.argmax(-1))
+        t1 = time.perf_counter()
+
+        detok = IncrementalDetokenizer(lm.bytes)
+        ids: list[int] = []
+        steps = 1
+        while nxt not in lm.stop_ids and len(ids) < max_new_tokens:
+            detok.push(nxt)
+            ids.append(nxt)
+            if len(ids) == max_new_tokens:
+                break
+            logits = lm.forward_tokens(torch.tensor([[nxt]], device=lm.device), self._cache)  # (1, vocab)
+            self._keys.append(nxt)
+            steps += 1
+            nxt = int(logits.argmax(-1))
+        t2 = time.perf_counter()
+        complete = nxt in lm.stop_ids  # False: cut by the budget, the last word may be partial
+        if not self.kv_reuse:
+            self._cache, self._keys = None, []
+        self.last = StepStats(
+            prompt_tokens=len(keys), reused_tokens=reuse, computed_tokens=len(keys) - reuse,
+            new_tokens=len(ids), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
+        )
+        return Decoded(text=detok.text, token_ids=tuple(ids), complete=complete, steps=steps, stats=self.last)
+
+    def _crop(self, length: int) -> None:
+        """Drop cached positions beyond ``length``."""
+        extra = len(self._keys) - length
+        if extra > 0 and self._cache is not None:
+            if length == 0:
+                self._cache = self.lm.new_cache()
+            else:
+                self._cache.crop(-extra)  # negative: remove that many (transformers 4.x and 5.x)
+            del self._keys[length:]
+
+
+def stop_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> set[int]:
+    """Ids that end the assistant turn: <|im_end|>, the tokenizer's and the model's eos."""
+    ids: set[int] = set()
+    for tid in (tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id):
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    configs = [getattr(model, "generation_config", None), model.config, getattr(model.config, "text_config", None)]
+    for cfg in configs:
+        eos = getattr(cfg, "eos_token_id", None) if cfg is not None else None
+        ids.update([eos] if isinstance(eos, int) else (eos or []))
+    return ids

@@ -1,0 +1,65 @@
+"""The e2e path through the websocket service: native protocol events per path, /metrics,
+and a clear refusal where the profile has no end-to-end model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.sync.client import connect
+
+from streamst.server import ServerConfig
+from tests.server_util import ServerThread, expect_error, read_wav, run_session
+
+ZH = "区块链是今年最火热的科技趋势了。"
+CFG = ServerConfig(profile="tiny", max_sessions=4, idle_timeout_s=30, status_interval_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models_root):
+    from streamst.loading import Models
+    from streamst.profiles import load_profile
+
+    return Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+
+
+@pytest.fixture(scope="module")
+def zh_audio(speech):
+    return read_wav(speech(ZH, "zh", gap_ms=700))
+
+
+def test_mode_e2e_streams_events_and_metrics_count_it(models, zh_audio):
+    srv = ServerThread(CFG, models)
+    try:
+        msgs, code = run_session(srv.url(), {"src_lang": "zh", "tgt_langs": ["en"], "mode": "all",
+                                             "policy": "wait-k"}, zh_audio)
+        assert code == 1000, msgs[-3:]
+        assert msgs[0]["config"]["mode"] == "all"
+        by_path = {m["mode"] for m in msgs if m["type"] == "translation"}
+        assert by_path == {"e2e", "simul", "cascade"}
+        e2e = [m for m in msgs if m["type"] == "translation" and m["mode"] == "e2e"]
+        assert e2e[-1]["final"] and e2e[-1]["committed"]
+        assert [m for m in msgs if m["type"] == "latency" and m["mode"] == "e2e"]
+        status, _, text = srv.http("/metrics")
+        assert status == 200
+        assert 'streamst_utterances_total{path="e2e"} 1' in text
+        assert 'path="e2e"' in text and "streamst_utterance_latency_ms_bucket" in text
+    finally:
+        srv.close()
+
+
+def test_e2e_on_a_profile_without_an_e2e_model_is_refused(models, tiny_models_root):
+    from dataclasses import replace
+
+    from streamst.loading import Models
+
+    bare = Models(replace(models.profile, e2e=None), root=tiny_models_root)
+    bare._cache.update(models._cache)  # share whatever is loaded
+    srv = ServerThread(CFG, bare)
+    try:
+        with connect(srv.url(), open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"], "mode": "e2e"}))
+            err = expect_error(ws, "mode_unavailable", 1007)
+        assert "end-to-end" in err["message"]
+    finally:
+        srv.close()
