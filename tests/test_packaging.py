@@ -73,7 +73,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     from streamst.cli import main
 
     prof = load_profile("default")
-    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt"]
+    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt", "e2e"]
     main(["models", "list"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("default"))
     assert "missing" in line and "Qwen/Qwen3-1.7B" in line and "iic/SenseVoiceSmall" in line
@@ -81,6 +81,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     fake_ms(caches, prof.vad.source, weights=False)  # an interrupted download
     fake_ms(caches, prof.punc.source)
     snap = fake_hf(caches, prof.mt.source)
+    fake_hf(caches, prof.e2e.source)
     assert [s.role for s in prof.missing()] == ["vad"]
     (caches / "ms" / "models" / "iic" / prof.vad.source.split("/")[1] / "model.pt").write_bytes(b"\0")
     assert prof.missing() == []
@@ -106,6 +107,17 @@ def test_offline_setting_fails_at_once_naming_every_model(caches, monkeypatch):
     assert "HF_HUB_OFFLINE" in msg and "MODELSCOPE_OFFLINE" in msg
     with pytest.raises(ModelNotFoundError):
         prof.require(prof.mt)  # the loader path refuses too
+
+
+def test_an_optional_model_alone_does_not_fail_the_check(caches, monkeypatch):
+    prof = load_profile("default")
+    for spec in (prof.asr, prof.vad, prof.punc):
+        fake_ms(caches, spec.source)
+    fake_hf(caches, prof.mt.source)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prof.check_available(probe=never_called)  # only e2e (Fun-ASR-Nano) is missing: mode e2e fails when loaded
+    with pytest.raises(ModelNotFoundError, match="Fun-ASR-Nano"):
+        prof.require(prof.e2e)
 
 
 def test_unreachable_hub_fails_fast_and_a_reachable_one_downloads(caches):
@@ -199,7 +211,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path, speech):
     assert models == str(elsewhere / "home" / ".cache" / "streamst" / "models")
     r = run(exe, "models", "build", "--profile", "tiny")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert len(json.loads(r.stdout.splitlines()[-1])["built"]) == 3
+    built = json.loads(r.stdout.splitlines()[-1])["built"]
+    assert len(built) == sum(s.is_store for s in load_profile("tiny").specs()) == 4
     r = run(exe, "models", "list")
     assert any(x.split() == ["tiny", "ready"] for x in r.stdout.splitlines()), r.stdout
     r = run(exe, "translate", str(speech("区块链是今年最火热的科技趋势了。", "zh")), "--profile", "tiny",
