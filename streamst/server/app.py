@@ -42,11 +42,11 @@ from websockets.http11 import Request, Response
 from streamst.loading import Models, RuntimeOptions
 from streamst.profiles import load_profile
 from streamst.server.connection import Connection, NativeConnection
-from streamst.server.funasr_compat import FunasrConnection, refusal_message
+from streamst.server.funasr_compat import FunasrConnection
 from streamst.server.metrics import ServerMetrics
 from streamst.server.openai_realtime import PATH as OPENAI_PATH
 from streamst.server.openai_realtime import OpenAIConnection
-from streamst.server.protocol import ErrorMessage, ProtocolError
+from streamst.server.protocol import ProtocolError, ServerMessage
 from streamst.server.worker import AsrBatcher
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ CONTENT_TYPES = {
     ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
     ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
 }
-WS_PATHS = ("/ws", "/funasr", OPENAI_PATH)
+# websocket path -> connection class; an endpoint is one entry here (plus its module)
+ENDPOINTS: dict[str, type[Connection]] = {"/ws": NativeConnection, "/funasr": FunasrConnection,
+                                          OPENAI_PATH: OpenAIConnection}
+WS_PATHS = tuple(ENDPOINTS)
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ class Server:
 
     async def _handle(self, ws: ServerConnection, *, funasr: bool = False) -> None:
         url = urlsplit(ws.request.path)
-        funasr = funasr or url.path == "/funasr"
+        cls = FunasrConnection if funasr else ENDPOINTS.get(url.path, NativeConnection)
         if self.config.send_buffer_bytes:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
@@ -242,23 +245,12 @@ class Server:
             self._admit(ws, url.query)
         except ProtocolError as e:
             self.metrics.error(e.code)
-            if funasr:
-                refusal = json.dumps(refusal_message(e), ensure_ascii=False)
-            elif url.path == OPENAI_PATH:
-                refusal = json.dumps(OpenAIConnection.refusal(e), ensure_ascii=False)
-            else:
-                refusal = ErrorMessage(e.code, e.message).to_json()
+            msg = cls.refusal(e)  # in the endpoint's own error shape
             with contextlib.suppress(Exception):
-                await ws.send(refusal)
+                await ws.send(msg.to_json() if isinstance(msg, ServerMessage) else json.dumps(msg, ensure_ascii=False))
                 await ws.close(e.close_code, e.code)
             return
-        conn: Connection
-        if funasr:
-            conn = FunasrConnection(self, ws)
-        elif url.path == OPENAI_PATH:
-            conn = OpenAIConnection(self, ws)
-        else:
-            conn = NativeConnection(self, ws)
+        conn = cls(self, ws)
         self.connections[conn.id] = conn
         self.metrics.session_started(conn.endpoint)
         try:

@@ -146,6 +146,11 @@ class Connection(abc.ABC):
         except TimeoutError:
             self.ws.transport.abort()
 
+    @classmethod
+    def refusal(cls, err: ProtocolError) -> ServerMessage | dict[str, Any]:
+        """The message for a connection refused before it started (auth, capacity)."""
+        return err.to_message()
+
     def error_message(self, err: ProtocolError) -> ServerMessage | dict[str, Any]:
         return err.to_message()
 

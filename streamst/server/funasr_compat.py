@@ -277,6 +277,10 @@ class FunasrConnection(Connection):
         mode = f"2pass-{phase}" if self.opts.mode == "2pass" else phase
         return {"mode": mode, "text": text, "wav_name": self.opts.wav_name, "is_final": final}
 
+    @classmethod
+    def refusal(cls, err: ProtocolError) -> dict[str, Any]:
+        return refusal_message(err)
+
     def error_message(self, err: ProtocolError) -> dict[str, Any]:
         return refusal_message(err, self.opts.wav_name)
 
