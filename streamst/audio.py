@@ -5,12 +5,14 @@ Everything downstream sees float32 mono samples in [-1, 1] at 16 kHz.
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy.signal import firwin, lfilter, lfilter_zi
+import soxr
 
 from streamst.errors import AudioFormatError
 
@@ -87,30 +89,43 @@ def read_audio(path: str | Path, *, declared_rate: int | None = None) -> tuple[n
 
 
 class StreamResampler:
-    """Streaming resampler to 16 kHz: anti-alias low-pass (FIR, state carried between calls)
-    then linear interpolation on a continuous time axis. Chunking never changes the output."""
+    """Streaming resampler to 16 kHz: python-soxr's ``ResampleStream`` (libsoxr, the
+    resampler SoX uses; state carried between calls, so chunking never changes the output
+    beyond float rounding). ``flush()`` returns the filter's tail at the end of a stream."""
 
     def __init__(self, in_rate: int, out_rate: int = TARGET_RATE) -> None:
         self.in_rate, self.out_rate = check_rate(in_rate), out_rate
         self.identity = in_rate == out_rate
-        if not self.identity:
-            cutoff = min(in_rate, out_rate) / 2 * 0.9
-            self._taps = firwin(63, cutoff, fs=in_rate).astype(np.float64)
-            self._zi = lfilter_zi(self._taps, 1.0) * 0.0
-            self._step = in_rate / out_rate  # input samples per output sample
-            self._next = 0.0  # position of the next output sample, relative to _prev
-            self._prev = np.zeros(1, dtype=np.float64)  # last input sample of the previous call
+        self._stream = None if self.identity else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32",
+                                                                      quality="HQ")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.identity or x.size == 0:
-            return x.astype(np.float32, copy=False)
-        y, self._zi = lfilter(self._taps, 1.0, x.astype(np.float64), zi=self._zi)
-        buf = np.concatenate([self._prev, y])  # buf[0] is the previous call's last sample
-        positions = np.arange(self._next, len(buf) - 1, self._step)
-        out = np.interp(positions, np.arange(len(buf)), buf)
-        self._next = (positions[-1] + self._step if positions.size else self._next) - (len(buf) - 1)
-        self._prev = buf[-1:]
-        return out.astype(np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._stream is None or x.size == 0:
+            return x
+        return self._stream.resample_chunk(x)
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the filter (call once, at the end of the stream)."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def wav_header(head: bytes) -> tuple[int, int]:
+    """Parse the WAV header at the start of a byte stream with the standard ``wave`` module:
+    (sample rate, offset of the PCM data). Only mono PCM16 is accepted (one clear line
+    otherwise); the data chunk may continue beyond ``head``."""
+    bio = io.BytesIO(head)
+    try:
+        with wave.open(bio, "rb") as w:
+            rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+            offset = bio.tell()  # wave stops at the start of the data chunk's payload
+    except (wave.Error, EOFError) as e:
+        raise AudioFormatError(f"not a readable WAV header ({e}); send raw PCM16 or a PCM WAV") from e
+    if channels != 1 or width != 2:
+        raise AudioFormatError(f"WAV of {channels} channel(s), {8 * width}-bit: only mono 16-bit PCM is accepted")
+    return check_rate(rate), offset
 
 
 def pcm16_bytes(samples: np.ndarray) -> bytes:

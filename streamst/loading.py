@@ -32,10 +32,11 @@ class Models:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def __post_init__(self) -> None:  # perf: one torch thread per model call on CPU (streamst/threads.py)
+    def __post_init__(self) -> None:
         from streamst.threads import pin_torch_threads
 
-        pin_torch_threads(self.options.device)
+        self.profile.check_available(self.root)  # every missing model in one line, before any loading
+        pin_torch_threads(self.options.device)  # one torch thread per model call on CPU (streamst/threads.py)
 
     @classmethod
     def from_profile(cls, name: str, options: RuntimeOptions = RuntimeOptions()) -> "Models":

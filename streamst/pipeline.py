@@ -45,6 +45,8 @@ __all__ = ["MODES", "Mode", "PATHS", "PipelineConfig", "TranslationSession", "Ut
 Mode = Literal["e2e", "simul", "cascade", "both", "all"]
 MODES: tuple[str, ...] = ("e2e", "simul", "cascade", "both", "all")
 PATHS: tuple[str, ...] = ("e2e", "simul", "cascade")
+AUTO = "auto"  # src_lang: each utterance's source language is SenseVoice's language ID
+AUTO_FALLBACK = "zh"  # until (or unless) an utterance's language has been detected
 
 
 def paths_of(mode: str) -> tuple[str, ...]:
@@ -94,9 +96,11 @@ class PipelineConfig:
     def paths(self) -> tuple[str, ...]:
         return paths_of(self.mode)
 
-    def policy_for(self, tgt_lang: str) -> PolicyConfig:
-        """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides."""
-        return PolicyConfig.for_pair(self.src_lang, tgt_lang, name=self.policy, **dict(self.policy_overrides))
+    def policy_for(self, tgt_lang: str, src_lang: str | None = None) -> PolicyConfig:
+        """Per-pair policy defaults (``PolicyConfig.for_pair``) plus the explicit overrides;
+        ``src_lang`` replaces the configured source (the detected one under ``auto``)."""
+        return PolicyConfig.for_pair(src_lang or self.src_lang, tgt_lang, name=self.policy,
+                                     **dict(self.policy_overrides))
 
     def e2e_policy_for(self, tgt_lang: str) -> PolicyConfig:
         """The e2e path's policy: units are audio chunks (:func:`streamst.e2e.path.e2e_policy_config`)."""
@@ -106,12 +110,13 @@ class PipelineConfig:
 
     @classmethod
     def create(cls, src_lang: str, tgt_langs: str | Sequence[str], mode: Mode = "simul",
-               policy: str = "reorder-aware", chunk_ms: int = 600, **policy_overrides: Any) -> "PipelineConfig":
+               policy: str = "reorder-aware", chunk_ms: int = 600, hotwords: Sequence[str] = (),
+               **policy_overrides: Any) -> "PipelineConfig":
         """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
         tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
         asr_lang = src_lang if src_lang in ASR_LANGUAGES else "auto"
         return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
-                   policy_overrides=tuple(sorted(policy_overrides.items())),
+                   policy_overrides=tuple(sorted(policy_overrides.items())), hotwords=tuple(hotwords),
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
 
 
@@ -181,18 +186,27 @@ class _Track:
 
     def __init__(self, session: TranslationSession, tgt_lang: str) -> None:
         self.session, self.tgt = session, tgt_lang
-        self.src = session.cfg.src_lang
         paths = session.cfg.paths
         self.simul, self.with_cascade = "simul" in paths, "cascade" in paths
-        self.policy = make_policy(session.cfg.policy_for(tgt_lang))
-        self.state: PolicyState = self.policy.new_state()
-        models = session.models
-        self.stream = models.mt.open_stream(self.src, tgt_lang) if self.simul else None
+        self.auto = session.cfg.src_lang == AUTO
+        self.stream = None
+        self.src = ""
+        self._use_source(AUTO_FALLBACK if self.auto else session.cfg.src_lang)
         self.current: UtteranceResult | None = None
         self.tentative = ""
         self.compute_base = 0.0  # session compute_ms when the current utterance began
         # perf: alternatives only count where they agree with the proposal (reorder-aware guard)
         self._agreement_only = self.policy.agreement_only
+
+    def _use_source(self, src: str) -> None:
+        """Policy, state and decoder stream for source language ``src`` (fixed per utterance)."""
+        if src == self.src:
+            return
+        self.src = src
+        self.policy = make_policy(self.session.cfg.policy_for(self.tgt, src))
+        self.state: PolicyState = self.policy.new_state()
+        if self.simul:
+            self.stream = self.session.models.mt.open_stream(src, self.tgt)
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
         if self.current is None or self.current.utterance != ev.utterance:
@@ -202,6 +216,8 @@ class _Track:
             if self.stream is not None:
                 self.stream.reset()
             self.tentative = ""
+        if self.auto and not self.state.source and ev.language in ASR_LANGUAGES:
+            self._use_source(ev.language)  # src_lang "auto": SenseVoice's language ID decides
         cur = self.current
         cur.source, cur.end_ms = ev.text, ev.end_ms
         out: list[Event] = []

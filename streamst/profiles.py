@@ -1,13 +1,21 @@
 """Model profiles and the local model store.
 
-A profile (``models/profiles/NAME.json``) names the ASR, VAD, punctuation and MT models.
+A profile (``NAME.json``) names the ASR, VAD, punctuation and MT models. The profiles that
+ship with streamst are package data (``streamst/data/profiles/``); a profile of the same
+name in ``<models folder>/profiles/`` replaces one of them, and a JSON path works too.
 Each ``source`` is either a hub id (``iic/SenseVoiceSmall``, ``Qwen/Qwen3-1.7B``: downloaded
-by FunASR / transformers on first use), a local directory, or ``store:REL`` — a directory
-under the model store (``models/store/REL``) that ``streamst models build`` makes offline
-with the builder named by ``build``. All three go through the same loading code.
+by FunASR (ModelScope) / transformers (Hugging Face) on first use, loaded from the local
+hub cache when it is there, :mod:`streamst.hub`), a local directory, or ``store:REL`` — a
+directory under the model store (``<models folder>/store/REL``) that
+``streamst models build`` makes offline with the builder named by ``build``. All go
+through the same loading code.
 
-The models folder is ``$STREAMST_MODELS`` if set, else the ``models/`` folder of the source
+The models folder is ``$STREAMST_MODELS`` if set, else the ``models/`` folder of a source
 checkout (editable install), else ``~/.cache/streamst/models``.
+
+:meth:`Profile.check_available` runs before any model is loaded: a profile that needs a
+model which is neither here nor downloadable now (offline setting, or the hub does not
+answer within 2 s) fails at once with one line naming every such model and how to get it.
 """
 
 from __future__ import annotations
@@ -18,19 +26,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from streamst import hub as hubs
 from streamst.errors import ModelNotFoundError, UserError
 
 ROLES = ("asr", "vad", "punc", "mt", "e2e")
 OPTIONAL_ROLES = ("e2e",)  # a profile may lack these; modes that need them fail clearly
+PACKAGED_PROFILES = Path(__file__).resolve().parent / "data" / "profiles"
+# Which hub a kind's loader downloads from (FunASR's AutoModel defaults to ModelScope).
+HUB_OF_KIND = {"sensevoice": hubs.MODELSCOPE, "fsmn-vad": hubs.MODELSCOPE, "ct-punc": hubs.MODELSCOPE}
 
 
 def models_dir() -> Path:
     env = os.environ.get("STREAMST_MODELS")
     if env:
         return Path(env)
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    if (checkout / "profiles").is_dir():
-        return checkout
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "streamst").is_dir():  # a source checkout
+        return repo / "models"
     return Path.home() / ".cache" / "streamst" / "models"
 
 
@@ -48,6 +60,27 @@ class ModelSpec:
     def is_store(self) -> bool:
         return self.source.startswith("store:")
 
+    @property
+    def is_path(self) -> bool:
+        s = self.source
+        return bool(s) and (os.path.isabs(s) or s.startswith(("~", "./", "../")) or os.path.isdir(s))
+
+    @property
+    def hub(self) -> hubs.Hub | None:
+        """The hub a hub id is downloaded from; None for store, path and built-in sources."""
+        if not self.source or self.is_store or self.is_path:
+            return None
+        return hubs.HUBS[HUB_OF_KIND.get(self.kind, hubs.HF)]
+
+    def present(self, root: Path | None = None) -> bool:
+        """Here without network: built-in, a built store model, an existing directory, or a
+        hub id in the local hub cache."""
+        if not self.source:
+            return True
+        if self.hub is not None:
+            return self.hub.cached(self.source) is not None
+        return Path(self.resolve(root)).expanduser().is_dir()
+
     def resolve(self, root: Path | None = None) -> str:
         """The path or hub id handed to the loader."""
         if self.is_store:
@@ -58,9 +91,9 @@ class ModelSpec:
         """How a user gets this model when it is missing."""
         if self.is_store:
             return f"run `streamst models build --profile {profile}`"
-        if self.source and Path(self.source).is_absolute():
+        if self.hub is None:
             return f"the directory {self.source} does not exist"
-        return f"it is downloaded from the hub ({self.source}) on first use: needs network access"
+        return f"{self.hub.title}: fetched on first use, or `{self.hub.download_hint(self.source)}`"
 
 
 @dataclass(frozen=True)
@@ -80,29 +113,77 @@ class Profile:
         return getattr(self, role)
 
     def missing(self, root: Path | None = None) -> list[ModelSpec]:
-        """Store models of this profile that have not been built yet."""
-        return [s for s in self.specs() if s.is_store and not Path(s.resolve(root)).is_dir()]
+        """Models of this profile that are not here: store models not built, directories that
+        do not exist, hub ids absent from the local hub caches."""
+        return [s for s in self.specs() if not s.present(root)]
 
     def require(self, spec: ModelSpec, root: Path | None = None) -> str:
-        """Resolve ``spec`` or raise one clear line saying which profile, model and how to get it."""
+        """Resolve ``spec`` to what the loader gets (a hub id in the local cache resolves to
+        its cached directory, so loading needs no network), or raise one clear line saying
+        which profile, model and how to get it."""
         where = spec.resolve(root)
-        if spec.is_store and not Path(where).is_dir():
+        if spec.hub is not None:
+            cached = spec.hub.cached(spec.source)
+            if cached is not None:
+                return str(cached)
+            if spec.hub.offline():
+                raise self.unavailable([spec], f"{spec.hub.offline_vars[0]} is set")
+            return where
+        if spec.source and not Path(where).expanduser().is_dir():
             raise ModelNotFoundError(
                 f"profile '{self.name}': {spec.role} model {spec.kind} is missing at {where}; "
                 f"{spec.hint(self.name)}"
             )
         return where
 
+    def check_available(self, root: Path | None = None, *, probe=hubs.reachable, timeout_s: float = 2.0) -> None:
+        """Fail now, in one line naming every model that cannot be had, when a model of the
+        profile is neither here nor downloadable (offline setting, or its hub does not answer
+        within ``timeout_s``). Hub models that can still be downloaded pass. Models of
+        optional roles (``e2e``) do not fail the check alone (only the modes that use them
+        need them, and they fail when loaded), but are named with the others."""
+        missing = self.missing(root)
+        if not missing:
+            return
+        local = [s for s in missing if s.hub is None]
+        remote = [s for s in missing if s.hub is not None]
+        why = []
+        blocked = [s for s in remote if s.hub.offline()]  # type: ignore[union-attr]
+        if blocked:
+            why.append(", ".join(sorted({f"{s.hub.offline_vars[0]} is set" for s in blocked})))  # type: ignore[union-attr]
+        ask = sorted({s.hub.endpoint() for s in remote if s not in blocked})  # type: ignore[union-attr]
+        answers = probe(ask, timeout_s) if ask else {}
+        down = [e for e in ask if not answers.get(e)]
+        if down:
+            why.append(f"no answer from {', '.join(down)} within {timeout_s:g} s")
+            blocked += [s for s in remote if s not in blocked and s.hub.endpoint() in down]  # type: ignore[union-attr]
+        unavailable = local + blocked
+        if any(spec.role not in OPTIONAL_ROLES for spec in unavailable):
+            raise self.unavailable(unavailable, "; ".join(why))
+
+    def unavailable(self, specs: list[ModelSpec], why: str) -> ModelNotFoundError:
+        """One line: every model of ``specs`` with how to get it, and why it cannot be fetched now."""
+        names = "; ".join(f"{s.role}{' (mode e2e)' if s.role in OPTIONAL_ROLES else ''} {s.source} "
+                          f"({s.hint(self.name)})" for s in specs)
+        offline = f" Offline ({why}): download them where there is network, or point the profile at local directories." if why else ""
+        return ModelNotFoundError(f"profile '{self.name}' needs {len(specs)} model(s) that are not here: {names}.{offline}")
+
+
+def _profile_dirs() -> tuple[Path, ...]:
+    return (models_dir() / "profiles", PACKAGED_PROFILES)  # the user's first: same names replace ours
+
 
 def list_profiles() -> list[str]:
-    return sorted(p.stem for p in (models_dir() / "profiles").glob("*.json"))
+    return sorted({p.stem for d in _profile_dirs() for p in d.glob("*.json")})
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """Load a profile by name (``models/profiles/NAME.json``) or by JSON file path."""
+    """Load a profile by name (``<models folder>/profiles/NAME.json``, else the packaged
+    ``streamst/data/profiles/NAME.json``) or by JSON file path."""
     path = Path(name_or_path)
     if not (path.suffix == ".json" and path.is_file()):
-        path = models_dir() / "profiles" / f"{name_or_path}.json"
+        path = next((d / f"{name_or_path}.json" for d in _profile_dirs() if (d / f"{name_or_path}.json").is_file()),
+                    PACKAGED_PROFILES / f"{name_or_path}.json")
     if not path.is_file():
         known = ", ".join(list_profiles()) or "none"
         raise UserError(f"unknown profile '{name_or_path}' (known: {known})")

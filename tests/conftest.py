@@ -66,6 +66,6 @@ def tiny_models_root(tmp_path_factory) -> Path:
     from streamst.profiles import build_profile, load_profile
 
     root = tmp_path_factory.mktemp("streamst-models")
-    shutil.copytree(REPO / "models" / "profiles", root / "profiles")
+    shutil.copytree(REPO / "streamst" / "data" / "profiles", root / "profiles")
     build_profile(load_profile(str(root / "profiles" / "tiny.json")), root=root)
     return root

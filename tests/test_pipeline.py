@@ -127,7 +127,7 @@ def test_missing_model_names_profile_and_fix(tmp_path, speech):
 
     from tests.conftest import REPO
 
-    shutil.copytree(REPO / "models" / "profiles", tmp_path / "profiles")
+    shutil.copytree(REPO / "streamst" / "data" / "profiles", tmp_path / "profiles")
     r = cli(["transcribe", str(speech(ZH, "zh")), "--profile", "tiny"], tmp_path)
     assert r.returncode == 3
     last = r.stderr.strip().splitlines()[-1]

@@ -24,7 +24,7 @@ PATH_ORDER: tuple[str, ...] = ("e2e", "simul", "cascade")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", help="model profile (models/profiles/NAME.json)")
+    p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
 
 

@@ -21,13 +21,13 @@ import shutil
 import signal
 import sys
 import time
-import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+from wcwidth import wcswidth, wcwidth
 
 from streamst.errors import UserError
 
@@ -161,7 +161,10 @@ def mic_source(device: int | None) -> AsyncIterator[bytes]:
 
 # ------------------------------------------------------------------------------ rendering
 def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """Terminal columns of ``text`` (wcwidth: wide CJK = 2, combining marks = 0; control
+    characters, which wcwidth reports as -1, count as 0)."""
+    n = wcswidth(text)
+    return n if n >= 0 else sum(max(0, wcwidth(c)) for c in text)
 
 
 def _tail(parts: list[tuple[str, bool]], width: int) -> list[tuple[str, bool]]:

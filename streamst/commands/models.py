@@ -61,10 +61,13 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    """One line per profile: ``ready``, or every model that is not here (a hub model counts
+    as here only when it is in the local hub cache) and how to get it."""
     for name in list_profiles():
         prof = load_profile(name)
-        missing = [s.role for s in prof.missing()]
-        state = "ready" if not missing else f"missing {', '.join(missing)} (streamst models build --profile {name})"
+        missing = prof.missing()
+        state = "ready" if not missing else "missing " + "; ".join(
+            f"{s.role} {s.source} ({s.hint(name)})" for s in missing)
         print(f"{name:12s} {state}")
     print(f"models folder: {models_dir()}")
     return 0

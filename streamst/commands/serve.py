@@ -12,9 +12,11 @@ from streamst.server.app import ServerConfig
 def register(sub: argparse._SubParsersAction) -> None:
     d = ServerConfig()
     p = sub.add_parser("serve", help="run the websocket translation service")
-    p.add_argument("--profile", default="default", help="model profile (models/profiles/NAME.json)")
+    p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port, help="0: any free port")
+    p.add_argument("--funasr-port", type=int, default=None, metavar="N",
+                   help="also serve the FunASR protocol at the root path of port N (FunASR's default: 10095)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        profile=args.profile, host=args.host, port=args.port, device=args.device,
+        profile=args.profile, host=args.host, port=args.port, funasr_port=args.funasr_port, device=args.device,
         max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes, max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers,

@@ -4,7 +4,8 @@ Modules: ``codes`` (error and close codes, ``ProtocolError``), ``strict`` (stric
 and out, schema validation), ``guard`` (the per-connection choke point), ``protocol``
 (native messages and schemas), ``worker`` (ASR batching, session runner on a fixed chunk
 grid), ``connection`` (the base connection and the native ``/ws`` protocol),
-``funasr_compat`` (``/funasr``), ``metrics`` (``/metrics``), ``app`` (the :class:`Server`:
+``funasr_compat`` (``/funasr`` and the FunASR port), ``openai_realtime``
+(``/v1/realtime/translations``), ``metrics`` (``/metrics``), ``app`` (the :class:`Server`:
 HTTP, limits, lifecycle), ``loadcheck`` (``streamst bench server``), ``soak``
 (``streamst bench soak``).
 """

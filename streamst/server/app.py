@@ -4,7 +4,9 @@ the inference executor, the metrics and the open connections (no module-level st
 One port serves both websockets and plain HTTP (``process_request``):
 
 * ``/ws``: the native protocol (:mod:`streamst.server.connection`, docs/protocol.md)
-* ``/funasr``: the FunASR runtime protocol (:mod:`streamst.server.funasr_compat`)
+* ``/funasr``: the FunASR runtime protocol (:mod:`streamst.server.funasr_compat`); with
+  ``funasr_port`` also at every path of a second port, as FunASR's own server does
+* ``/v1/realtime/translations``: OpenAI Realtime Translation (:mod:`streamst.server.openai_realtime`)
 * ``GET /healthz`` (JSON), ``GET /metrics`` (Prometheus text)
 * ``GET /`` and ``GET /<name>``: the files of the ``streamst/web/`` package folder
 
@@ -44,6 +46,8 @@ from streamst.server.funasr_compat import FunasrConnection
 from streamst.server import strict
 from streamst.server.guard import log_failure
 from streamst.server.metrics import ServerMetrics
+from streamst.server.openai_realtime import PATH as OPENAI_PATH
+from streamst.server.openai_realtime import OpenAIConnection
 from streamst.server.protocol import ProtocolError, ServerMessage
 from streamst.server.worker import AsrBatcher
 
@@ -60,7 +64,8 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
 }
 # websocket path -> connection class; an endpoint is one entry here (plus its module)
-ENDPOINTS: dict[str, type[Connection]] = {"/ws": NativeConnection, "/funasr": FunasrConnection}
+ENDPOINTS: dict[str, type[Connection]] = {"/ws": NativeConnection, "/funasr": FunasrConnection,
+                                          OPENAI_PATH: OpenAIConnection}
 WS_PATHS = tuple(ENDPOINTS)
 
 
@@ -71,6 +76,7 @@ class ServerConfig:
     profile: str = "default"
     host: str = "127.0.0.1"
     port: int = 8765  # 0: an ephemeral port (tests)
+    funasr_port: int | None = None  # also serve FunASR at the root path of this port (FunASR: 10095)
     device: str = "cpu"
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
@@ -117,6 +123,7 @@ class Server:
         self.executor: ThreadPoolExecutor | None = None
         self.batcher: AsrBatcher | None = None
         self._ws: WsServer | None = None
+        self._funasr_ws: WsServer | None = None
         self.started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -129,12 +136,14 @@ class Server:
                                   on_batch=self.metrics.asr_batch)
         self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
                                            thread_name_prefix="streamst-session")
-        self._ws = await serve(
-            self._handle, cfg.host, cfg.port, process_request=self._process_request,
-            max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
-            ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_timeout_s,
-            close_timeout=cfg.close_timeout_s, server_header="streamst",
-        )
+        options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
+                       ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_timeout_s,
+                       close_timeout=cfg.close_timeout_s, server_header="streamst",
+                       select_subprotocol=_echo_binary_subprotocol)
+        self._ws = await serve(self._handle, cfg.host, cfg.port, process_request=self._process_request, **options)
+        if cfg.funasr_port is not None:
+            self._funasr_ws = await serve(self._handle_funasr_port, cfg.host, cfg.funasr_port,
+                                          process_request=self._process_funasr_request, **options)
         self.started = time.monotonic()
         log.info("streamst serving profile %s on ws://%s:%d/ws", cfg.profile, cfg.host, self.port)
 
@@ -149,6 +158,11 @@ class Server:
         assert self._ws is not None, "start() first"
         return self._ws.sockets[0].getsockname()[1]
 
+    @property
+    def bound_funasr_port(self) -> int | None:
+        """The FunASR port actually bound (``funasr_port=0`` picks a free one), or None."""
+        return self._funasr_ws.sockets[0].getsockname()[1] if self._funasr_ws is not None else None
+
     def recognize(self, window, language):
         """The ``RecognizeFn`` sessions use: through the batcher."""
         assert self.batcher is not None
@@ -158,15 +172,18 @@ class Server:
         """Tell every client ``shutting_down`` (1001), stop accepting, release threads."""
         if self._ws is None:
             return
-        self._ws.close(close_connections=False)
+        servers = [w for w in (self._ws, self._funasr_ws) if w is not None]
+        for w in servers:
+            w.close(close_connections=False)
         for conn in list(self.connections.values()):
             conn.fail(ProtocolError("shutting_down", "the server is shutting down"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.close_timeout_s + 2):
-                await self._ws.wait_closed()
-        self._ws.close(close_connections=True)
-        await self._ws.wait_closed()
-        self._ws = None
+                await asyncio.gather(*(w.wait_closed() for w in servers))
+        for w in servers:
+            w.close(close_connections=True)
+            await w.wait_closed()
+        self._ws = self._funasr_ws = None
         if self.batcher:
             self.batcher.close()
         if self.executor:
@@ -219,10 +236,20 @@ class Server:
         lags = [c.runner.lag_ms for c in self.connections.values() if c.runner is not None]
         return {"sessions_active": len(self.connections), "lag_ms_max": max(lags, default=0)}
 
+    def _process_funasr_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The FunASR port: a websocket handshake at any path (FunASR clients open the root);
+        plain HTTP as on the main port."""
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        return self._process_request(connection, request)
+
     # -- websocket ------------------------------------------------------------------------------
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _handle_funasr_port(self, ws: ServerConnection) -> None:
+        await self._handle(ws, funasr=True)
+
+    async def _handle(self, ws: ServerConnection, *, funasr: bool = False) -> None:
         url = urlsplit(ws.request.path)
-        cls = ENDPOINTS.get(url.path, NativeConnection)
+        cls = FunasrConnection if funasr else ENDPOINTS.get(url.path, NativeConnection)
         if self.config.send_buffer_bytes:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
@@ -271,3 +298,9 @@ def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Respon
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
                        ("Cache-Control", "no-store")])
     return Response(status.value, status.phrase, headers, body)
+
+
+def _echo_binary_subprotocol(connection: ServerConnection, offered) -> str | None:
+    """FunASR clients offer the ``binary`` subprotocol (browsers fail the handshake unless
+    it is echoed); nothing else is negotiated."""
+    return "binary" if "binary" in offered else None

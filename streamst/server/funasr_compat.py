@@ -5,7 +5,11 @@ in an extra field. Mapping and quirks: docs/protocol.md, section "FunASR endpoin
 Client: a JSON config (``mode`` offline|online|2pass, ``chunk_size`` [5,10,5] or "5,10,5",
 ``wav_name``, ``is_speaking``, ``hotwords``, ``itn``, ``audio_fs``, ``wav_format``,
 ``svs_lang``; extension ``tgt_lang``), then binary PCM16; ``{"is_speaking": false}`` ends
-the segment. A config may be resent at any time; missing fields keep their values.
+the segment, ``{"is_speaking": false, "is_end": true}`` ends it and asks for the
+acknowledgement ``{"mode", "wav_name", "is_final": true, "is_end": true}``. A config may be
+resent at any time; missing fields keep their values. ``hotwords`` (FunASR's JSON object
+``{"word": weight}``, or words separated by commas or spaces) go to
+``PipelineConfig.hotwords`` for the models that use them.
 
 Server (every message has ``mode``, ``text``, ``wav_name``, ``is_final``):
 
@@ -31,9 +35,10 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
-from streamst.audio import MAX_RATE, MIN_RATE, StreamResampler
+from streamst.audio import MAX_RATE, MIN_RATE, StreamResampler, wav_header
+from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.pipeline import PipelineConfig, TranslationSession
+from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
 from streamst.server.connection import Connection, decode_samples
 from streamst.server import strict
 from streamst.server.protocol import CHUNK_MS_RANGE, SOURCE_LANGS, TARGET_LANGS, ProtocolError
@@ -92,6 +97,7 @@ class FunasrOptions:
     src_lang: str = "zh"
     tgt_lang: str = "en"
     is_speaking: bool = True
+    hotwords: tuple[str, ...] = ()
 
     def update(self, obj: dict[str, Any]) -> None:
         """Apply a config message (strict-parsed JSON). Unknown fields and unknown ``mode`` /
@@ -111,7 +117,7 @@ class FunasrOptions:
         if "audio_fs" in obj:
             self.audio_fs = parse_rate(obj["audio_fs"], "audio_fs")
         lang = obj.get("svs_lang")
-        if isinstance(lang, str) and lang in SOURCE_LANGS:
+        if isinstance(lang, str) and (lang in SOURCE_LANGS or lang == AUTO):
             self.src_lang = lang
         tgt = obj.get("tgt_lang")
         if isinstance(tgt, str) and tgt in TARGET_LANGS:
@@ -120,10 +126,49 @@ class FunasrOptions:
             if not isinstance(obj["is_speaking"], bool):
                 raise ProtocolError("bad_value", f"is_speaking must be true or false, got {strict.short(obj['is_speaking'])}")
             self.is_speaking = obj["is_speaking"]
+        if "is_end" in obj:
+            if not isinstance(obj["is_end"], bool):
+                raise ProtocolError("bad_value", f"is_end must be true or false, got {strict.short(obj['is_end'])}")
+            if obj["is_end"]:
+                self.is_speaking = False
+        if "hotwords" in obj:
+            self.hotwords = parse_hotwords(obj["hotwords"])
 
     def pipeline(self) -> PipelineConfig:
         tgt = self.tgt_lang if self.tgt_lang != self.src_lang else ("zh" if self.src_lang != "zh" else "en")
-        return PipelineConfig.create(self.src_lang, [tgt], mode="simul", chunk_ms=self.chunk_ms)
+        return PipelineConfig.create(self.src_lang, [tgt], mode="simul", chunk_ms=self.chunk_ms,
+                                     hotwords=self.hotwords)
+
+
+MAX_HOTWORDS, MAX_HOTWORD_CHARS = 100, 50
+
+
+def parse_hotwords(value: Any) -> tuple[str, ...]:
+    """FunASR ``hotwords``: a JSON object ``{"阿里巴巴": 20}`` (weights dropped), or words
+    separated by commas (or, without commas, by spaces). Bounded: the first 100 words of at
+    most 50 characters each; anything unreadable is no hotwords."""
+    if not isinstance(value, str) or not value.strip():
+        return ()
+    text = value.strip()
+    words: list[str]
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            return ()
+        words = [k for k in obj if isinstance(k, str)] if isinstance(obj, dict) else []
+    else:
+        words = text.split(",") if "," in text else text.split()
+    out = [w.strip() for w in words if w.strip() and len(w.strip()) <= MAX_HOTWORD_CHARS]
+    return tuple(dict.fromkeys(out))[:MAX_HOTWORDS]
+
+
+def refusal_message(err: ProtocolError, wav_name: str = "") -> dict[str, Any]:
+    """An error in FunASR's message shape (connect-time refusals and session errors): FunASR
+    clients read ``text`` from every message and take ``is_end`` with ``is_final`` false and
+    ``error`` as "the server failed"."""
+    return {"type": "error", "code": err.code, "message": err.message, "mode": "error", "text": "",
+            "wav_name": wav_name, "is_final": False, "is_end": True, "error": err.message}
 
 
 class FunasrConnection(Connection):
@@ -154,11 +199,12 @@ class FunasrConnection(Connection):
             if not isinstance(obj, dict):
                 raise ProtocolError("malformed_json", "a config message must be a JSON object")
             self.opts.update(obj)
+            ack = {"is_end": True} if obj.get("is_end") is True else {}
             if not self.opts.is_speaking and self.runner is not None:
-                await self.flush()
+                await self.flush(ack)
                 self.server_was_busy()  # the flush may outlast idle_timeout_s under load
             elif not self.opts.is_speaking:
-                self.send(self._message("offline", "", final=True))  # nothing was sent: still answer
+                self.send(self._message("offline", "", final=True) | ack)  # nothing was sent: still answer
 
     def begin(self) -> None:
         cfg = self.opts.pipeline()
@@ -176,12 +222,14 @@ class FunasrConnection(Connection):
 
     def feed(self, frame: bytes) -> None:
         assert self.runner is not None and self.resample is not None
-        if self._first_frame and frame[:4] == b"RIFF":  # wav_format "wav": skip the header
-            if frame[12:16] == b"fmt ":
-                rate = parse_rate(int.from_bytes(frame[24:28], "little"), "WAV header sample rate")
-                self.resample = StreamResampler(rate)
-            at = frame.find(b"data")
-            frame = frame[at + 8:] if at >= 0 else b""
+        if self._first_frame and frame[:4] == b"RIFF":  # wav_format "wav": the header comes first
+            if frame[12:16] == b"fmt ":  # an unusable rate is bad_sample_rate, like audio_fs
+                parse_rate(int.from_bytes(frame[24:28], "little"), "WAV header sample rate")
+            try:
+                rate, offset = wav_header(frame)
+            except AudioFormatError as e:
+                raise ProtocolError("bad_audio", str(e)) from e
+            self.resample, frame = StreamResampler(rate), frame[offset:]
         self._first_frame = False
         data = self._carry + frame
         cut = len(data) - len(data) % 2
@@ -192,14 +240,15 @@ class FunasrConnection(Connection):
         if busy:
             self.server.metrics.coalesced(samples.size)
 
-    async def flush(self) -> None:
-        """``is_speaking: false``: finish the segment, send its results with is_final."""
+    async def flush(self, ack: dict[str, Any]) -> None:
+        """``is_speaking: false``: finish the segment, send its results, then the segment's
+        one ``is_final`` message (with ``is_end: true`` when the client asked for it)."""
         assert self.runner is not None and self.runner_task is not None
         self.runner.end()
         await asyncio.wait({self.runner_task})
         if self.closing:
             return
-        self.send(self._message("offline", "", final=True) | {"end_of_segment": True})
+        self.send(self._message("offline", "", final=True) | {"end_of_segment": True} | ack)
         self.runner, self.runner_task, self.session = None, None, None
         self._utt, self._sent_stable, self._translation = None, "", ""
 
@@ -253,19 +302,12 @@ class FunasrConnection(Connection):
         mode = f"2pass-{phase}" if self.opts.mode == "2pass" else phase
         return {"mode": mode, "text": text, "wav_name": self.opts.wav_name, "is_final": final}
 
-    def error_message(self, err: ProtocolError) -> dict[str, Any]:
-        """FunASR clients read ``text`` from every message: errors carry an empty one."""
-        return funasr_error(err, self.opts.wav_name)
-
     @classmethod
     def refusal(cls, err: ProtocolError) -> dict[str, Any]:
-        """Refused at connect time (auth, origin, capacity): the same FunASR shape."""
-        return funasr_error(err, FunasrOptions.wav_name)
+        return refusal_message(err)
 
-
-def funasr_error(err: ProtocolError, wav_name: str) -> dict[str, Any]:
-    return {"type": "error", "code": err.code, "message": err.message, "mode": "error",
-            "text": "", "wav_name": wav_name, "is_final": True}
+    def error_message(self, err: ProtocolError) -> dict[str, Any]:
+        return refusal_message(err, self.opts.wav_name)
 
 
 def _timestamps(ev: TranscriptEvent, punctuated: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
 from streamst.languages import LANGUAGES as MT_LANGUAGES
-from streamst.pipeline import MODES, PipelineConfig
+from streamst.pipeline import AUTO, MODES, PipelineConfig
 from streamst.policy.config import POLICY_NAMES, PolicyConfig
 from streamst.server import strict
 from streamst.server.codes import (  # noqa: F401 - re-exported: the protocol's codes live here too
@@ -176,9 +176,9 @@ def parse_start(obj: dict[str, Any]) -> Start:
     if msg.encoding not in ENCODINGS:
         raise ProtocolError("bad_encoding", f"encoding must be one of {', '.join(ENCODINGS)}, got {strict.short(msg.encoding)}")
     src = msg.src_lang
-    if src not in SOURCE_LANGS:
-        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)}, got {strict.short(src)}"
-                                            + (" (translation needs a known source language)" if src == "auto" else ""))
+    if src not in SOURCE_LANGS and src != AUTO:
+        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)} or {AUTO}, "
+                                            f"got {strict.short(src)}")
     tgts = msg.tgt_langs
     bad = [t for t in tgts if t not in TARGET_LANGS]
     if bad:
