@@ -235,7 +235,9 @@ NATIVE = Endpoint(
 def _funasr_error(m: dict[str, Any]) -> str | None:
     if m.get("mode") != "error":
         return None
-    assert m.get("text") == "" and m.get("is_final") is True and "wav_name" in m, m  # FunASR's shape
+    # FunASR's error shape: empty text, is_final false with is_end and error ("the server failed")
+    assert m.get("text") == "" and m.get("is_final") is False and m.get("is_end") is True and m.get("error"), m
+    assert "wav_name" in m, m
     return m.get("code")
 
 
