@@ -208,7 +208,8 @@ def test_translate_prints_lines_and_a_latency_table(tiny_models_root, speech, mo
         assert f"[{r.utterance}] en simul: {one_line(r.simul)}".rstrip() in lines, out
         assert f"[{r.utterance}] en cascade: {one_line(r.cascade)}".rstrip() in lines, out
         if r.metrics:
-            lat = f"[{r.utterance}] en latency: AL {r.metrics['AL'] / 1000:.2f} s · LAAL {r.metrics['LAAL'] / 1000:.2f} s"
+            lat = (f"[{r.utterance}] en {r.path} latency: AL {r.metrics['AL'] / 1000:.2f} s · "
+                   f"LAAL {r.metrics['LAAL'] / 1000:.2f} s")
             assert any(x.startswith(lat) for x in lines), out
             row = [str(r.utterance), span, "en", "simul", f"{r.metrics['AL'] / 1000:.2f}",
                    f"{r.metrics['LAAL'] / 1000:.2f}", f"{r.metrics['AL_CA'] / 1000:.2f}",
