@@ -32,6 +32,11 @@ class Models:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:  # perf: one torch thread per model call on CPU (streamst/threads.py)
+        from streamst.threads import pin_torch_threads
+
+        pin_torch_threads(self.options.device)
+
     @classmethod
     def from_profile(cls, name: str, options: RuntimeOptions = RuntimeOptions()) -> "Models":
         return cls(load_profile(name), options)

@@ -35,6 +35,7 @@ from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEve
 from streamst.languages import ASR_LANGUAGES
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
+from streamst.mt.budget import tokens_for_units  # perf
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
 from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import is_char_lang, join_units, split_units
@@ -190,6 +191,8 @@ class _Track:
         self.current: UtteranceResult | None = None
         self.tentative = ""
         self.compute_base = 0.0  # session compute_ms when the current utterance began
+        # perf: alternatives only count where they agree with the proposal (reorder-aware guard)
+        self._agreement_only = self.policy.agreement_only
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
         if self.current is None or self.current.utterance != ev.utterance:
@@ -222,14 +225,32 @@ class _Track:
         return units
 
     def _translate(self, units: Sequence[str], finished: bool) -> list[str]:
+        return self._translate_many([units], finished)[0]
+
+    def _translate_many(self, sources: Sequence[Sequence[str]], finished: bool = False) -> list[list[str]]:
+        """Proposals for source prefixes (proposal + alternatives), batched when the stream can."""
         assert self.stream is not None
         committed = join_units(self.state.target, self.tgt)
-        src = join_units(list(units), self.src)
-        prop = self.stream.propose(src, committed, max_new_tokens=self.session.cfg.max_new_tokens)
-        out = split_units(prop.text, self.tgt)
-        if not finished and not prop.complete and len(out) > len(self.state.target):
-            out = out[:-1]  # cut by max_new_tokens: the last unit may be a partial word
-        return force_prefix(self.state.target, out)
+        srcs = [join_units(list(units), self.src) for units in sources]
+        # perf: decode only what the policy may commit on this step (+ lookahead); see docs/policy.md
+        budget = None if finished else self.policy.unit_budget(self.state)
+        max_new = self.session.cfg.max_new_tokens
+        if budget is not None:
+            max_new = tokens_for_units(budget, self.tgt, max_new)
+        many = getattr(self.stream, "propose_many", None)
+        if many is not None and len(srcs) > 1:
+            props = many(srcs, committed, max_new_tokens=max_new, follow_first=self._agreement_only)
+        else:
+            props = [self.stream.propose(src, committed, max_new_tokens=max_new) for src in srcs]
+        outs = []
+        for prop in props:
+            out = split_units(prop.text, self.tgt)
+            if not finished and not prop.complete and len(out) > len(self.state.target):
+                out = out[:-1]  # cut by max_new_tokens: the last unit may be a partial word
+            if budget is not None:
+                out = out[: len(self.state.target) + budget]
+            outs.append(force_prefix(self.state.target, out))
+        return outs
 
     def _continue(self, units: Sequence[str], n: int) -> list[list[str]]:
         """The decoder's own guesses of how the source continues (reorder-aware anticipation)."""
@@ -247,7 +268,7 @@ class _Track:
         units = self._source_units(ev.stable_text if not finished else ev.text, finished)
         if not finished and len(units) == len(state.source):
             return []
-        trace = step(self.policy, state, self._translate, units, finished, self._continue)
+        trace = step(self.policy, state, self._translate, units, finished, self._continue, self._translate_many)
         new = list(trace.new_units)
         delay = float(ev.audio_ms)
         elapsed = delay + self.session.elapsed_since(t0) - self.compute_base

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -70,6 +71,18 @@ class ServerThread:
         self.loop.close()
 
 
+def metric_value(text: str, sample: str, **labels: str) -> float:
+    """The value of one sample of Prometheus text (0.0 if absent), e.g.
+    ``metric_value(body, "streamst_errors_total", code="bad_value")``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
 def read_wav(path) -> np.ndarray:
     x, rate = sf.read(str(path), dtype="float32")
     assert rate == 16000
@@ -114,3 +127,44 @@ def run_session(url: str, start: dict[str, Any], audio: np.ndarray, *, frame_ms:
         ws.send(json.dumps({"type": "end"}))
         msgs, code = read_all(ws)
     return [ready, *msgs], code
+
+
+def raw_client(port: int, path: str = "/ws", rcvbuf: int = 4096) -> socket.socket:
+    """A websocket client that is only a socket: handshake done, then the caller writes
+    frames with :func:`raw_frame` and never has to read (a client library reads on its own)."""
+    import base64
+    import os
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(head.decode(errors="replace"))
+    sock.settimeout(None)
+    return sock
+
+
+def raw_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """One masked, final client frame (opcode 1 text, 2 binary)."""
+    import os
+    import struct
+
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    masked = (np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
+    return head + mask + masked

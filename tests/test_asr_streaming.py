@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +191,21 @@ def test_thirty_minutes_keep_memory_flat(tiny_asr, speech):
     # utterances are capped by the VAD's max segment (30 s): tokens per event bounded
     assert peak_stable <= 30_000 // 60
     assert rec.features._fbank.num_frames_ready - rec.features._popped < 20  # fbank frames held
+
+
+def test_soft_trim_bounds_the_window_once_the_stable_point_moves(tiny_asr, speech):
+    """trim_ms: with every hypothesis stable at once (agreement=1), the re-encoded window
+    stays near trim_ms (plus one chunk) however long the speech runs without a pause."""
+    talk, _ = read_audio(speech(ZH2, "zh"))
+    x = np.tile(talk, int(20 * 16000 / len(talk)) + 1)[: 20 * 16000]
+    cfg = StreamingASRConfig(language="zh", agreement=1, trim_ms=2400, context_ms=600)
+    rec = StreamingRecognizer(tiny_asr, EnergyVad(), cfg)
+    events = stream(rec, x)
+    assert any(e.kind == "stable" for e in events)
+    assert rec.stats["max_window_frames"] <= (cfg.trim_ms + cfg.chunk_ms) // 60 + 1
+    # control: without the soft trim the same stream re-encodes longer windows
+    off = StreamingRecognizer(tiny_asr, EnergyVad(), replace(cfg, trim_ms=cfg.max_window_ms))
+    stream(off, x)
+    assert off.stats["max_window_frames"] > (cfg.trim_ms + cfg.chunk_ms) // 60 + 1
+    with pytest.raises(ValueError, match="trim_ms"):
+        StreamingASRConfig(trim_ms=1000, context_ms=1200)

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from streamst.audio import pcm16_bytes
 from streamst.server import ServerConfig
 from streamst.server.protocol import ERRORS, ProtocolError, parse_text
-from tests.server_util import ServerThread, expect_error, read_all, read_wav, run_session
+from tests.server_util import ServerThread, expect_error, metric_value, read_all, read_wav, run_session
 
 ZH = "区块链是今年最火热的科技趋势了。"
 EN = "The weather is nice today and we walk to the park."
@@ -165,7 +165,8 @@ BAD_INPUTS = [
     ("bad_language", [{"type": "start", "src_lang": "xx"}], 1007),
     ("bad_language", [{"type": "start", "src_lang": "zh", "tgt_langs": ["zh"]}], 1007),
     ("bad_encoding", [{"type": "start", "encoding": "mp3"}], 1007),
-    ("bad_policy", [{"type": "start", "policy": {"name": "wait-k", "k": 0}}], 1007),
+    ("bad_value", [{"type": "start", "policy": {"name": "wait-k", "k": 0}}], 1007),
+    ("bad_policy", [{"type": "start", "policy": {"name": "wait-k", "k": 5, "max_lag": 3}}], 1007),
     ("bad_policy", [{"type": "start", "policy": {"name": "nope"}}], 1007),
     ("unsupported_version", [{"type": "start", "version": 2}], 1007),
     ("bad_value", [{"type": "start", "chunk_ms": 100}], 1007),
@@ -192,7 +193,7 @@ def test_every_bad_input_gets_its_code_and_a_good_session_is_unaffected(server, 
     assert close == 1000 and msgs[-1]["type"] == "end"
     assert server.wait_sessions(0) == 0
     _, _, metrics = server.http("/metrics")
-    assert 'streamst_errors_total{code="bad_language"} 2' in metrics
+    assert metric_value(metrics, "streamst_errors_total", code="bad_language") == 2
 
 
 def test_frame_far_beyond_the_limit_is_refused_by_websockets_with_1009(server):
@@ -219,7 +220,7 @@ def test_token_and_origin(make_server):
             ws.send(json.dumps({"type": "ping", "id": 1}))
             assert json.loads(ws.recv(timeout=10))["type"] == "pong"
     _, _, metrics = srv.http("/metrics")
-    assert 'streamst_errors_total{code="unauthorized"} 2' in metrics
+    assert metric_value(metrics, "streamst_errors_total", code="unauthorized") == 2
 
 
 def test_server_full_then_admitted_again(make_server):
@@ -281,13 +282,15 @@ def test_disconnect_mid_stream_frees_the_session(server, zh_audio):
         ws.socket.shutdown(socket.SHUT_RDWR)  # vanish without a close handshake
     assert server.wait_sessions(0, timeout=20) == 0
     _, _, metrics = server.http("/metrics")
-    assert "streamst_sessions_active 0" in metrics
+    assert metric_value(metrics, "streamst_sessions_active") == 0
     assert json.loads(server.http("/healthz")[2])["sessions"] == 0
 
 
 def test_slow_client_is_dropped_and_others_finish(make_server, zh_audio):
-    # tiny buffers everywhere so a client that never reads fills them within seconds
-    srv = make_server(send_queue=8, write_limit=2048, send_buffer_bytes=4096, status_interval_s=0.01)
+    # tiny buffers everywhere so a client that never reads fills them within seconds; it is
+    # judged on send progress: nothing sent for slow_consumer_s
+    srv = make_server(send_queue=64, write_limit=2048, send_buffer_bytes=4096, status_interval_s=0.01,
+                      slow_consumer_s=2.0)
     good = ThreadPoolExecutor(1).submit(run_session, srv.url(), {"src_lang": "zh", "tgt_langs": ["en"]},
                                         zh_audio, pace_s=0.02)
     sock = socket.create_connection(("127.0.0.1", srv.port))
@@ -304,12 +307,13 @@ def test_slow_client_is_dropped_and_others_finish(make_server, zh_audio):
             except Exception:  # noqa: BLE001 - the server closed us: that is the point
                 break
             _, _, metrics = srv.http("/metrics")
-            dropped = 'streamst_errors_total{code="slow_consumer"} 1' in metrics
+            dropped = metric_value(metrics, "streamst_errors_total", code="slow_consumer") == 1
         slow.socket.close()
     msgs, close = good.result(timeout=120)
     assert close == 1000 and msgs[-1]["type"] == "end"
     _, _, metrics = srv.http("/metrics")
-    assert 'streamst_errors_total{code="slow_consumer"} 1' in metrics, [l for l in metrics.splitlines() if "error" in l or "sessions" in l]
+    assert metric_value(metrics, "streamst_errors_total", code="slow_consumer") == 1, \
+        [line for line in metrics.splitlines() if "error" in line or "sessions" in line]
     assert srv.wait_sessions(0, timeout=20) == 0
 
 
@@ -399,7 +403,7 @@ class _BlockingSession:
         return []
 
 
-def test_runner_coalesces_audio_when_behind_and_bounds_pending():
+def test_runner_batches_pending_pieces_on_the_fixed_grid_and_bounds_pending():
     import asyncio
 
     from streamst.server.worker import SessionRunner
@@ -408,10 +412,10 @@ def test_runner_coalesces_audio_when_behind_and_bounds_pending():
         fake = _BlockingSession()
         updates = []
         with ThreadPoolExecutor(1) as pool:
-            runner = SessionRunner(fake, pool, max_pending_ms=1000,  # type: ignore[arg-type]
+            runner = SessionRunner(fake, pool, max_pending_ms=1000, step_ms=60,  # type: ignore[arg-type]
                                    on_update=lambda ev, n, ms: updates.append(n))
             task = asyncio.create_task(runner.run())
-            runner.feed(np.zeros(1600, np.float32))  # 100 ms: first update starts and blocks
+            runner.feed(np.zeros(1600, np.float32))  # 100 ms: one 60 ms piece starts and blocks
             await asyncio.to_thread(fake.started.wait, 10)
             for _ in range(5):  # 500 ms arrive while it runs
                 runner.feed(np.zeros(1600, np.float32))
@@ -425,10 +429,12 @@ def test_runner_coalesces_audio_when_behind_and_bounds_pending():
         return runner, fake, updates
 
     runner, fake, updates = asyncio.run(scenario())
-    assert fake.inserted == [1600, 8000]  # the backlog went in as ONE update
-    assert updates == [1600, 8000, 0]  # two updates, then finish
+    # the grid is 960 samples (60 ms) from the stream start whatever the frames: 600 ms are
+    # 10 pieces, the first alone, then the 9 that waited in ONE step, still piece by piece
+    assert fake.inserted == [960] * 10
+    assert updates == [960, 9 * 960, 0]  # two steps, then finish
     st = runner.status()
-    assert st.lag_ms == 0 and st.processed_ms == st.audio_ms == 600 and st.updates == 2
+    assert st.lag_ms == 0 and st.processed_ms == st.audio_ms == 600 and st.updates == 2 and runner.pieces == 10
 
 
 def test_long_silent_stream_bounded_memory_and_no_text(server):
@@ -443,7 +449,7 @@ def test_long_silent_stream_bounded_memory_and_no_text(server):
             while True:
                 m = json.loads(ws.recv(timeout=30))
                 assert m["type"] == "status", m
-                if m["processed_ms"] == (burst + 1) * 20_000:
+                if m["processed_ms"] > (burst + 1) * 20_000 - 60:  # all but the part of a 60 ms grid piece
                     break
 
         def buffers():

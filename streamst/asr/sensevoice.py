@@ -33,6 +33,9 @@ class SenseVoiceOptions:
     device: str = "cpu"
     use_itn: bool = False  # inverse text normalisation (numbers as digits, punctuation)
     dtype: torch.dtype = torch.float32
+    # "int8": torch dynamic int8 quantisation of the encoder's Linear layers (CPU only);
+    # changes outputs slightly, `streamst bench asr --quantize int8` measures it
+    quantize: str = "none"
 
 
 class SenseVoiceASR:
@@ -45,6 +48,16 @@ class SenseVoiceASR:
         self.options = options
         self.model = auto.model.to(options.dtype)
         self.model.eval()
+        if options.quantize == "int8":
+            import warnings
+
+            if not str(options.device).startswith("cpu"):
+                raise ValueError("SenseVoiceOptions.quantize='int8' is a CPU option")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.ao's notice that it moves to torchao
+                torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        elif options.quantize != "none":
+            raise ValueError(f"SenseVoiceOptions.quantize must be 'none' or 'int8', got {options.quantize!r}")
         self.device = torch.device(auto.kwargs["device"])
         tok = auto.kwargs["tokenizer"]
         self.sp = tok.sp

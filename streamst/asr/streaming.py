@@ -15,9 +15,10 @@ How the stable prefix is made (and why it is never contradicted):
   hypotheses becomes stable and is committed: appended to ``stable``, never revised.
   The final hypothesis of the utterance is ``stable`` plus the final decode after
   ``stable_end``, so no later output can contradict a stable token.
-* Bounded cost and memory: when the window exceeds ``max_window_ms`` it is trimmed to
-  ``context_ms`` before ``stable_end``; if nothing became stable for that long, tokens older
-  than half the window are committed by force. Feature frames before the window are dropped.
+* Bounded cost and memory: when the window exceeds ``trim_ms`` (4 s) it is trimmed to
+  ``context_ms`` before ``stable_end`` when the stable point allows; past ``max_window_ms``
+  (12 s), if nothing became stable for that long, tokens older than half the window are
+  committed by force. Feature frames before the window are dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class StreamingASRConfig:
     agreement: int = 2  # LA-n: stable = common prefix of the last n hypotheses
     max_window_ms: int = 12_000  # cap on the re-encoded window (bounds per-update cost)
     context_ms: int = 1_200  # left context kept before the stable point after a trim
+    # perf (issue 13): once the window is longer than this and the stable point allows it,
+    # trim it to context_ms before the stable point, so each update re-encodes about
+    # context + the unstable tail instead of the whole utterance (max_window_ms disables)
+    trim_ms: int = 4_000
     idle_keep_ms: int = 1_000  # feature frames kept while no speech (VAD pre-roll)
 
     def __post_init__(self) -> None:
@@ -52,6 +57,8 @@ class StreamingASRConfig:
             raise ValueError("agreement must be >= 1")
         if self.max_window_ms < 2 * self.chunk_ms or self.context_ms >= self.max_window_ms // 2:
             raise ValueError("need max_window_ms >= 2 * chunk_ms and context_ms < max_window_ms / 2")
+        if not self.context_ms < self.trim_ms <= self.max_window_ms:
+            raise ValueError("need context_ms < trim_ms <= max_window_ms")
 
 
 @dataclass
@@ -201,6 +208,8 @@ class StreamingRecognizer:
         if (end - utt.window_start) * FRAME_MS > self.cfg.max_window_ms:
             grown |= self._bound_window(utt, end, hyp)
             hyp = utt.hyps[-1] if utt.hyps else []
+        elif (end - utt.window_start) * FRAME_MS > self.cfg.trim_ms:  # soft trim: no forced commit
+            utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // FRAME_MS)
         text_tokens = utt.stable + hyp
         text = pieces_to_text([t.piece for t in text_tokens])
         if text != utt.last_text or grown:

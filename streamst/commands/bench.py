@@ -48,13 +48,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.set_defaults(func=_mt_command)
 
+    d = bsub.add_parser("dtype", help="decoder speed and greedy agreement with float32: bfloat16, int8 (CPU)")
+    dsrc = d.add_mutually_exclusive_group()
+    dsrc.add_argument("--model-dir", help="a Qwen save_pretrained directory (or hub id)")
+    dsrc.add_argument("--profile", help="take the MT model of this profile (default: tiny)")
+    d.add_argument("--variants", default="float32,bfloat16,int8", help="comma-separated: float32, bfloat16, int8")
+    d.add_argument("--sentences", type=int, default=10, help="test-set zh->en sources translated")
+    d.add_argument("--max-new-tokens", type=int, default=16)
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(func=_dtype_command)
+
     from streamst.server.loadcheck import add_parser as add_server_parser
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.server.soak import add_parser as add_soak_parser
+
+    add_soak_parser(bsub)  # `bench soak`: long audio in fast mode, RSS and fds flat
+
     from streamst.e2e.bench import add_parser as add_e2e_parser
 
     add_e2e_parser(bsub)  # `bench e2e`: end-to-end per-chunk cost vs utterance length
+
+    from streamst.commands.bench_stream import add_parsers as add_stream_parsers
+
+    add_stream_parsers(bsub)  # `bench asr`, `bench pipeline`: one stream as fast as it goes
 
 
 @dataclass(frozen=True)
@@ -248,3 +266,83 @@ def _synchronizer(device: str):
 
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
+
+
+def bench_dtype(source: str, *, variants: list[str], sentences: int = 10, max_new_tokens: int = 16,
+                hint: str = "") -> dict[str, Any]:
+    """Greedy whole-sentence translations of test-set sources with each numeric variant:
+    CPU ms per generated token, and agreement of the token sequences with float32."""
+    import copy
+
+    import torch
+
+    from streamst.mt.kv import CachedDecoder
+    from streamst.mt.qwen import QwenOptions, QwenTranslator, quantize_int8
+    from streamst.testset import load_testset
+
+    known = ("float32", "bfloat16", "int8")
+    bad = [v for v in variants if v not in known]
+    if bad or not variants:
+        raise UserError(f"--variants must be among {', '.join(known)}, got {','.join(variants)!r}")
+    pairs = [p for p in load_testset() if p.src_lang == "zh" and p.tgt_lang == "en"][:sentences]
+    base = QwenTranslator(source, QwenOptions(dtype="float32"), hint=hint)
+    models = {}
+    for v in dict.fromkeys(["float32", *variants]):
+        if v == "float32":
+            models[v] = base
+        elif v == "bfloat16":
+            models[v] = QwenTranslator.from_loaded(base.tokenizer, copy.deepcopy(base.model).to(torch.bfloat16), base.options)
+        else:
+            models[v] = QwenTranslator.from_loaded(base.tokenizer, quantize_int8(copy.deepcopy(base.model)), base.options)
+    outputs: dict[str, list[tuple[int, ...]]] = {}
+    rows = []
+    for v, mt in models.items():
+        stream = mt.open_stream("zh", "en")
+        stream.propose(pairs[0].source[:2], "", max_new_tokens=1)  # warm-up
+        ids, tokens, cpu, wall = [], 0, 0.0, 0.0
+        for p in pairs:
+            segs = stream.prompt.build(p.source, "", max_source_tokens=512, max_target_tokens=512)
+            c0, w0 = time.thread_time(), time.perf_counter()
+            out = CachedDecoder(mt.lm).decode(segs, max_new_tokens=max_new_tokens)
+            cpu += time.thread_time() - c0
+            wall += time.perf_counter() - w0
+            ids.append(out.token_ids)
+            tokens += max(1, len(out.token_ids))
+        outputs[v] = ids
+        ref = outputs["float32"]
+
+        def agree(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+            n = 0
+            while n < min(len(a), len(b)) and a[n] == b[n]:
+                n += 1
+            return n / max(1, max(len(a), len(b)))
+
+        rows.append({"variant": v, "cpu_ms_per_token": round(cpu * 1e3 / tokens, 2),
+                     "wall_ms_per_token": round(wall * 1e3 / tokens, 2),
+                     "exact_match_vs_float32": round(sum(a == b for a, b in zip(ids, ref)) / len(ids), 3),
+                     "token_agreement_vs_float32": round(statistics.fmean(agree(a, b) for a, b in zip(ids, ref)), 3)})
+    f32 = rows[0]["cpu_ms_per_token"]
+    for r in rows:
+        r["speedup_vs_float32"] = round(f32 / r["cpu_ms_per_token"], 3) if r["cpu_ms_per_token"] else None
+    return {"bench": "dtype", "model": base.name, "parameters": sum(p.numel() for p in base.model.parameters()),
+            "cpu_threads": torch.get_num_threads(), "sentences": len(pairs), "max_new_tokens": max_new_tokens,
+            "rows": rows}
+
+
+def _dtype_command(args: argparse.Namespace) -> int:
+    from streamst.threads import pin_torch_threads
+
+    pin_torch_threads("cpu")
+    source, hint = _mt_source(args)
+    report = bench_dtype(source, variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+                         sentences=args.sentences, max_new_tokens=args.max_new_tokens, hint=hint)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"bench dtype: {report['model']} ({report['parameters'] / 1e6:.1f}M params), {report['cpu_threads']} "
+          f"thread(s), {report['sentences']} test-set sentences x {report['max_new_tokens']} greedy tokens")
+    for r in report["rows"]:
+        print(f"  {r['variant']:>9}: {r['cpu_ms_per_token']} ms/token cpu ({r['wall_ms_per_token']} wall), "
+              f"x{r['speedup_vs_float32']} vs float32; greedy exact match {r['exact_match_vs_float32']}, "
+              f"token agreement {r['token_agreement_vs_float32']}")
+    return 0

@@ -243,5 +243,8 @@ def _load(source: str, options: NanoOptions, hint: str) -> tuple[PreTrainedToken
         return tokenizer, model
 
     tokenizer, model = load_pretrained(source, load, what="Fun-ASR-Nano model", hint=how)
+    adaptor = model.config.adaptor_config
+    if getattr(adaptor, "_attn_implementation", None) is None:  # transformers leaves this sub-config unset
+        adaptor._attn_implementation = model.config._attn_implementation  # (the adaptor then warns and runs eager)
     model.to(options.device).eval()
     return tokenizer, model

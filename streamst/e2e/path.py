@@ -25,6 +25,7 @@ import torch
 from streamst.asr.vad import Vad
 from streamst.e2e.base import SpeechEmbeddings, SpeechModel, SpeechStream
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
+from streamst.mt.budget import tokens_for_units
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
 from streamst.policy.config import default_ratio
 from streamst.results import UtteranceResult, utterance_metrics
@@ -229,11 +230,16 @@ class E2ETrack:
         assert self._speech is not None
         cfg = self.path.cfg
         committed = join_units(self.state.target, self.tgt)
+        units = None if finished else self.policy.unit_budget(self.state)  # what this step may commit (+ lookahead)
         budget = cfg.e2e_final_tokens if finished else cfg.e2e_step_tokens
+        if units is not None:
+            budget = tokens_for_units(units, self.tgt, budget)
         prop = self.stream.propose(self._speech, committed, max_new_tokens=budget)
         out = split_units(prop.text, self.tgt)
         if not finished and not prop.complete and len(out) > len(self.state.target):
             out = out[:-1]  # cut by the budget: the last unit may be a partial word
+        if units is not None:
+            out = out[: len(self.state.target) + units]
         return force_prefix(self.state.target, out)
 
     def step(self, speech: SpeechEmbeddings, chunks: int, finished: bool, delay_ms: int) -> list[Event]:

@@ -16,6 +16,7 @@ cost differs (``StepStats``).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from collections.abc import Collection, Hashable, Sequence
@@ -70,14 +71,29 @@ class SegmentLM:
         params = inspect.signature(model.forward).parameters
         # transformers >= 5.2x names it ``cache`` (``past_key_values`` deprecated); older: past_key_values
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # cost counters for benchmarks (approximate under threads: plain int updates)
+        self._forwards = self._rows = self._positions = 0
+
+    def counters(self) -> dict[str, int]:
+        """Forward calls, batch rows and input positions run so far (all streams)."""
+        return {"forwards": self._forwards, "rows": self._rows, "positions": self._positions}
+
+    def _count(self, batch: int, positions: int) -> None:
+        self._forwards += 1
+        self._rows += batch
+        self._positions += positions
 
     @torch.inference_mode()
-    def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache) -> torch.Tensor:
-        """Run prompt positions ``start:`` through the model, appending to ``cache``.
+    def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
+                         stop: int | None = None) -> torch.Tensor:
+        """Run prompt positions ``start:stop`` through the model, appending to ``cache``.
 
-        Returns the logits of the last position, shape ``(1, vocab)``.
+        Returns the logits of the last position run, shape ``(1, vocab)``.
         """
         embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
+        if stop is not None:
+            embeds = embeds[: stop - start]
+        self._count(1, embeds.shape[0])
         out = self.model(inputs_embeds=embeds.unsqueeze(0), use_cache=True, logits_to_keep=1,
                          **{self._cache_kw: cache})  # (1, T, hidden) in
         return out.logits[:, -1, :].float()  # (1, vocab)
@@ -85,7 +101,28 @@ class SegmentLM:
     @torch.inference_mode()
     def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         """One decoding step: ``ids`` of shape ``(B, 1)``; returns logits ``(B, vocab)``."""
+        self._count(ids.shape[0], ids.numel())
         out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def forward_batch(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                      cache: DynamicCache) -> torch.Tensor:
+        """Rows of different lengths in one call: ``embeds`` ``(B, T, hidden)``, left-padded;
+        ``mask`` ``(B, cached + T)`` (0 at padding); ``positions`` ``(B, T)``. Returns the
+        logits of each row's last position, ``(B, vocab)``."""
+        self._count(embeds.shape[0], int(mask[:, -embeds.shape[1]:].sum()))
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self._cache_kw: cache})
+        return out.logits[:, -1, :].float()
+
+    @torch.inference_mode()
+    def forward_batch_tokens(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                             cache: DynamicCache) -> torch.Tensor:
+        """One decoding step of a padded batch: ``ids``/``positions`` ``(B, 1)``."""
+        self._count(ids.shape[0], ids.numel())
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self._cache_kw: cache})
         return out.logits[:, -1, :].float()
 
     def new_cache(self) -> DynamicCache:
@@ -161,6 +198,129 @@ class CachedDecoder:
             new_tokens=len(ids), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
         )
         return Decoded(text=detok.text, token_ids=tuple(ids), complete=complete, steps=steps, stats=self.last)
+
+    @torch.inference_mode()
+    def decode_batch(self, prompts: Sequence[Sequence[PromptSegment]], *, max_new_tokens: int,
+                     follow_first: bool = False) -> list[Decoded]:
+        """Greedy continuations of several prompts in one batched decode.
+
+        Every forward runs all rows at once, so the weights (for a small model mostly the
+        151k-row output projection) are read once per step instead of once per row. The
+        prompts' common key prefix is computed once, batch 1, in this stream's cache (which
+        keeps just that prefix afterwards, for the next step); the rest of each prompt is
+        left-padded into one batched prefill with explicit positions and a padding mask,
+        then all rows decode together until each stops or the budget ends. Each result is
+        the one :meth:`decode` would give for that prompt (greedy; equal in float32 up to
+        the rounding of a different matrix shape, checked by the tests).
+
+        ``follow_first``: rows after the first are only needed where they agree with it (the
+        reorder-aware policy's alternatives: it commits the prefix they all share). Such a
+        row stops at the first token where it differs from row 0; that token is kept (so
+        the caller's drop of a cut row's last, partial unit leaves exactly the agreed whole
+        units) and the row is marked incomplete. The agreed prefix is then the same as with
+        full decodes, unless two rows spell the same word with different tokens.
+        """
+        if len(prompts) == 1:
+            return [self.decode(prompts[0], max_new_tokens=max_new_tokens)]
+        lm = self.lm
+        keys = [[k for s in segs for k in s.keys] for segs in prompts]
+        shared = min(len(k) for k in keys) - 1  # every row keeps >= 1 position to run
+        for k in keys[1:]:
+            shared = min(shared, common_prefix(keys[0], k))
+        if not self.kv_reuse or self._cache is None:
+            self._cache, self._keys = lm.new_cache(), []
+        reuse = min(common_prefix(self._keys, keys[0]), shared)
+        self._crop(reuse)
+        t0 = time.perf_counter()
+        emb = lm.model.get_input_embeddings()
+        if shared > reuse:  # the common prefix, once, into this stream's cache
+            lm.forward_segments(prompts[0], reuse, self._cache, stop=shared)
+        self._keys = list(keys[0][:shared])
+        cache = copy.deepcopy(self._cache) if shared else lm.new_cache()
+        b = len(prompts)
+        if shared:
+            cache.batch_repeat_interleave(b)
+        rests = [embed_segments(segs, shared, emb) for segs in prompts]  # (T_i, hidden)
+        width = max(r.shape[0] for r in rests)
+        hidden = rests[0].shape[1]
+        embeds = rests[0].new_zeros(b, width, hidden)
+        mask = torch.zeros(b, shared + width, dtype=torch.long, device=lm.device)
+        mask[:, :shared] = 1
+        positions = torch.zeros(b, width, dtype=torch.long, device=lm.device)
+        for i, r in enumerate(rests):
+            n = r.shape[0]
+            embeds[i, width - n :] = r
+            mask[i, shared + width - n :] = 1
+            positions[i, width - n :] = torch.arange(shared, shared + n, device=lm.device)
+        logits = lm.forward_batch(embeds, mask, positions, cache)  # (B, vocab)
+        nxt = logits.argmax(-1)  # (B,)
+        t1 = time.perf_counter()
+        pos = positions[:, -1:]  # (B, 1) last position of each row
+        detoks = [IncrementalDetokenizer(lm.bytes) for _ in prompts]
+        ids: list[list[int]] = [[] for _ in prompts]
+        done = [False] * b
+        stopped = [False] * b  # ended by a stop token (else by the budget)
+        steps = 1
+        alive = list(range(b))  # original row of each batch row still decoding
+        while True:
+            toks = nxt.tolist()
+            first = toks[0] if alive[0] == 0 else None  # row 0's token this step
+            for i, t in zip(alive, toks):
+                if follow_first and i and t != first and t not in lm.stop_ids:
+                    done[i] = True  # diverged from row 0: keep the token, mark the row cut
+                    if len(ids[i]) < max_new_tokens:
+                        detoks[i].push(t)
+                        ids[i].append(t)
+                elif t in lm.stop_ids:
+                    done[i] = stopped[i] = True
+                elif len(ids[i]) >= max_new_tokens:
+                    done[i] = True
+                else:
+                    detoks[i].push(t)
+                    ids[i].append(t)
+                    done[i] = len(ids[i]) >= max_new_tokens
+            keep = [j for j, i in enumerate(alive) if not done[i]]
+            if not keep:
+                break
+            if len(keep) < len(alive):  # drop finished rows: each row costs a full forward
+                sel = torch.tensor(keep, device=lm.device)
+                cache.batch_select_indices(sel)
+                mask, pos, nxt = mask[sel], pos[sel], nxt[sel]
+                alive = [alive[j] for j in keep]
+            pos = pos + 1
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            logits = lm.forward_batch_tokens(nxt.unsqueeze(-1), mask, pos, cache)
+            steps += 1
+            nxt = logits.argmax(-1)
+        t2 = time.perf_counter()
+        out = []
+        for i in range(b):
+            stats = StepStats(prompt_tokens=len(keys[i]), reused_tokens=reuse, computed_tokens=len(keys[i]) - reuse,
+                              new_tokens=len(ids[i]), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3)
+            out.append(Decoded(text=detoks[i].text, token_ids=tuple(ids[i]), complete=stopped[i], steps=steps,
+                               stats=stats))
+        if not self.kv_reuse:
+            self._cache, self._keys = None, []
+        self.last = out[0].stats
+        return out
+
+    @torch.inference_mode()
+    def prefill(self, segments: Sequence[PromptSegment]) -> tuple[torch.Tensor, DynamicCache]:
+        """Run the prompt (reusing the cached common prefix) and return the last position's
+        logits ``(1, vocab)`` and a *copy* of the cache to continue from (e.g. sampling
+        several rows), leaving this decoder's cache at exactly the prompt."""
+        lm = self.lm
+        keys = [k for s in segments for k in s.keys]
+        if not self.kv_reuse or self._cache is None:
+            self._cache, self._keys = lm.new_cache(), []
+        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
+        self._crop(reuse)
+        logits = lm.forward_segments(segments, reuse, self._cache)
+        self._keys = keys
+        cache = copy.deepcopy(self._cache)
+        if not self.kv_reuse:
+            self._cache, self._keys = None, []
+        return logits, cache
 
     def _crop(self, length: int) -> None:
         """Drop cached positions beyond ``length``."""

@@ -66,6 +66,10 @@ class QwenOptions:
     seed: int = 0
     # Never touch the network (transformers ``local_files_only``).
     local_files_only: bool = False
+    # "int8": torch dynamic int8 quantisation of every Linear (CPU only; weights int8,
+    # activations quantised per call). Changes greedy outputs slightly: `streamst bench
+    # dtype` measures speed and agreement with float32.
+    quantize: Literal["none", "int8"] = "none"
 
 
 class PromptBuilder:
@@ -161,21 +165,26 @@ class QwenTranslator:
         return self.open_stream(src_lang, tgt_lang).propose(source, "", max_new_tokens=max_new_tokens).text
 
     @torch.inference_mode()
-    def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
+    def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8,
+                       decoder: CachedDecoder | None = None) -> list[str]:
         """``n`` continuations of ``source`` as plain text (no chat template).
 
         ``n == 1``: greedy. ``n > 1``: top-k sampling (``options.predict_top_k``) from a
         generator seeded with ``options.seed``, so results are reproducible; duplicates
         are kept (their multiplicity is the model's confidence). Each string holds whole
-        characters only.
+        characters only. ``decoder``: a stream's cache to reuse the source prefix from
+        (the results are the same as without).
         """
         if n < 1:
             return []
         o = self.options
         ids = self.tokenizer(source, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         ids = ids[-o.max_source_tokens :] or [self._bos_id()]
-        cache = self.lm.new_cache()
-        logits = self.lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
+        if decoder is not None:  # a stream's cache: the unchanged source prefix is reused
+            logits, cache = decoder.prefill([TokenSegment(tuple(ids))])  # (1, vocab)
+        else:
+            cache = self.lm.new_cache()
+            logits = self.lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.expand(n, -1)  # (n, vocab)
@@ -218,6 +227,7 @@ class QwenStream:
         self.translator, self.prompt = translator, prompt
         self.options = translator.options
         self.decoder = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)
+        self._predict = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
 
     @property
     def cached_tokens(self) -> int:
@@ -232,6 +242,7 @@ class QwenStream:
     def reset(self) -> None:
         """Forget the utterance: keep only the static prefix (system prompt + user header)."""
         self.decoder.keep_prefix(self.prompt.head.keys)
+        self._predict.keep_prefix(())
 
     def propose(self, source: str, committed: str, *, max_new_tokens: int = 64) -> Proposal:
         """Greedy continuation of ``committed`` as the translation of the source prefix.
@@ -248,9 +259,24 @@ class QwenStream:
         return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
                         reused_tokens=out.stats.reused_tokens, complete=out.complete)
 
+    def propose_many(self, sources: list[str], committed: str, *, max_new_tokens: int = 64,
+                     follow_first: bool = False) -> list[Proposal]:
+        """``propose`` for several source prefixes (the reorder-aware policy's proposal and
+        its alternatives) in one batched decode (:meth:`CachedDecoder.decode_batch`): the
+        same proposals as one ``propose`` each, in one forward per token for all of them.
+        ``follow_first``: the later ones stop where they first differ from the first (only
+        their agreement with it is needed); see ``decode_batch``."""
+        o = self.options
+        prompts = [self.prompt.build(src, committed, max_source_tokens=o.max_source_tokens,
+                                     max_target_tokens=o.max_target_tokens) for src in sources]
+        outs = self.decoder.decode_batch(prompts, max_new_tokens=max_new_tokens, follow_first=follow_first)
+        return [Proposal(text=committed + d.text, continuation=d.text, steps=d.steps,
+                         reused_tokens=d.stats.reused_tokens, complete=d.complete) for d in outs]
+
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
-        """The model's own ``n`` guesses of how the source continues (see the translator)."""
-        return self.translator.predict_source(source, n, max_new_tokens=max_new_tokens)
+        """The model's own ``n`` guesses of how the source continues (see the translator);
+        the growing source's prefix is served from this stream's second cache."""
+        return self.translator.predict_source(source, n, max_new_tokens=max_new_tokens, decoder=self._predict)
 
 
 def _load(source: str, options: QwenOptions, hint: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
@@ -273,7 +299,21 @@ def _load(source: str, options: QwenOptions, hint: str) -> tuple[PreTrainedToken
 
     tokenizer, model = load_pretrained(source, load, what="Qwen model", hint=how)
     model.to(options.device).eval()
+    if options.quantize == "int8":
+        model = quantize_int8(model, options.device)
     return tokenizer, model
+
+
+def quantize_int8(model: PreTrainedModel, device: str = "cpu") -> PreTrainedModel:
+    """Dynamic int8 quantisation of the model's Linear layers (in place; CPU only)."""
+    import warnings
+
+    if not device.startswith("cpu"):
+        raise UserError("quantize='int8' is a CPU option (torch dynamic quantisation)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's notice that it moves to torchao
+        torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
 
 
 def _language_name(code: str) -> str:

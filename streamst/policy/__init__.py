@@ -15,7 +15,7 @@ from streamst.policy.base import (
     force_prefix,
 )
 from streamst.policy.config import POLICY_NAMES, PolicyConfig, PolicyName, default_ratio, make_policy
-from streamst.policy.driver import ContinueSource, StepTrace, Translate, run_policy, step
+from streamst.policy.driver import ContinueSource, StepTrace, Translate, TranslateMany, run_policy, step
 from streamst.policy.local_agreement import LocalAgreement
 from streamst.policy.reorder import ReorderAware, supported_length
 from streamst.policy.waitk import WaitK, waitk_allowed
@@ -33,6 +33,7 @@ __all__ = [
     "ReorderAware",
     "StepTrace",
     "Translate",
+    "TranslateMany",
     "WaitK",
     "Write",
     "apply",

@@ -123,10 +123,32 @@ class Policy(abc.ABC):
     ``state.alternatives`` before each decision (0: leave them empty)."""
     history_size: int = 1
     """How many earlier proposals the policy needs in ``state.history``."""
+    agreement_only: bool = True
+    """The policy looks at ``state.alternatives`` only through their common prefix with
+    ``state.proposal``, so a decoder may stop each alternative where it first differs
+    (the pipeline then decodes them in one batch that follows the proposal)."""
+    lookahead: int = 4
+    """Target units beyond what the policy may commit by its schedule that are worth
+    decoding (agreement evidence, anticipation, the tentative caption); see
+    :meth:`unit_budget`. Set from ``PolicyConfig.lookahead``."""
 
     @abc.abstractmethod
     def decide(self, state: PolicyState) -> Action:
         """Read or write, given the current state. Must not modify ``state``."""
+
+    def unit_budget(self, state: PolicyState) -> int | None:
+        """How many target units beyond ``state.target`` this step's proposals need.
+
+        A proposal longer than this cannot change the decision (the policy never commits
+        more than ``unit_budget`` new units on the step) and only lengthens the tentative
+        caption, so the decoder may stop there. ``None``: no bound (the source finished:
+        the rest of the translation is written). The default is ``lookahead`` units; a
+        scheduled policy adds what its schedule allows (:class:`WaitK`,
+        :class:`ReorderAware`).
+        """
+        if state.source_finished:
+            return None
+        return self.lookahead
 
     def new_state(self) -> PolicyState:
         """A fresh per-stream state whose history bound suits this policy."""

@@ -58,6 +58,11 @@ class PolicyConfig:
     """reorder-aware: predicted source continuations translated as alternatives."""
     stable: bool = False
     """reorder-aware: also require agreement with the previous proposal (slower, safer)."""
+    lookahead: int = 4
+    """Target units decoded per step beyond what the wait-k schedule allows (beyond the
+    committed target for local-agreement): the room for anticipation and agreement, and
+    the tentative caption's length. Proposals stop there instead of translating the whole
+    prefix (``Policy.unit_budget``); the final step of an utterance is never bounded."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +78,8 @@ class PolicyConfig:
             problems.append(f"la_n must be an integer from 2 to 8, got {self.la_n!r}")
         if not isinstance(self.continuations, int) or not 0 <= self.continuations <= 8:
             problems.append(f"continuations must be an integer from 0 to 8, got {self.continuations!r}")
+        if not isinstance(self.lookahead, int) or not 1 <= self.lookahead <= 64:
+            problems.append(f"lookahead must be an integer from 1 to 64, got {self.lookahead!r}")
         if problems:
             raise ValueError("invalid policy config: " + "; ".join(problems))
 
@@ -92,8 +99,12 @@ class PolicyConfig:
 
 def make_policy(config: PolicyConfig) -> Policy:
     """Build the policy named by ``config``."""
+    policy: Policy
     if config.name == "wait-k":
-        return WaitK(config.k, config.ratio)
-    if config.name == "local-agreement":
-        return LocalAgreement(config.la_n)
-    return ReorderAware(config.k, config.ratio, config.max_lag, config.continuations, config.stable)
+        policy = WaitK(config.k, config.ratio)
+    elif config.name == "local-agreement":
+        policy = LocalAgreement(config.la_n)
+    else:
+        policy = ReorderAware(config.k, config.ratio, config.max_lag, config.continuations, config.stable)
+    policy.lookahead = config.lookahead
+    return policy

@@ -20,6 +20,7 @@ from streamst.policy.base import Action, Policy, PolicyState, Read, apply, force
 
 Translate = Callable[[Sequence[str], bool], list[str]]
 ContinueSource = Callable[[Sequence[str], int], list[list[str]]]
+TranslateMany = Callable[[Sequence[Sequence[str]]], list[list[str]]]  # unfinished sources -> proposals
 
 
 @dataclass(frozen=True)
@@ -42,20 +43,27 @@ def step(
     source: Sequence[str],
     finished: bool = False,
     continue_source: ContinueSource | None = None,
+    translate_many: TranslateMany | None = None,
 ) -> StepTrace:
     """Feed one source prefix (extending the previous one) and apply the policy's actions.
 
     The policy is asked again after each non-final write, with the same proposal, until
     it reads or finishes; the translator is called once per step (plus once per
     alternative when the policy asks for continuations and the source is unfinished).
+    The continuations are predicted first; with ``translate_many`` the proposal and the
+    alternatives are then translated in one call (a batched decode) instead of one each.
     """
     state.update_source(source, finished)
-    proposal = force_prefix(state.target, translate(state.source, finished))
-    alternatives: list[list[str]] = []
+    conts: list[list[str]] = []
     if policy.continuations > 0 and continue_source is not None and not finished:
-        for cont in continue_source(state.source, policy.continuations)[: policy.continuations]:
-            alt = translate(state.source + list(cont), False)
-            alternatives.append(force_prefix(state.target, alt))
+        conts = [list(c) for c in continue_source(state.source, policy.continuations)[: policy.continuations]]
+    sources = [list(state.source)] + [state.source + c for c in conts]
+    if translate_many is not None and len(sources) > 1:
+        outs = translate_many(sources)  # one batched decode; the source is unfinished here
+    else:
+        outs = [translate(sources[0], finished)] + [translate(s, False) for s in sources[1:]]
+    proposal = force_prefix(state.target, outs[0])
+    alternatives = [force_prefix(state.target, alt) for alt in outs[1:]]
     state.set_proposal(proposal, alternatives)
     actions: list[Action] = []
     new: list[str] = []
@@ -84,12 +92,13 @@ def run_policy(
     prefixes: Sequence[Sequence[str]],
     continue_source: ContinueSource | None = None,
     finish: bool = True,
+    translate_many: TranslateMany | None = None,
 ) -> list[StepTrace]:
     """Run one utterance: a step per source prefix, then (``finish``) a final step with
     the last prefix and ``finished=True``. Returns one trace per step."""
     state = policy.new_state()
-    traces = [step(policy, state, translate, p, False, continue_source) for p in prefixes]
+    traces = [step(policy, state, translate, p, False, continue_source, translate_many) for p in prefixes]
     if finish:
         last = prefixes[-1] if prefixes else []
-        traces.append(step(policy, state, translate, last, True, continue_source))
+        traces.append(step(policy, state, translate, last, True, continue_source, translate_many))
     return traces

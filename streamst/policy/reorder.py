@@ -74,6 +74,16 @@ class ReorderAware(Policy):
         n = min(n, left)
         return Write(n) if n > 0 else Read()
 
+    def unit_budget(self, state: PolicyState) -> int | None:
+        """The wait-k schedule's units beyond the committed target (what ``max_lag`` may
+        force) plus ``lookahead`` units of anticipation. Anticipation is bounded by it:
+        at most ``lookahead`` units beyond the schedule (or beyond the target, when it is
+        already ahead) are agreed on per step."""
+        if state.source_finished:
+            return None
+        allowed = waitk_allowed(len(state.source), self.k, self.ratio)
+        return max(0, allowed - len(state.target)) + self.lookahead
+
     def __repr__(self) -> str:
         return (
             f"ReorderAware(k={self.k}, ratio={self.ratio}, max_lag={self.max_lag}, "

@@ -42,5 +42,12 @@ class WaitK(Policy):
         n = min(waitk_allowed(len(state.source), self.k, self.ratio) - len(state.target), left)
         return Write(n) if n > 0 else Read()
 
+    def unit_budget(self, state: PolicyState) -> int | None:
+        """What the schedule allows beyond the committed target, plus ``lookahead``."""
+        if state.source_finished:
+            return None
+        allowed = waitk_allowed(len(state.source), self.k, self.ratio)
+        return max(0, allowed - len(state.target)) + self.lookahead
+
     def __repr__(self) -> str:
         return f"WaitK(k={self.k}, ratio={self.ratio})"

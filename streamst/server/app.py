@@ -41,11 +41,15 @@ from streamst.loading import Models, RuntimeOptions
 from streamst.profiles import load_profile
 from streamst.server.connection import Connection, NativeConnection
 from streamst.server.funasr_compat import FunasrConnection
+from streamst.server import strict
+from streamst.server.guard import log_failure
 from streamst.server.metrics import ServerMetrics
-from streamst.server.protocol import ErrorMessage, ProtocolError
+from streamst.server.protocol import ProtocolError, ServerMessage
 from streamst.server.worker import AsrBatcher
 
 log = logging.getLogger(__name__)
+
+MAX_QUEUE = 8  # incoming frames buffered per connection by websockets before TCP pushes back
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _STATIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -55,7 +59,9 @@ CONTENT_TYPES = {
     ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
     ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
 }
-WS_PATHS = ("/ws", "/funasr")
+# websocket path -> connection class; an endpoint is one entry here (plus its module)
+ENDPOINTS: dict[str, type[Connection]] = {"/ws": NativeConnection, "/funasr": FunasrConnection}
+WS_PATHS = tuple(ENDPOINTS)
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,11 @@ class ServerConfig:
     close_timeout_s: float = 2.0
     status_interval_s: float = 1.0  # period of status messages
     max_pending_s: float = 30.0  # audio waiting for inference per session before `overloaded`
-    send_queue: int = 1024  # messages queued for a client before `slow_consumer`
+    send_queue: int = 1024  # messages queued for a client: at half, reading it pauses; beyond, `slow_consumer`
+    send_queue_bytes: int = 4 * 1024 * 1024  # the same bound in bytes
+    slow_consumer_s: float = 15.0  # something to send and no send completed for this long: `slow_consumer`
+    start_timeout_s: float = 10.0  # from the handshake to `start` (/ws) or the first audio (/funasr)
+    step_ms: int = 60  # the chunk grid: audio goes to the pipeline in pieces of this, whatever the load
     write_limit: int = 256 * 1024  # bytes buffered in the transport before sends wait
     send_buffer_bytes: int = 0  # SO_SNDBUF of each client socket (0: the OS default)
     workers: int = 0  # inference threads; 0: max_sessions
@@ -88,6 +98,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_frame_bytes < 1024 or self.idle_timeout_s <= 0 or self.max_session_s <= 0:
             raise ValueError("need max_sessions >= 1, max_frame_bytes >= 1024, positive timeouts")
+        if self.send_queue < 2 or self.send_queue_bytes < 2 * self.max_frame_bytes or self.slow_consumer_s <= 0 \
+                or self.start_timeout_s <= 0:
+            raise ValueError("need send_queue >= 2, send_queue_bytes >= 2 * max_frame_bytes, positive timeouts")
+        if self.step_ms < 10 or self.step_ms % 10:
+            raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
 
 class Server:
@@ -116,7 +131,7 @@ class Server:
                                            thread_name_prefix="streamst-session")
         self._ws = await serve(
             self._handle, cfg.host, cfg.port, process_request=self._process_request,
-            max_size=2 * cfg.max_frame_bytes, max_queue=32, write_limit=cfg.write_limit,
+            max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
             ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_timeout_s,
             close_timeout=cfg.close_timeout_s, server_header="streamst",
         )
@@ -207,6 +222,7 @@ class Server:
     # -- websocket ------------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         url = urlsplit(ws.request.path)
+        cls = ENDPOINTS.get(url.path, NativeConnection)
         if self.config.send_buffer_bytes:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
@@ -215,11 +231,14 @@ class Server:
             self._admit(ws, url.query)
         except ProtocolError as e:
             self.metrics.error(e.code)
+            log_failure("-", e)
             with contextlib.suppress(Exception):
-                await ws.send(ErrorMessage(e.code, e.message).to_json())
-                await ws.close(e.close_code, e.code)
+                async with asyncio.timeout(self.config.close_timeout_s + 1):
+                    msg = cls.refusal(e)
+                    await ws.send(msg.to_json() if isinstance(msg, ServerMessage) else strict.dumps(msg), text=True)
+                    await ws.close(e.close_code, e.code)
             return
-        conn: Connection = FunasrConnection(self, ws) if url.path == "/funasr" else NativeConnection(self, ws)
+        conn = cls(self, ws)
         self.connections[conn.id] = conn
         self.metrics.session_started(conn.endpoint)
         try:
@@ -230,13 +249,19 @@ class Server:
     def _admit(self, ws: ServerConnection, query: str) -> None:
         """Origin, token and capacity checks, in that order."""
         cfg = self.config
-        origin = ws.request.headers.get("Origin")
-        if cfg.allowed_origins and origin is not None and origin not in cfg.allowed_origins:
-            raise ProtocolError("origin_not_allowed", f"origin {origin!r} is not allowed")
+        origins = ws.request.headers.get_all("Origin")
+        if cfg.allowed_origins and origins and (len(origins) > 1 or origins[0] not in cfg.allowed_origins):
+            raise ProtocolError("origin_not_allowed", f"origin {strict.short(', '.join(origins))} is not allowed")
         if cfg.token:
-            auth = ws.request.headers.get("Authorization", "")
-            given = auth[len("Bearer "):] if auth.startswith("Bearer ") else (parse_qs(query).get("token") or [""])[0]
-            if not hmac.compare_digest(given.encode(), cfg.token.encode()):
+            auths = ws.request.headers.get_all("Authorization")
+            if len(auths) > 1:
+                raise ProtocolError("unauthorized", "more than one Authorization header")
+            scheme, _, credentials = (auths[0] if auths else "").strip().partition(" ")
+            if auths and scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
+                given = credentials.strip()
+            else:  # browsers cannot set headers on websockets: ?token=T
+                given = (parse_qs(query).get("token") or [""])[0]
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), cfg.token.encode()):
                 raise ProtocolError("unauthorized", "missing or wrong token (Authorization: Bearer T or ?token=T)")
         if len(self.connections) >= cfg.max_sessions:
             raise ProtocolError("server_full", f"the server holds {cfg.max_sessions} sessions; try again later")

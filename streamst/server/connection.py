@@ -7,8 +7,11 @@ A ticker sends ``status`` and enforces the session-length limit. Every way a con
 ends goes through :meth:`Connection.fail` (error message + close code) or the normal
 ``end`` path; the ``finally`` of :meth:`Connection.run` releases everything.
 
-Nothing here blocks the event loop: inference runs in the server's executor, sends to a
-client that does not read are bounded by the outbox (overflow: ``slow_consumer``).
+Nothing here blocks the event loop: inference runs in the server's executor; the outbox is
+bounded in messages and bytes, pauses reading the client at half its bound, and a client
+that lets nothing be sent for ``slow_consumer_s`` is dropped (``slow_consumer``). Every
+coroutine runs through the choke point of :mod:`streamst.server.guard`, so any exception
+ends the connection with a documented error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import json
 import logging
 import statistics
 import time
@@ -32,9 +34,12 @@ from streamst.audio import StreamResampler, decode_pcm
 from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent
 from streamst.pipeline import TranslationSession
+from streamst.server import strict
+from streamst.server.guard import guarded, log_failure, watch
 from streamst.server.protocol import (
     End,
     EndMessage,
+    ErrorMessage,
     Ping,
     Pong,
     ProtocolError,
@@ -53,22 +58,49 @@ log = logging.getLogger(__name__)
 
 
 class Outbox:
-    """Bounded queue of outgoing messages. ``put`` refuses past ``limit`` (the client is not
-    reading); ``put_last`` always fits and is followed by closing with ``close_code``."""
+    """Outgoing messages of one connection, bounded in messages AND bytes.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: deque[str | tuple[int, str]] = deque()
+    * ``full`` (half of either bound): the connection stops reading the client until the
+      pump has sent enough (backpressure: a client that bursts pings while reading gets
+      every pong; one that does not read stops being read, so it cannot queue more).
+    * ``put`` refuses past the hard bounds (``slow_consumer``): only messages the server
+      makes on its own (results of audio already received, status) can get there.
+    * ``stalled_s``: how long something has been waiting without any send completing;
+      ``slow_consumer`` is judged on this progress over time, not on queue length.
+    * ``put_last`` always fits and is followed by closing with ``close_code``.
+    """
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages, self.max_bytes = max_messages, max_bytes
+        self._items: deque[bytes | tuple[int, str]] = deque()
+        self.bytes = 0
         self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
         self.sealed = False
+        self.in_flight = False
+        self.last_progress = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self.max_messages // 2 or self.bytes >= self.max_bytes // 2
 
     def put(self, message: ServerMessage | dict[str, Any]) -> bool:
         if self.sealed:
             return True  # closing: later messages are moot
-        if len(self._items) >= self.limit:
+        data = _encode(message)
+        if len(self._items) >= self.max_messages or self.bytes + len(data) > self.max_bytes:
             return False
-        self._items.append(_encode(message))
+        if not self._items and not self.in_flight:
+            self.last_progress = time.monotonic()  # idle until now: the stall clock starts here
+        self._items.append(data)
+        self.bytes += len(data)
         self._ready.set()
+        if self.full:
+            self._space.clear()
         return True
 
     def put_last(self, message: ServerMessage | dict[str, Any] | None, close_code: int, reason: str) -> None:
@@ -76,21 +108,50 @@ class Outbox:
             return
         self.sealed = True
         if message is not None:
-            self._items.append(_encode(message))
+            data = _encode(message)
+            self._items.append(data)
+            self.bytes += len(data)
         self._items.append((close_code, reason))
         self._ready.set()
+        self._space.set()
 
-    async def get(self) -> str | tuple[int, str]:
+    def seal(self) -> None:
+        """Accept nothing more (the connection is being dropped); wakes ``wait_space``."""
+        self.sealed = True
+        self._space.set()
+
+    async def wait_space(self) -> None:
+        while self.full and not self.sealed:
+            self._space.clear()
+            await self._space.wait()
+
+    async def get(self) -> bytes | tuple[int, str]:
         while not self._items:
             self._ready.clear()
             await self._ready.wait()
-        return self._items.popleft()
+        item = self._items.popleft()
+        if isinstance(item, bytes):
+            self.bytes -= len(item)
+        self.in_flight = True
+        return item
+
+    def sent(self) -> None:
+        """The pump finished one send: progress."""
+        self.in_flight = False
+        self.last_progress = time.monotonic()
+        if not self.full:
+            self._space.set()
+
+    def stalled_s(self) -> float:
+        if not self._items and not self.in_flight:
+            return 0.0
+        return time.monotonic() - self.last_progress
 
 
-def _encode(message: ServerMessage | dict[str, Any]) -> str:
+def _encode(message: ServerMessage | dict[str, Any]) -> bytes:
     if isinstance(message, ServerMessage):
         return message.to_json()
-    return json.dumps(message, ensure_ascii=False)
+    return strict.dumps(message)
 
 
 async def pump(ws: ServerConnection, outbox: Outbox) -> None:
@@ -101,13 +162,28 @@ async def pump(ws: ServerConnection, outbox: Outbox) -> None:
             if isinstance(item, tuple):
                 await ws.close(*item)
                 return
-            await ws.send(item)
+            await ws.send(item, text=True)
+            outbox.sent()
     except ConnectionClosed:
+        outbox.seal()  # nothing more can be sent: wake a handler waiting for space
         return
 
 
+def text_bytes(msg: str) -> int:
+    """UTF-8 size of a text frame (``frame_too_big`` counts bytes, not characters)."""
+    return len(msg.encode("utf-8", "surrogatepass"))
+
+
 class Connection(abc.ABC):
-    """Base of the native and FunASR connections: outbox, limits, failure path."""
+    """Base of every websocket endpoint's connection: outbox, limits, the failure path.
+
+    Subclasses implement :meth:`serve` (raise :class:`ProtocolError` to fail) and may
+    override :meth:`error_message` (the endpoint's error shape), :meth:`tick` (periodic
+    messages) and :meth:`started` (whether the client has begun a session, for
+    ``start_timeout_s``). Everything :meth:`run` and :meth:`_spawn` run goes through the
+    choke point (:func:`~streamst.server.guard.guarded`): any exception ends the connection
+    with a documented error, counted and logged once.
+    """
 
     endpoint = "ws"
 
@@ -115,24 +191,38 @@ class Connection(abc.ABC):
         self.server, self.ws = server, ws
         self.cfg = server.config
         self.id = uuid.uuid4().hex[:12]
-        self.outbox = Outbox(self.cfg.send_queue)
+        self.outbox = Outbox(self.cfg.send_queue, self.cfg.send_queue_bytes)
         self.runner: SessionRunner | None = None
         self.runner_task: asyncio.Task | None = None
         self.closing = False
-        self.opened = time.monotonic()
+        self.opened = time.monotonic()  # the handshake: every limit counts from here
         self.last_message = time.monotonic()
         self._tasks: list[asyncio.Task] = []
         self._closer: asyncio.Task | None = None  # a close that bypasses the outbox
 
+    # -- the endpoint's shapes ------------------------------------------------------------------
+    @classmethod
+    def refusal(cls, err: ProtocolError) -> ServerMessage | dict[str, Any]:
+        """The message for a connection refused before it started (auth, capacity)."""
+        return ErrorMessage(code=err.code, message=err.message)
+
+    def error_message(self, err: ProtocolError) -> ServerMessage | dict[str, Any]:
+        return ErrorMessage(code=err.code, message=err.message)
+
+    def started(self) -> bool:
+        """Whether the client has started a session (``start_timeout_s`` stops applying)."""
+        return self.runner is not None
+
     # -- failure / limits ---------------------------------------------------------------------
-    def fail(self, err: ProtocolError) -> None:
+    def fail(self, err: ProtocolError, exc: BaseException | None = None) -> None:
         """Send ``error`` then close with its code (once; later failures are ignored)."""
         if self.closing:
             return
         self.closing = True
         self.server.metrics.error(err.code)
-        log.info("session %s: %s (%s)", self.id, err.code, err.message)
-        if err.code == "slow_consumer":  # the outbox is full and not draining: close now
+        log_failure(self.id, err, exc)
+        if err.code == "slow_consumer":  # the client does not read: close now
+            self.outbox.seal()  # and wake the handler if it waits for space
             self._closer = asyncio.create_task(self._drop(err.close_code, err.code))
             return
         self.outbox.put_last(self.error_message(err), err.close_code, err.code)
@@ -146,70 +236,74 @@ class Connection(abc.ABC):
         except TimeoutError:
             self.ws.transport.abort()
 
-    def error_message(self, err: ProtocolError) -> ServerMessage | dict[str, Any]:
-        return err.to_message()
-
     def send(self, message: ServerMessage | dict[str, Any]) -> None:
         if not self.outbox.put(message):
-            self.fail(ProtocolError("slow_consumer", f"the client did not read {self.cfg.send_queue} queued messages"))
+            self.fail(ProtocolError("slow_consumer", f"the client does not read: more than {self.cfg.send_queue} "
+                                                     f"messages or {self.cfg.send_queue_bytes} bytes are queued"))
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
+        task = watch(asyncio.create_task(coro), self.fail)
         self._tasks.append(task)
         return task
+
+    def server_was_busy(self) -> None:
+        """The server did not read the client until now: restart the idle clock."""
+        self.last_message = time.monotonic()
 
     def idle_left(self) -> float:
         return self.cfg.idle_timeout_s - (time.monotonic() - self.last_message)
 
-    def check_length(self) -> None:
-        wall = time.monotonic() - self.opened
+    def check_limits(self) -> None:
+        """Limits that count from the handshake (called every ``status_interval_s``)."""
+        now = time.monotonic()
+        wall = now - self.opened
         audio_s = self.runner.received / 16000 if self.runner else 0.0
         if max(wall, audio_s) > self.cfg.max_session_s:
             raise ProtocolError("session_too_long", f"sessions are limited to {self.cfg.max_session_s:g} s")
+        if not self.started() and wall > self.cfg.start_timeout_s:
+            raise ProtocolError("idle_timeout", f"no session started within {self.cfg.start_timeout_s:g} s of connecting")
+        stalled = self.outbox.stalled_s()
+        if stalled > self.cfg.slow_consumer_s:
+            raise ProtocolError("slow_consumer", f"the client read nothing for {stalled:.0f} s "
+                                                 f"(limit {self.cfg.slow_consumer_s:g} s)")
 
     async def recv(self) -> str | bytes:
-        """Next client message, or ``idle_timeout`` after ``idle_timeout_s`` without one."""
+        """Next client message, or ``idle_timeout`` after ``idle_timeout_s`` without one.
+        Waits first while the outbox is full (backpressure); time the server spends not
+        reading (that wait, a flush) does not count as the client's silence."""
+        if self.outbox.full:
+            await self.outbox.wait_space()
+            self.server_was_busy()
         try:
             async with asyncio.timeout(max(0.0, self.idle_left())):
                 msg = await self.ws.recv()
         except TimeoutError:
             raise ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout_s:g} s") from None
         self.last_message = time.monotonic()
-        if len(msg) > self.cfg.max_frame_bytes:
-            raise ProtocolError("frame_too_big", f"frame of {len(msg)} bytes exceeds {self.cfg.max_frame_bytes} bytes")
+        size = len(msg) if isinstance(msg, bytes) else text_bytes(msg)
+        if size > self.cfg.max_frame_bytes:
+            raise ProtocolError("frame_too_big", f"frame of {size} bytes exceeds {self.cfg.max_frame_bytes} bytes")
         return msg
 
     async def ticker(self) -> None:
         while not self.closing:
             await asyncio.sleep(self.cfg.status_interval_s)  # a period, not synchronisation
-            try:
-                self.check_length()
-            except ProtocolError as e:
-                self.fail(e)
-                return
-            self.tick()
+            self.check_limits()
+            if not self.outbox.full:  # periodic and superseded: skipped while the client is behind
+                self.tick()
 
     def tick(self) -> None:
         """Periodic message (status); subclasses may send nothing."""
 
     async def run_runner(self) -> None:
         assert self.runner is not None
-        try:
-            await self.runner.run()
-        except ProtocolError as e:
-            self.fail(e)
-        except Exception as e:  # noqa: BLE001 - reported to the client, then the session ends
-            log.exception("session %s: pipeline failed", self.id)
-            self.fail(ProtocolError("internal_error", f"pipeline failed: {type(e).__name__}"))
+        await self.runner.run()
 
     async def run(self) -> None:
         sender = asyncio.create_task(pump(self.ws, self.outbox))
+        self._spawn(self.ticker())
         try:
-            await self.serve()
-        except ProtocolError as e:
-            self.fail(e)
-        except ConnectionClosed:
-            pass
+            await guarded(self.serve(), self.fail)
         finally:
             self.closing = True
             for task in self._tasks:
@@ -276,11 +370,10 @@ class NativeConnection(Connection):
         self.start = start
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize)
         self.resample = StreamResampler(start.sample_rate)
-        self.runner = SessionRunner(self.session, self.server.executor,
-                                    max_pending_ms=int(self.cfg.max_pending_s * 1000), on_update=self.on_update)
+        self.runner = SessionRunner(self.session, self.server.executor, max_pending_ms=int(self.cfg.max_pending_s * 1000),
+                                    step_ms=self.cfg.step_ms, on_update=self.on_update)
         self.send(Ready(session=self.id, config=resolved_config(start, cfg)))
         self.runner_task = self._spawn(self.run_runner())
-        self._spawn(self.ticker())
 
     def feed(self, frame: bytes) -> None:
         assert self.start is not None and self.runner is not None and self.resample is not None

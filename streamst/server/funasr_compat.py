@@ -25,20 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
-from streamst.audio import StreamResampler
+from streamst.audio import MAX_RATE, MIN_RATE, StreamResampler
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.server.connection import Connection, decode_samples
+from streamst.server import strict
 from streamst.server.protocol import CHUNK_MS_RANGE, SOURCE_LANGS, TARGET_LANGS, ProtocolError
 from streamst.server.worker import SessionRunner
 
 MODES = ("offline", "online", "2pass")
 LFR_MS = 60  # one FunASR chunk_size unit
+MAX_WAV_NAME = 256  # characters; echoed in every message
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,32 @@ class PunctuatedFinal:
 
 
 def parse_chunk_ms(value: Any, default: int = 600) -> int:
-    """FunASR ``chunk_size`` ([5, 10, 5], "5,10,5", "[5, 10, 5]") -> streaming chunk in ms."""
+    """FunASR ``chunk_size`` ([5, 10, 5], "5,10,5", "[5, 10, 5]") -> streaming chunk in ms
+    (clamped to ``CHUNK_MS_RANGE``; anything unreadable, non-finite or a boolean keeps
+    ``default``)."""
     if isinstance(value, str):
-        value = [p for p in value.strip("[] ").replace(" ", "").split(",") if p]
-    try:
-        middle = int(value[1]) if isinstance(value, (list, tuple)) and len(value) >= 2 else int(value)
-    except (TypeError, ValueError, IndexError):
+        value = [p for p in value[:64].strip("[] ").replace(" ", "").split(",") if p]
+    middle = value[1] if isinstance(value, (list, tuple)) and len(value) >= 2 else value
+    if isinstance(middle, str) and middle.isdigit() and len(middle) <= 6:
+        middle = int(middle)
+    if isinstance(middle, bool) or not isinstance(middle, (int, float)) or not math.isfinite(middle):
         return default
     lo, hi = CHUNK_MS_RANGE
-    return min(hi, max(lo, middle * LFR_MS))
+    units = max(0.0, min(float(middle), hi / LFR_MS))  # clamp before multiplying: no overflow
+    return min(hi, max(lo, int(units) * LFR_MS))
+
+
+def parse_rate(value: Any, what: str) -> int:
+    """A sample rate from a config field (an integer, or a string of digits) or a WAV
+    header; outside MIN_RATE..MAX_RATE: ``bad_sample_rate``."""
+    rate = value
+    if isinstance(rate, str) and rate.strip().isdigit() and len(rate.strip()) <= 7:
+        rate = int(rate)
+    if isinstance(rate, float) and rate.is_integer():
+        rate = int(rate)
+    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ProtocolError("bad_sample_rate", f"{what} {strict.short(value)} is not supported ({MIN_RATE}..{MAX_RATE} Hz)")
+    return rate
 
 
 @dataclass
@@ -74,23 +94,22 @@ class FunasrOptions:
     is_speaking: bool = True
 
     def update(self, obj: dict[str, Any]) -> None:
-        """Apply a config message; unknown fields and bad values are ignored (FunASR clients
-        send many optional fields), except a bad ``audio_fs``."""
-        if obj.get("mode") in MODES:
+        """Apply a config message (strict-parsed JSON). Unknown fields and unknown ``mode`` /
+        language values are ignored (FunASR clients send many optional fields); a bad
+        ``audio_fs`` is ``bad_sample_rate``; ``is_speaking`` that is not a boolean, or a
+        ``wav_name`` that is not a string of at most ``MAX_WAV_NAME`` characters, is ``bad_value``."""
+        if isinstance(obj.get("mode"), str) and obj["mode"] in MODES:
             self.mode = obj["mode"]
         if "chunk_size" in obj:
             self.chunk_ms = parse_chunk_ms(obj["chunk_size"], self.chunk_ms)
-        if isinstance(obj.get("wav_name"), str):
-            self.wav_name = obj["wav_name"]
+        if "wav_name" in obj:
+            name = obj["wav_name"]
+            if not isinstance(name, str) or len(name) > MAX_WAV_NAME:
+                raise ProtocolError("bad_value", f"wav_name must be a string of at most {MAX_WAV_NAME} characters, "
+                                                 f"got {strict.short(name)}")
+            self.wav_name = name
         if "audio_fs" in obj:
-            fs = obj["audio_fs"]
-            try:
-                fs = int(fs)
-            except (TypeError, ValueError):
-                fs = -1
-            if not 8000 <= fs <= 192000:
-                raise ProtocolError("bad_sample_rate", f"audio_fs {obj['audio_fs']!r} is not supported (8000..192000)")
-            self.audio_fs = fs
+            self.audio_fs = parse_rate(obj["audio_fs"], "audio_fs")
         lang = obj.get("svs_lang")
         if isinstance(lang, str) and lang in SOURCE_LANGS:
             self.src_lang = lang
@@ -98,7 +117,9 @@ class FunasrOptions:
         if isinstance(tgt, str) and tgt in TARGET_LANGS:
             self.tgt_lang = tgt
         if "is_speaking" in obj:
-            self.is_speaking = bool(obj["is_speaking"])
+            if not isinstance(obj["is_speaking"], bool):
+                raise ProtocolError("bad_value", f"is_speaking must be true or false, got {strict.short(obj['is_speaking'])}")
+            self.is_speaking = obj["is_speaking"]
 
     def pipeline(self) -> PipelineConfig:
         tgt = self.tgt_lang if self.tgt_lang != self.src_lang else ("zh" if self.src_lang != "zh" else "en")
@@ -118,7 +139,7 @@ class FunasrConnection(Connection):
         self._utt: int | None = None
         self._sent_stable = ""  # stable text of the current utterance already sent online
         self._translation = ""
-        self._ticking = False  # the ticker (session length) runs once per connection
+        self._began = False  # audio was received (start_timeout_s no longer applies)
 
     # -- messages from the client -----------------------------------------------------------------
     async def serve(self) -> None:
@@ -129,15 +150,13 @@ class FunasrConnection(Connection):
                     self.begin()
                 self.feed(msg)
                 continue
-            try:
-                obj = json.loads(msg)
-            except json.JSONDecodeError as e:
-                raise ProtocolError("malformed_json", f"text frame is not valid JSON: {e}") from e
+            obj = strict.loads(msg)
             if not isinstance(obj, dict):
                 raise ProtocolError("malformed_json", "a config message must be a JSON object")
             self.opts.update(obj)
             if not self.opts.is_speaking and self.runner is not None:
                 await self.flush()
+                self.server_was_busy()  # the flush may outlast idle_timeout_s under load
             elif not self.opts.is_speaking:
                 self.send(self._message("offline", "", final=True))  # nothing was sent: still answer
 
@@ -146,19 +165,21 @@ class FunasrConnection(Connection):
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize)
         self.resample = StreamResampler(self.opts.audio_fs)
         self.runner = SessionRunner(self.session, self.server.executor,
-                                    max_pending_ms=int(self.cfg.max_pending_s * 1000),
+                                    max_pending_ms=int(self.cfg.max_pending_s * 1000), step_ms=self.cfg.step_ms,
                                     on_update=self.on_update, postprocess=self._punctuate)
         self.runner_task = self._spawn(self.run_runner())
         self._first_frame, self._carry, self.opts.is_speaking = True, b"", True
-        if not self._ticking:
-            self._ticking = True
-            self._spawn(self.ticker())
+        self._began = True
+
+    def started(self) -> bool:
+        return self._began
 
     def feed(self, frame: bytes) -> None:
         assert self.runner is not None and self.resample is not None
         if self._first_frame and frame[:4] == b"RIFF":  # wav_format "wav": skip the header
             if frame[12:16] == b"fmt ":
-                self.resample = StreamResampler(int.from_bytes(frame[24:28], "little"))
+                rate = parse_rate(int.from_bytes(frame[24:28], "little"), "WAV header sample rate")
+                self.resample = StreamResampler(rate)
             at = frame.find(b"data")
             frame = frame[at + 8:] if at >= 0 else b""
         self._first_frame = False
@@ -234,8 +255,17 @@ class FunasrConnection(Connection):
 
     def error_message(self, err: ProtocolError) -> dict[str, Any]:
         """FunASR clients read ``text`` from every message: errors carry an empty one."""
-        return {"type": "error", "code": err.code, "message": err.message, "mode": "error",
-                "text": "", "wav_name": self.opts.wav_name, "is_final": True}
+        return funasr_error(err, self.opts.wav_name)
+
+    @classmethod
+    def refusal(cls, err: ProtocolError) -> dict[str, Any]:
+        """Refused at connect time (auth, origin, capacity): the same FunASR shape."""
+        return funasr_error(err, FunasrOptions.wav_name)
+
+
+def funasr_error(err: ProtocolError, wav_name: str) -> dict[str, Any]:
+    return {"type": "error", "code": err.code, "message": err.message, "mode": "error",
+            "text": "", "wav_name": wav_name, "is_final": True}
 
 
 def _timestamps(ev: TranscriptEvent, punctuated: str) -> dict[str, Any]:

@@ -20,15 +20,32 @@ the ``end`` message.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
 from streamst.languages import LANGUAGES as MT_LANGUAGES
 from streamst.pipeline import MODES, PipelineConfig
 from streamst.policy.config import POLICY_NAMES, PolicyConfig
+from streamst.server import strict
+from streamst.server.codes import (  # noqa: F401 - re-exported: the protocol's codes live here too
+    CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
+    CLOSE_INTERNAL,
+    CLOSE_INVALID,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_BIG,
+    CLOSE_TOO_LONG,
+    CLOSE_TRY_LATER,
+    CLOSE_UNSUPPORTED,
+    ERRORS,
+    ProtocolError,
+)
 
 PROTOCOL_VERSION = 1
 ENCODINGS = ("pcm_s16le", "f32le")
@@ -36,67 +53,62 @@ SOURCE_LANGS = ("zh", "en", "yue", "ja", "ko")  # SenseVoice languages the MT al
 TARGET_LANGS = tuple(MT_LANGUAGES)
 CHUNK_MS_RANGE = (240, 3000)
 MAX_TARGETS = 4
+MAX_PING_ID = 256  # characters of a string ping id (ids are echoed: they must stay small)
+MAX_ID_INT = 2**53  # integers beyond this lose precision in JavaScript clients
 
-# Close codes (RFC 6455 where one fits; 4000-4999 are application codes).
-CLOSE_NORMAL = 1000  # after the ``end`` summary
-CLOSE_GOING_AWAY = 1001  # server shutting down
-CLOSE_UNSUPPORTED = 1003  # a binary frame before ``start``
-CLOSE_INVALID = 1007  # malformed or invalid message, bad audio, wrong order
-CLOSE_POLICY = 1008  # authentication / origin
-CLOSE_TOO_BIG = 1009  # frame larger than the server's max frame size
-CLOSE_INTERNAL = 1011  # unexpected server error
-CLOSE_TRY_LATER = 1013  # server full / overloaded
-CLOSE_IDLE = 4001  # no message for idle_timeout_s
-CLOSE_TOO_LONG = 4002  # session longer than max_session_s
-CLOSE_SLOW_CONSUMER = 4003  # the client does not read its results
-
-# error code -> close code. Every error the server sends is one of these.
-ERRORS: dict[str, int] = {
-    "binary_before_start": CLOSE_UNSUPPORTED,
-    "malformed_json": CLOSE_INVALID,  # not JSON, or not a JSON object
-    "unknown_type": CLOSE_INVALID,  # missing or unknown "type"
-    "unknown_field": CLOSE_INVALID,  # a field this message type does not have
-    "missing_field": CLOSE_INVALID,
-    "bad_value": CLOSE_INVALID,  # a field of the wrong type or out of range
-    "unsupported_version": CLOSE_INVALID,
-    "bad_sample_rate": CLOSE_INVALID,
-    "bad_encoding": CLOSE_INVALID,
-    "bad_language": CLOSE_INVALID,
-    "bad_policy": CLOSE_INVALID,
-    "mode_unavailable": CLOSE_INVALID,  # e.g. mode e2e on a profile without an end-to-end model
-    "bad_audio": CLOSE_INVALID,  # odd byte count, NaN, out-of-range floats
-    "wrong_order": CLOSE_INVALID,  # start twice, a message after end, ...
-    "unauthorized": CLOSE_POLICY,
-    "origin_not_allowed": CLOSE_POLICY,
-    "frame_too_big": CLOSE_TOO_BIG,
-    "server_full": CLOSE_TRY_LATER,
-    "overloaded": CLOSE_TRY_LATER,  # pending audio beyond the per-session bound
-    "idle_timeout": CLOSE_IDLE,
-    "session_too_long": CLOSE_TOO_LONG,
-    "slow_consumer": CLOSE_SLOW_CONSUMER,
-    "shutting_down": CLOSE_GOING_AWAY,
-    "internal_error": CLOSE_INTERNAL,
-}
-
-
-class ProtocolError(Exception):
-    """A client mistake or a limit: becomes an ``error`` message and a close."""
-
-    def __init__(self, code: str, message: str) -> None:
-        if code not in ERRORS:
-            raise ValueError(f"unknown error code {code!r}")
-        super().__init__(message)
-        self.code, self.message = code, message
-
-    @property
-    def close_code(self) -> int:
-        return ERRORS[self.code]
-
-    def to_message(self) -> "ErrorMessage":
-        return ErrorMessage(code=self.code, message=self.message)
+# Ranges of the policy options a client may set (docs/policy.md). They keep every value
+# the policies compute with finite and small (a ratio of 1e308 overflowed the wait-k schedule).
+POLICY_RANGES = {"k": (1, 64), "ratio": (0.05, 20.0), "max_lag": (1, 256), "la_n": (2, 8), "continuations": (0, 8)}
 
 
 # -- client -> server ----------------------------------------------------------------------
+class _Strict(BaseModel):
+    """Schema base: unknown fields are errors, no coercion (``true`` is not 1, "1" is not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PolicyIn(_Strict):
+    name: str = "reorder-aware"
+    k: Annotated[int, Field(ge=POLICY_RANGES["k"][0], le=POLICY_RANGES["k"][1])] | None = None
+    ratio: Annotated[float, Field(ge=POLICY_RANGES["ratio"][0], le=POLICY_RANGES["ratio"][1])] | None = None
+    max_lag: Annotated[int, Field(ge=POLICY_RANGES["max_lag"][0], le=POLICY_RANGES["max_lag"][1])] | None = None
+    la_n: Annotated[int, Field(ge=POLICY_RANGES["la_n"][0], le=POLICY_RANGES["la_n"][1])] | None = None
+    continuations: Annotated[int, Field(ge=POLICY_RANGES["continuations"][0],
+                                        le=POLICY_RANGES["continuations"][1])] | None = None
+    stable: bool | None = None
+
+
+class StartIn(_Strict):
+    type: Literal["start"]
+    version: int = PROTOCOL_VERSION
+    sample_rate: Annotated[int, Field(ge=MIN_RATE, le=MAX_RATE)] = 16000
+    encoding: str = "pcm_s16le"
+    src_lang: str = "zh"
+    tgt_langs: Annotated[list[str], Field(min_length=1, max_length=MAX_TARGETS)] = ["en"]
+    mode: str = "simul"
+    policy: PolicyIn = PolicyIn()
+    chunk_ms: Annotated[int, Field(ge=CHUNK_MS_RANGE[0], le=CHUNK_MS_RANGE[1], multiple_of=FRAME_MS)] = 600
+
+
+PingId = (Annotated[str, Field(max_length=MAX_PING_ID)] | bool | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)]
+          | Annotated[float, Field(gt=-MAX_ID_INT, lt=MAX_ID_INT)] | None)  # a scalar: echoed, so it stays small
+
+
+class PingIn(_Strict):
+    type: Literal["ping"]
+    id: PingId = None
+
+
+class EndIn(_Strict):
+    type: Literal["end"]
+
+
+# field (dotted path; the longest listed prefix wins) -> error code; everything else bad_value
+START_CODES = {"sample_rate": "bad_sample_rate", "encoding": "bad_encoding", "src_lang": "bad_language",
+               "tgt_langs": "bad_language", "policy.name": "bad_policy"}
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str = "reorder-aware"
@@ -127,9 +139,9 @@ class Start:
             return PipelineConfig.create(self.src_lang, self.tgt_langs, mode=self.mode,  # type: ignore[arg-type]
                                          policy=self.policy.name, chunk_ms=self.chunk_ms,
                                          **dict(self.policy.overrides))
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             code = "bad_policy" if "policy" in str(e) else "bad_value"
-            raise ProtocolError(code, str(e)) from e
+            raise ProtocolError(code, strict.clip(str(e), 300)) from e
 
 
 @dataclass(frozen=True)
@@ -144,106 +156,69 @@ class End:
 
 ClientMessage = Start | Ping | End
 
-_POLICY_FIELDS = {f.name for f in dataclasses.fields(PolicyConfig)} - {"name"}
-_START_FIELDS = {"type", "version", "sample_rate", "encoding", "src_lang", "tgt_langs", "mode", "policy", "chunk_ms"}
-
-
-def _int(obj: dict[str, Any], key: str, default: int) -> int:
-    v = obj.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ProtocolError("bad_value", f"start.{key} must be an integer, got {v!r}")
-    return v
-
-
-def _str(obj: dict[str, Any], key: str, default: str) -> str:
-    v = obj.get(key, default)
-    if not isinstance(v, str):
-        raise ProtocolError("bad_value", f"start.{key} must be a string, got {v!r}")
-    return v
-
-
-def _unknown(obj: dict[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(obj) - allowed)
-    if extra:
-        raise ProtocolError("unknown_field", f"unknown field(s) in {where}: {', '.join(extra)} "
-                                             f"(allowed: {', '.join(sorted(allowed))})")
-
-
-def _parse_policy(raw: Any) -> PolicySpec:
-    if raw is None:
-        return PolicySpec()
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict):
-        raise ProtocolError("bad_policy", f"start.policy must be an object or a name, got {raw!r}")
-    _unknown(raw, _POLICY_FIELDS | {"name"}, "start.policy")
-    name = raw.get("name", "reorder-aware")
-    if name not in POLICY_NAMES:
-        raise ProtocolError("bad_policy", f"policy.name must be one of {', '.join(POLICY_NAMES)}, got {name!r}")
-    overrides = tuple(sorted((k, v) for k, v in raw.items() if k != "name"))
-    return PolicySpec(name=name, overrides=overrides)
-
 
 def parse_start(obj: dict[str, Any]) -> Start:
-    _unknown(obj, _START_FIELDS, "start")
-    version = _int(obj, "version", PROTOCOL_VERSION)
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError("unsupported_version", f"protocol version {version} is not supported (server speaks {PROTOCOL_VERSION})")
-    rate = obj.get("sample_rate", 16000)
-    if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_RATE <= rate <= MAX_RATE:
-        raise ProtocolError("bad_sample_rate", f"sample_rate {rate!r} is not supported (integer {MIN_RATE}..{MAX_RATE} Hz)")
-    encoding = _str(obj, "encoding", "pcm_s16le")
-    if encoding not in ENCODINGS:
-        raise ProtocolError("bad_encoding", f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    src = _str(obj, "src_lang", "zh")
+    """A ``start`` message (already strict-parsed JSON) -> :class:`Start`, or a specific error."""
+    obj = dict(obj)
+    if isinstance(obj.get("tgt_langs"), str):
+        obj["tgt_langs"] = [obj["tgt_langs"]]  # a string is a one-element list
+    raw = obj.get("policy")
+    if raw is None:
+        obj.pop("policy", None)
+    elif isinstance(raw, str):
+        obj["policy"] = {"name": raw}
+    elif not isinstance(raw, dict):
+        raise ProtocolError("bad_policy", f"start.policy must be an object or a name, got {strict.short(raw)}")
+    msg = strict.validate(StartIn, obj, "start", START_CODES)
+    if msg.version != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version",
+                            f"protocol version {msg.version} is not supported (server speaks {PROTOCOL_VERSION})")
+    if msg.encoding not in ENCODINGS:
+        raise ProtocolError("bad_encoding", f"encoding must be one of {', '.join(ENCODINGS)}, got {strict.short(msg.encoding)}")
+    src = msg.src_lang
     if src not in SOURCE_LANGS:
-        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)}, got {src!r}"
+        raise ProtocolError("bad_language", f"src_lang must be one of {', '.join(SOURCE_LANGS)}, got {strict.short(src)}"
                                             + (" (translation needs a known source language)" if src == "auto" else ""))
-    tgts = obj.get("tgt_langs", ["en"])
-    if isinstance(tgts, str):
-        tgts = [tgts]
-    if not isinstance(tgts, list) or not tgts or not all(isinstance(t, str) for t in tgts):
-        raise ProtocolError("bad_language", f"tgt_langs must be a non-empty list of language codes, got {tgts!r}")
+    tgts = msg.tgt_langs
     bad = [t for t in tgts if t not in TARGET_LANGS]
     if bad:
-        raise ProtocolError("bad_language", f"unsupported target language(s) {', '.join(map(repr, bad))} "
+        raise ProtocolError("bad_language", f"unsupported target language(s) {strict.clip(', '.join(map(repr, bad)))} "
                                             f"(known: {', '.join(TARGET_LANGS)})")
-    if len(set(tgts)) != len(tgts) or len(tgts) > MAX_TARGETS or src in tgts:
+    if len(set(tgts)) != len(tgts) or src in tgts:
         raise ProtocolError("bad_language", f"tgt_langs must be 1..{MAX_TARGETS} distinct languages other than src_lang, got {tgts!r}")
-    mode = _str(obj, "mode", "simul")
-    if mode not in MODES:
-        raise ProtocolError("bad_value", f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    chunk_ms = _int(obj, "chunk_ms", 600)
-    lo, hi = CHUNK_MS_RANGE
-    if not lo <= chunk_ms <= hi or chunk_ms % FRAME_MS:
-        raise ProtocolError("bad_value", f"chunk_ms must be a multiple of {FRAME_MS} in {lo}..{hi}, got {chunk_ms}")
-    start = Start(version=version, sample_rate=rate, encoding=encoding, src_lang=src, tgt_langs=tuple(tgts),
-                  mode=mode, policy=_parse_policy(obj.get("policy")), chunk_ms=chunk_ms)
-    try:
-        start.pipeline_config()  # validates policy values against the pair
-    except TypeError as e:  # pragma: no cover - unknown keys are caught above
-        raise ProtocolError("bad_policy", str(e)) from e
+    if msg.mode not in MODES:
+        raise ProtocolError("bad_value", f"mode must be one of {', '.join(MODES)}, got {strict.short(msg.mode)}")
+    pol = msg.policy
+    if pol.name not in POLICY_NAMES:
+        raise ProtocolError("bad_policy", f"policy.name must be one of {', '.join(POLICY_NAMES)}, got {strict.short(pol.name)}")
+    overrides = tuple(sorted((k, v) for k, v in pol.model_dump(exclude={"name"}).items() if v is not None))
+    start = Start(version=msg.version, sample_rate=msg.sample_rate, encoding=msg.encoding, src_lang=src,
+                  tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms)
+    start.pipeline_config()  # validates the policy values against the pair (max_lag >= k, ...)
     return start
 
 
-def parse_text(text: str) -> ClientMessage:
+def parse_text(text: str | bytes) -> ClientMessage:
     """Parse one client text frame. Raises :class:`ProtocolError` with a specific code."""
-    try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ProtocolError("malformed_json", f"text frame is not valid JSON: {e}") from e
+    obj = strict.loads(text)
     if not isinstance(obj, dict):
         raise ProtocolError("malformed_json", f"a message must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("type")
     if kind == "start":
         return parse_start(obj)
     if kind == "ping":
-        _unknown(obj, {"type", "id"}, "ping")
+        try:
+            strict.validate(PingIn, obj, "ping")
+        except ProtocolError as e:
+            if e.code != "bad_value":
+                raise
+            raise ProtocolError("bad_value", f"ping.id must be a string of at most {MAX_PING_ID} characters, a number "
+                                             f"within +-2^53, a boolean or null, got {strict.short(obj.get('id'))}") from None
         return Ping(id=obj.get("id"))
     if kind == "end":
-        _unknown(obj, {"type"}, "end")
+        strict.validate(EndIn, obj, "end")
         return End()
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r} (expected start, ping or end)")
+    raise ProtocolError("unknown_type", f"unknown message type {strict.short(kind)} (expected start, ping or end)")
 
 
 # -- server -> client ----------------------------------------------------------------------
@@ -252,8 +227,9 @@ class ServerMessage:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, **dataclasses.asdict(self)}  # type: ignore[attr-defined]
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+    def to_json(self) -> bytes:
+        """UTF-8 JSON (strict: never NaN / Infinity)."""
+        return strict.dumps(self.to_dict())
 
 
 @dataclass(frozen=True)

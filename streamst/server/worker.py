@@ -1,17 +1,17 @@
 """Inference off the event loop: a batching ASR thread shared by all sessions, and a runner
-per session that steps its pipeline in worker threads, coalescing audio when behind.
+per session that steps its pipeline in worker threads on a fixed chunk grid.
 
 * :class:`AsrBatcher` is the ``recognize`` function every session's recogniser calls (from
   a worker thread). Requests that arrive within ``max_wait_ms`` of each other, up to
   ``max_batch`` windows, run as ONE batched ``Recognizer.recognize`` call; each caller
   gets its own result. Batch sizes are counted (``stats``).
 * :class:`SessionRunner` owns one :class:`~streamst.pipeline.TranslationSession`. Audio is
-  queued in a buffer bounded in samples; one pipeline update runs at a time. When
-  inference falls behind real time, all the audio that arrived meanwhile goes into the
-  next update (one ``insert_audio`` + one ``process()``) instead of one update per frame:
-  the lag stays bounded by the cost of one update rather than growing with the backlog.
-  Nothing is dropped silently: past ``max_pending_ms`` the session fails with
-  ``overloaded``.
+  queued in a buffer bounded in samples and fed to the session in fixed pieces of
+  ``step_ms`` counted from the stream start (the chunk grid), one worker step at a time.
+  When inference falls behind, all the complete pieces waiting go into ONE step (one
+  executor hop, one batch of events), still piece by piece, so the output does not depend
+  on the load or on the client's frame sizes. Nothing is dropped silently: past
+  ``max_pending_ms`` the session fails with ``overloaded``.
 """
 
 from __future__ import annotations
@@ -133,13 +133,25 @@ PostProcess = Callable[[list[Event]], list[Any]]  # runs in the worker thread af
 
 
 class SessionRunner:
-    """Steps one session in worker threads; one update at a time; coalesces when behind."""
+    """Steps one session in worker threads, one step at a time, on a fixed chunk grid.
+
+    Audio is cut into pieces of ``step_ms`` counted from the start of the stream, whatever
+    the client's frame sizes; each piece is one ``insert_audio`` + ``process()``. A piece
+    is processed once it is complete (the tail at ``end``). When inference is behind, every
+    complete piece that waits goes into ONE worker step, still piece by piece: the
+    session sees the same calls with the same audio whatever the load, so the same audio
+    yields the same events. The backlog is bounded: past ``max_pending_ms`` the session
+    fails with ``overloaded``.
+    """
 
     def __init__(self, session: TranslationSession, executor: Executor, *, max_pending_ms: int,
-                 on_update: UpdateHook, postprocess: PostProcess | None = None) -> None:
+                 on_update: UpdateHook, postprocess: PostProcess | None = None, step_ms: int = 60) -> None:
+        if step_ms < 10 or step_ms % 10:
+            raise ValueError(f"step_ms must be a positive multiple of 10, got {step_ms}")
         self.session, self.executor, self.on_update = session, executor, on_update
         self.postprocess = postprocess
         self.max_pending = max_pending_ms * SAMPLE_RATE // 1000
+        self.step = step_ms * SAMPLE_RATE // 1000  # samples per piece of the grid
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
         self._wake = asyncio.Event()
@@ -147,8 +159,9 @@ class SessionRunner:
         self.busy = False
         self.received = 0  # samples received
         self.processed = 0  # samples through insert_audio + process
-        self.coalesced = 0  # samples that arrived during an update and joined the next one
-        self.updates = 0
+        self.coalesced = 0  # samples that arrived during a step and were processed in a later one
+        self.updates = 0  # worker steps
+        self.pieces = 0  # grid pieces processed (a step holds one or more)
         self.max_lag_ms = 0
 
     # -- called by the connection (event loop) ----------------------------------------------
@@ -165,7 +178,8 @@ class SessionRunner:
         self.received += samples.size
         if self.busy:
             self.coalesced += samples.size
-        self._wake.set()
+        if self._pending_samples >= self.step:
+            self._wake.set()
 
     def end(self) -> None:
         self._ended = True
@@ -182,38 +196,52 @@ class SessionRunner:
         return Status(audio_ms=ms(self.received), processed_ms=ms(self.processed), lag_ms=self.lag_ms,
                       coalesced_ms=ms(self.coalesced), updates=self.updates)
 
+    def _take(self) -> list[np.ndarray]:
+        """The complete grid pieces waiting (and the tail after ``end``)."""
+        n = self._pending_samples if self._ended else self._pending_samples // self.step * self.step
+        if n == 0:
+            return []
+        audio = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        rest = audio[n:]
+        self._pending = [rest] if rest.size else []
+        self._pending_samples = rest.size
+        return [audio[i : i + self.step] for i in range(0, n, self.step)]
+
     async def run(self) -> None:
-        """Run updates until ``end()`` and the backlog are done, then ``finish()``."""
+        """Run steps until ``end()`` and the backlog are done, then ``finish()``."""
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._pending:
-                audio = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-                self._pending, self._pending_samples = [], 0
+            pieces = self._take()
+            if pieces:
+                samples = sum(p.size for p in pieces)
                 self.busy = True
                 try:
-                    events, ms = await loop.run_in_executor(self.executor, self._step, audio)
+                    events, ms = await loop.run_in_executor(self.executor, self._step, pieces)
                 finally:
                     self.busy = False
-                self.processed += audio.size
+                self.processed += samples
                 self.updates += 1
-                self.on_update(events, audio.size, ms)
+                self.pieces += len(pieces)
+                self.on_update(events, samples, ms)
                 self.max_lag_ms = max(self.max_lag_ms, self.lag_ms)
-                if self._pending:
+                if self._pending_samples >= self.step or (self._ended and self._pending_samples):
                     self._wake.set()
                     continue
-            if self._ended and not self._pending:
+            if self._ended and not self._pending_samples:
                 events, ms = await loop.run_in_executor(self.executor, self._finish)
                 self.on_update(events, 0, ms)
                 return
 
     # -- worker threads -----------------------------------------------------------------------
-    def _step(self, audio: np.ndarray) -> tuple[list[Any], float]:
+    def _step(self, pieces: list[np.ndarray]) -> tuple[list[Any], float]:
         t0 = time.perf_counter()
-        self.session.insert_audio(audio)
-        events = self._post(self.session.process())
-        return events, (time.perf_counter() - t0) * 1e3
+        events: list[Event] = []
+        for piece in pieces:
+            self.session.insert_audio(piece)
+            events += self.session.process()
+        return self._post(events), (time.perf_counter() - t0) * 1e3
 
     def _finish(self) -> tuple[list[Any], float]:
         t0 = time.perf_counter()

@@ -1,0 +1,23 @@
+"""How many decoder tokens a proposal of ``n`` target units needs (a safe over-estimate).
+
+The policy bounds a step's proposals in target *units* (``Policy.unit_budget``: words, or
+characters for zh/ja/yue); the decoder counts tokens. Qwen's byte-level BPE spends about
+1.3 tokens per English word (a leading space is part of the token) and 0.7-1.0 per common
+CJK character, up to 2-3 for rare ones; the factors below leave room for that, plus one
+unit, because a proposal cut by the budget loses its last (maybe partial) unit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from streamst.text import is_char_lang
+
+TOKENS_PER_WORD = 2.0
+TOKENS_PER_CHAR = 1.5
+
+
+def tokens_for_units(units: int, tgt_lang: str, cap: int) -> int:
+    """Token budget for ``units`` whole target units (never more than ``cap``, at least 1)."""
+    per = TOKENS_PER_CHAR if is_char_lang(tgt_lang) else TOKENS_PER_WORD
+    return max(1, min(cap, math.ceil((units + 1) * per) + 1))

@@ -1,0 +1,196 @@
+"""``streamst bench soak``: long audio through one server in fast mode; RSS and fds must stay flat.
+
+A server is started in-process (loopback, ephemeral port). A client streams ``--minutes``
+of espeak-ng speech with pauses (one sentence set, repeated) through ``/ws`` as fast as the
+server processes it ("fast mode": the client keeps at most ``AHEAD_S`` of audio unprocessed,
+reading ``status`` to know), in sessions of ``--session-minutes`` each (so both a long
+session and session churn are exercised). Every ``--sample-minutes`` of audio it samples the
+process's resident memory (VmRSS) and open file descriptors. The report gives the samples
+and the growth from the first sample after warm-up to the last; ``flat`` is true when RSS
+grew by at most ``--rss-slack-mb`` and the fd count by at most 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamst.errors import UserError
+
+AHEAD_S = 8.0  # audio the client keeps in flight beyond what the server processed
+FRAME_MS = 200
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux /proc; 0.0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+async def _session(url: str, audio: np.ndarray, start: dict[str, Any], on_progress) -> dict[str, Any]:
+    """Stream ``audio`` fast, bounded by the server's progress; returns the end summary."""
+    from websockets.asyncio.client import connect
+
+    from streamst.audio import pcm16_bytes
+
+    step = 16 * FRAME_MS
+    async with connect(url, max_size=None, open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "start", **start}))
+        ready = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        if ready.get("type") != "ready":
+            raise UserError(f"soak: the server refused the session: {ready}")
+        processed_ms = 0
+        summary: dict[str, Any] = {}
+        errors: list[str] = []
+
+        async def reader() -> None:
+            nonlocal processed_ms, summary
+            async for raw in ws:
+                m = json.loads(raw)
+                if m["type"] == "status":
+                    processed_ms = m["processed_ms"]
+                elif m["type"] == "end":
+                    summary = m["summary"]
+                elif m["type"] == "error":
+                    errors.append(f"{m['code']}: {m['message']}")
+
+        task = asyncio.create_task(reader())
+        sent_ms = 0
+        for i in range(0, len(audio), step):
+            while sent_ms - processed_ms > AHEAD_S * 1000 and not task.done():
+                await asyncio.sleep(0.05)  # fast mode: wait for the server's progress (status)
+            if task.done():
+                break
+            await ws.send(pcm16_bytes(audio[i : i + step]))
+            sent_ms += FRAME_MS
+            on_progress(sent_ms / 1000)
+        if not task.done():
+            await ws.send(json.dumps({"type": "end"}))
+        await asyncio.wait_for(task, 600)
+        if errors or not summary:
+            raise UserError(f"soak: session failed: {errors or 'no end summary'}")
+        return summary
+
+
+def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15.0, sample_minutes: float = 5.0,
+             src: str = "zh", tgt: str = "en", policy: str = "wait-k", device: str = "cpu",
+             rss_slack_mb: float = 64.0, log=print) -> dict[str, Any]:
+    from streamst.server.app import Server, ServerConfig
+    from streamst.server.loadcheck import BENCH_TEXT, bench_audio
+    from streamst.tts import have_tts
+
+    if not have_tts():
+        raise UserError("bench soak needs espeak-ng and sox for its speech (apt-get install espeak-ng sox)")
+    if src not in BENCH_TEXT:
+        raise UserError(f"--src must be one of {', '.join(BENCH_TEXT)}")
+    if minutes <= 0 or session_minutes <= 0 or sample_minutes <= 0:
+        raise UserError("--minutes, --session-minutes and --sample-minutes must be positive")
+    with tempfile.TemporaryDirectory() as tmp:
+        piece = bench_audio(60.0, src, Path(tmp))  # one minute of speech with pauses, repeated
+    cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=2,
+                       idle_timeout_s=120, max_session_s=session_minutes * 60 * 4 + 600)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="soak-server", daemon=True)
+    thread.start()
+    server = Server(cfg)
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(600)
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    start = {"src_lang": src, "tgt_langs": [tgt], "policy": {"name": policy}}
+    samples: list[dict[str, float]] = []
+    done_s = 0.0
+    next_sample = 0.0
+    t0 = time.monotonic()
+
+    def progress(session_s: float) -> None:
+        nonlocal next_sample
+        at = done_s + session_s
+        if at >= next_sample:
+            row = {"audio_min": round(at / 60, 2), "wall_s": round(time.monotonic() - t0, 1),
+                   "rss_mb": round(rss_mb(), 1), "fds": open_fds()}
+            samples.append(row)
+            log(f"audio {row['audio_min']:7.2f} min  wall {row['wall_s']:8.1f} s  RSS {row['rss_mb']:8.1f} MB  fds {row['fds']}")
+            next_sample += sample_minutes * 60
+
+    summaries = []
+    try:
+        total = minutes * 60
+        while done_s < total - 1e-6:
+            length = min(session_minutes * 60, total - done_s)
+            n = int(length * 16000)
+            reps = int(np.ceil(n / len(piece)))
+            audio = np.tile(piece, reps)[:n]
+            summaries.append(asyncio.run(_session(url, audio, start, progress)))
+            done_s += length
+        samples.append({"audio_min": round(done_s / 60, 2), "wall_s": round(time.monotonic() - t0, 1),
+                        "rss_mb": round(rss_mb(), 1), "fds": open_fds()})
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(120)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+    warm = samples[1] if len(samples) > 2 else samples[0]  # after the first sample period: warmed up
+    last = samples[-1]
+    rss_growth = last["rss_mb"] - warm["rss_mb"]
+    fd_growth = last["fds"] - warm["fds"]
+    audio_s = sum(s["audio_ms"] for s in summaries) / 1000
+    report = {
+        "profile": profile, "pair": f"{src}-{tgt}", "policy": policy, "audio_minutes": round(audio_s / 60, 2),
+        "sessions": len(summaries), "wall_s": last["wall_s"],
+        "speed_x_real_time": round(audio_s / last["wall_s"], 2) if last["wall_s"] else None,
+        "utterances": sum(s["utterances"] for s in summaries), "samples": samples,
+        "rss_mb_warm": warm["rss_mb"], "rss_mb_last": last["rss_mb"], "rss_growth_mb": round(rss_growth, 1),
+        "fds_warm": warm["fds"], "fds_last": last["fds"], "fd_growth": fd_growth,
+        "flat": rss_growth <= rss_slack_mb and fd_growth <= 2, "rss_slack_mb": rss_slack_mb,
+    }
+    return report
+
+
+def add_parser(bsub: argparse._SubParsersAction) -> None:
+    """``bench soak`` (registered by ``streamst.commands.bench``)."""
+    s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
+    s.add_argument("--profile", default="tiny")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--minutes", type=float, default=60.0, help="audio to stream in total")
+    s.add_argument("--session-minutes", type=float, default=15.0, help="audio per session")
+    s.add_argument("--sample-minutes", type=float, default=5.0, help="audio between RSS / fd samples")
+    s.add_argument("--src", default="zh")
+    s.add_argument("--tgt", default="en")
+    s.add_argument("--policy", default="wait-k")
+    s.add_argument("--rss-slack-mb", type=float, default=64.0, help="RSS growth after warm-up that still counts as flat")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    report = run_soak(args.profile, minutes=args.minutes, session_minutes=args.session_minutes,
+                      sample_minutes=args.sample_minutes, src=args.src, tgt=args.tgt, policy=args.policy,
+                      device=args.device, rss_slack_mb=args.rss_slack_mb,
+                      log=(lambda s: None) if args.json else print)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['audio_minutes']:.1f} min of audio in {report['sessions']} session(s), {report['wall_s']:.0f} s "
+              f"({report['speed_x_real_time']}x real time); RSS {report['rss_mb_warm']:.0f} -> {report['rss_mb_last']:.0f} MB "
+              f"({report['rss_growth_mb']:+.1f}), fds {report['fds_warm']} -> {report['fds_last']}: "
+              f"{'flat' if report['flat'] else 'NOT FLAT'}")
+    return 0 if report["flat"] else 1

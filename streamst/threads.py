@@ -1,0 +1,64 @@
+"""Torch CPU thread settings: one intra-op thread per model call, set once per process.
+
+Why one: streamst runs its models (SenseVoice, Qwen, punctuation) one call at a time per
+session, and the server runs one session update per worker thread. With torch's default
+(one intra-op thread per core) every small op pays OpenMP fork/join and spin-waits, and
+threads of concurrent calls oversubscribe the cores: measured on a shared 2-core box, the
+tiny profile's `translate` ran at RTF 12.5 with 2 threads and 3.5 with 1 (same code), and
+the issue's real-size ASR at RTF 12.3 vs 1.7. Parallelism comes from sessions (worker
+threads) and from batching, not from splitting each small matmul.
+
+``STREAMST_TORCH_THREADS`` overrides the count (e.g. ``2`` on an idle box for one
+real-size session); ``0`` leaves torch's own default alone. FunASR's ``AutoModel`` resets
+the count on its own calls; :func:`streamst.asr.funasr_load.keep_torch_threads` restores it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+ENV = "STREAMST_TORCH_THREADS"
+DEFAULT_THREADS = 1
+
+_lock = threading.Lock()
+_done = False
+
+
+def configured_threads() -> int:
+    """The intra-op thread count streamst asks for (0: torch's default)."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return DEFAULT_THREADS
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENV} must be an integer >= 0, got {raw!r}") from None
+    if n < 0:
+        raise ValueError(f"{ENV} must be an integer >= 0, got {raw!r}")
+    return n
+
+
+def pin_torch_threads(device: str = "cpu") -> int:
+    """Set torch's intra-op (and, when still possible, inter-op) threads for CPU inference.
+
+    Cheap to call again and process-wide (torch's setting is global); GPU devices are left alone.
+    Returns the intra-op thread count in effect.
+    """
+    import torch
+
+    global _done
+    if not device.startswith("cpu"):
+        return torch.get_num_threads()
+    with _lock:
+        n = configured_threads()
+        if n:
+            if torch.get_num_threads() != n:
+                torch.set_num_threads(n)
+            if not _done:
+                try:  # allowed once, before any inter-op parallel work started
+                    torch.set_num_interop_threads(n)
+                except RuntimeError:
+                    pass
+        _done = True
+        return torch.get_num_threads()

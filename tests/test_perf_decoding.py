@@ -1,0 +1,239 @@
+"""The speed levers of issue 13 keep what they must keep.
+
+* ``CachedDecoder.decode_batch`` gives each prompt exactly the greedy decode that
+  ``decode`` gives it alone (tiny Qwen3, float32), and with ``follow_first`` the same agreed
+  unit prefix while the first row stays identical.
+* The pipeline's batched proposal + alternatives give the same committed text, delays and
+  tentative captions as one ``propose`` each.
+* The policies' unit budgets bound what a step decodes, and the pipeline never proposes
+  more than the budget.
+* Thread pinning and the driver's batched path.
+
+No timing is asserted here: speed is measured by ``streamst bench pipeline|asr|mt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamst.builders.qwen import build_tiny
+from streamst.mt.budget import tokens_for_units
+from streamst.mt.kv import CachedDecoder, SegmentLM
+from streamst.mt.qwen import QwenOptions, QwenTranslator
+from streamst.policy import PolicyConfig, PolicyState, common_prefix_length, make_policy, run_policy
+from streamst.text import split_units
+
+SOURCE = "区块链是今年最火热的科技趋势了。所有草莓的基因都由几组含七条染色体的染色体组构造而成。"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def mt(tmp_path_factory: pytest.TempPathFactory) -> QwenTranslator:
+    d: Path = tmp_path_factory.mktemp("qwen-tiny-perf")
+    build_tiny(d, seed=0)
+    return QwenTranslator(d, QwenOptions(local_files_only=True))
+
+
+def _prompts(stream, prefix: str, committed: str, conts=("", "最火", "的技术")):
+    return [stream.prompt.build(prefix + c, committed, max_source_tokens=512, max_target_tokens=512) for c in conts]
+
+
+@pytest.mark.parametrize("committed", ["", "Block chain is"])
+def test_decode_batch_equals_one_decode_per_prompt(mt, committed) -> None:
+    stream = mt.open_stream("zh", "en")
+    for i in range(3, 31, 9):
+        prompts = _prompts(stream, SOURCE[:i], committed)
+        ref = [CachedDecoder(mt.lm, kv_reuse=False).decode(p, max_new_tokens=10) for p in prompts]
+        got = stream.decoder.decode_batch(prompts, max_new_tokens=10)
+        assert [(d.token_ids, d.text, d.complete) for d in got] == [(d.token_ids, d.text, d.complete) for d in ref]
+        # the stream's cache keeps the common prefix for the next step (system prompt + source)
+        assert 0 < stream.decoder.cached_tokens < min(len([k for s in p for k in s.keys]) for p in prompts)
+
+
+def test_decode_batch_stops_rows_by_stop_token_and_budget(mt) -> None:
+    stream = mt.open_stream("zh", "en")
+    prompts = _prompts(stream, SOURCE[:9], "")
+    first = [CachedDecoder(mt.lm).decode(p, max_new_tokens=1).token_ids[0] for p in prompts]
+    stopping = SegmentLM(mt.model, mt.tokenizer, extra_stop_ids={first[1]})  # row 1 stops at once
+    out = CachedDecoder(stopping).decode_batch(prompts, max_new_tokens=5)
+    ref = [CachedDecoder(stopping).decode(p, max_new_tokens=5) for p in prompts]
+    assert out[1].token_ids == () and out[1].complete
+    assert [(d.token_ids, d.complete) for d in out] == [(d.token_ids, d.complete) for d in ref]
+
+
+def _units(committed: str, text: str, complete: bool) -> list[str]:
+    units = split_units(committed + text, "en")
+    base = len(split_units(committed, "en"))
+    return units[:-1] if not complete and len(units) > base else units
+
+
+@pytest.mark.parametrize("conts", [("", "最火", "的技术"), ("", "", "")])
+def test_follow_first_keeps_the_agreed_prefix(mt, conts) -> None:
+    """Rows after the first stop where they leave it; the agreed whole units are unchanged.
+    With identical prompts nothing diverges and every row decodes to the budget."""
+    stream = mt.open_stream("zh", "en")
+    for i, committed in ((6, ""), (15, "Block chain"), (24, "x")):
+        prompts = _prompts(stream, SOURCE[:i], committed, conts)
+        full = stream.decoder.decode_batch(prompts, max_new_tokens=10)
+        fol = stream.decoder.decode_batch(prompts, max_new_tokens=10, follow_first=True)
+        assert fol[0] == full[0] or (fol[0].token_ids, fol[0].text) == (full[0].token_ids, full[0].text)
+        agreed = [common_prefix_length(*[_units(committed, d.text, d.complete) for d in out]) for out in (full, fol)]
+        assert agreed[0] == agreed[1]
+        if len(set(conts)) == 1:
+            assert all(d.token_ids == full[0].token_ids for d in fol)
+        else:
+            assert sum(len(d.token_ids) for d in fol) <= sum(len(d.token_ids) for d in full)
+
+
+def test_tokens_for_units() -> None:
+    assert tokens_for_units(4, "en", 48) == 11  # (4 + 1) * 2 + 1
+    assert tokens_for_units(4, "zh", 48) == 9  # ceil(5 * 1.5) + 1
+    assert tokens_for_units(100, "en", 48) == 48
+    assert tokens_for_units(0, "en", 48) >= 1
+
+
+def test_unit_budgets_follow_the_schedule_and_end_unbounded() -> None:
+    cfg = PolicyConfig.for_pair("zh", "en", lookahead=3)  # k=3, ratio 0.625
+    for name in ("wait-k", "reorder-aware", "local-agreement"):
+        policy = make_policy(PolicyConfig.for_pair("zh", "en", name=name, lookahead=3))
+        state = policy.new_state()
+        state.update_source(list("区块链是今年最火"))  # 8 units: wait-k allows floor(6 * 0.625) = 3
+        expected = 3 + 3 if name != "local-agreement" else 3
+        assert policy.unit_budget(state) == expected
+        state.target = ["Blockchain", "is", "the", "most"]  # ahead of the schedule: lookahead only
+        assert policy.unit_budget(state) == 3
+        state.update_source(list("区块链是今年最火"), finished=True)
+        assert policy.unit_budget(state) is None
+    assert make_policy(cfg).lookahead == 3
+    with pytest.raises(ValueError, match="lookahead"):
+        PolicyConfig(lookahead=0)
+
+
+def _scripted():
+    table = {
+        "区块链": "Blockchain", "区块链是": "Blockchain is", "区块链是今年": "Blockchain is this year",
+        "区块链是今年最火": "Blockchain is the most trendy", "区块链是今年最火热的": "Blockchain is the most trendy of the year",
+    }
+
+    def translate(units, finished):
+        return split_units(table.get("".join(units), " ".join(units)), "en")
+
+    def cont(units, n):
+        return [["最"], ["的"]][:n]
+
+    return translate, cont
+
+
+def test_driver_translate_many_gives_the_same_traces() -> None:
+    translate, cont = _scripted()
+    calls: list[int] = []
+
+    def many(sources):
+        calls.append(len(sources))
+        return [translate(s, False) for s in sources]
+
+    policy = make_policy(PolicyConfig.for_pair("zh", "en"))
+    prefixes = [list("区块链"), list("区块链是"), list("区块链是今年"), list("区块链是今年最火"), list("区块链是今年最火热的")]
+    one = run_policy(policy, translate, prefixes, cont)
+    batched = run_policy(policy, translate, prefixes, cont, translate_many=many)
+    assert one == batched
+    assert calls == [3] * len(prefixes)  # proposal + 2 alternatives per unfinished step, one call
+
+
+def test_pipeline_batched_alternatives_match_sequential(tiny_models_root, speech) -> None:
+    """Same committed text, delays and tentative captions with and without batching."""
+    from streamst.audio import read_audio
+    from streamst.loading import Models
+    from streamst.pipeline import PipelineConfig, TranslationSession
+    from streamst.profiles import load_profile
+
+    models = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+    x, _ = read_audio(speech("区块链是今年最火热的科技趋势了", "zh", gap_ms=600))
+    config = PipelineConfig.create("zh", "en")
+    results = []
+    for batched in (True, False):
+        session = TranslationSession(models, config)
+        if not batched:
+            for track in session.tracks:
+                track.stream.propose_many = None  # the pipeline falls back to one propose each
+        for i in range(0, len(x), 9600):
+            session.insert_audio(x[i : i + 9600])
+            session.process()
+        session.finish()
+        results.append([(r.simul, r.delays_ms, r.displays, r.commits) for r in session.results])
+    assert results[0] and results[0] == results[1]
+
+
+def test_pipeline_proposals_stay_within_the_budget(tiny_models_root, speech) -> None:
+    from streamst.audio import read_audio
+    from streamst.loading import Models
+    from streamst.pipeline import PipelineConfig, TranslationSession
+    from streamst.profiles import load_profile
+
+    models = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+    x, _ = read_audio(speech("区块链是今年最火热的科技趋势了", "zh", gap_ms=600))
+    config = PipelineConfig.create("zh", "en", lookahead=2)
+    session = TranslationSession(models, config)
+    track = session.tracks[0]
+    seen: list[tuple[int, int]] = []
+    original = track._translate_many
+
+    def spy(sources, finished=False):
+        outs = original(sources, finished)
+        budget = None if finished else track.policy.unit_budget(track.state)
+        if budget is not None:
+            seen.extend((len(o) - len(track.state.target), budget) for o in outs)
+        return outs
+
+    track._translate_many = spy  # type: ignore[method-assign]
+    for i in range(0, len(x), 9600):
+        session.insert_audio(x[i : i + 9600])
+        session.process()
+    session.finish()
+    assert seen and all(n <= b for n, b in seen)
+
+
+def test_pin_torch_threads(monkeypatch) -> None:
+    from streamst import threads
+
+    n = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(threads.ENV, "1")
+        assert threads.pin_torch_threads("cpu") == 1
+        torch.set_num_threads(2)
+        assert threads.pin_torch_threads("cuda") == 2  # GPU runs are left alone
+        monkeypatch.setenv(threads.ENV, "x")
+        with pytest.raises(ValueError, match=threads.ENV):
+            threads.pin_torch_threads("cpu")
+        monkeypatch.setenv(threads.ENV, "0")
+        assert threads.pin_torch_threads("cpu") == 2  # 0: torch's own setting stays
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_state_budget_default_is_lookahead() -> None:
+    state = PolicyState()
+    state.update_source(["a"])
+    policy = make_policy(PolicyConfig(name="local-agreement", lookahead=5))
+    assert policy.unit_budget(state) == 5
+
+
+def test_predict_source_with_the_stream_cache_matches_a_cold_run(mt) -> None:
+    stream = mt.open_stream("zh", "en")
+    for i in range(2, 30, 5):
+        for n in (1, 2):
+            assert stream.predict_source(SOURCE[:i], n, max_new_tokens=5) == mt.predict_source(SOURCE[:i], n, max_new_tokens=5)
+    assert stream._predict.cached_tokens > 0
+    stream.reset()
+    assert stream._predict.cached_tokens == 0
