@@ -208,7 +208,8 @@ def test_translate_prints_lines_and_a_latency_table(tiny_models_root, speech, mo
         assert f"[{r.utterance}] en simul: {one_line(r.simul)}".rstrip() in lines, out
         assert f"[{r.utterance}] en cascade: {one_line(r.cascade)}".rstrip() in lines, out
         if r.metrics:
-            lat = f"[{r.utterance}] en latency: AL {r.metrics['AL'] / 1000:.2f} s · LAAL {r.metrics['LAAL'] / 1000:.2f} s"
+            lat = (f"[{r.utterance}] en {r.path} latency: AL {r.metrics['AL'] / 1000:.2f} s · "
+                   f"LAAL {r.metrics['LAAL'] / 1000:.2f} s")
             assert any(x.startswith(lat) for x in lines), out
             row = [str(r.utterance), span, "en", "simul", f"{r.metrics['AL'] / 1000:.2f}",
                    f"{r.metrics['LAAL'] / 1000:.2f}", f"{r.metrics['AL_CA'] / 1000:.2f}",
@@ -262,3 +263,20 @@ def test_result_store_appends_skips_cut_lines_and_starts_fresh(tmp_path):
     again = ResultStore(path, fresh=False)
     assert again.get("a") and again.get("b") and again.get("c") is None
     assert ResultStore(path, fresh=True).get("a") is None and not path.exists()
+
+
+def test_eval_merges_each_path_from_its_own_results(tmp_path):
+    """Mode all gives one pipeline result per streaming path; eval scores e2e from the e2e
+    results, simul from the simul ones and the cascade from the sentence the simul one carries."""
+    from streamst.commands.eval import ManifestLine, merge
+    from streamst.pipeline import UtteranceResult as R
+
+    line = ManifestLine("u1", tmp_path / "a.wav", "源", "a b c", "zh", "en")
+    results = [R(0, "en", 0, 1000, "源", simul="s1 s2", delays_ms=[300.0, 600.0], elapsed_ms=[310.0, 620.0],
+                 cascade="c1 c2 c3", cascade_delay_ms=1200.0, displays=["s1", "s1 s2"], commits=["s1", "s1 s2"]),
+               R(0, "en", 0, 1000, "源", path="e2e", e2e="e1", delays_ms=[450.0], elapsed_ms=[480.0],
+                 displays=["e1 x"], commits=["e1"])]
+    e2e, simul, cascade = (merge(line, results, 1500, p) for p in ("e2e", "simul", "cascade"))
+    assert (e2e.prediction, list(e2e.delays), list(e2e.elapsed), list(e2e.displays)) == ("e1", [450.0], [480.0], ["e1 x"])
+    assert (simul.prediction, list(simul.delays), list(simul.committed)) == ("s1 s2", [300.0, 600.0], ["s1", "s1 s2"])
+    assert (cascade.prediction, list(cascade.delays), list(cascade.elapsed)) == ("c1 c2 c3", [1200.0] * 3, [])
