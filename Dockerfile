@@ -38,7 +38,7 @@ RUN apt-get update \
  && mkdir -p /models \
  && chown 10001:10001 /models
 COPY --from=build /opt/venv /opt/venv
-COPY models/profiles /opt/streamst/profiles
+COPY streamst/data/profiles /opt/streamst/profiles
 COPY --chmod=755 docker/serve.sh /opt/streamst/serve.sh
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
