@@ -148,7 +148,7 @@ POOL = [True, False, None, 0, -1, 1.5, 1e308, -1e308, 2**62, "", "x", "A" * 300,
 START_BAD: dict[str, tuple[str, list[Any]]] = {  # field -> (code, values that must be refused)
     "sample_rate": ("bad_sample_rate", [v for v in POOL] + [7999, 192001, 16000.0, 2**32 - 1, "16000"]),
     "encoding": ("bad_encoding", [v for v in POOL] + ["PCM_S16LE", "mp3", "pcm_s16le "]),
-    "src_lang": ("bad_language", [v for v in POOL] + ["auto", "EN", "de", "zh-CN"]),
+    "src_lang": ("bad_language", [v for v in POOL] + ["EN", "de", "zh-CN"]),
     "tgt_langs": ("bad_language", [v for v in POOL] + [["en"] * 5, ["zh"], ["en", "en"], ["en", "xx"], [["en"]]]),
     "mode": ("bad_value", [v for v in POOL] + ["SIMUL", "both "]),
     "chunk_ms": ("bad_value", [v for v in POOL] + [60, 3060, 601, 240.0, 180]),
@@ -217,6 +217,8 @@ def native_cases() -> list[Case]:
     cases.append(Case("valid edge start", (j({**start, "sample_rate": 8000, "chunk_ms": 3000, "tgt_langs": "ja",
                                               "policy": {"name": "reorder-aware", "k": 64, "max_lag": 256,
                                                          "ratio": 20, "stable": True}}),), Ok()))
+    cases.append(Case("src_lang auto (detected)", (j({**start, "src_lang": "auto"}),), Ok()))
+    cases.append(Case("mode all", (j({**start, "mode": "all"}),), Ok()))
     return cases
 
 
