@@ -39,6 +39,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from streamst.errors import ModelNotFoundError
 from streamst.loading import Models, RuntimeOptions
 from streamst.profiles import load_profile
 from streamst.server.connection import Connection, NativeConnection
@@ -124,6 +125,7 @@ class Server:
         self.batcher: AsrBatcher | None = None
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
+        self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
         self.started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -152,6 +154,13 @@ class Server:
         assert self.models is not None
         self.models.asr, self.models.mt, self.models.punc  # noqa: B018 - properties load
         self.models.new_vad()
+        self.e2e_available = False
+        if self.models.has_e2e:  # optional: without it, modes e2e/all are refused (mode_unavailable)
+            try:
+                self.models.e2e  # noqa: B018
+                self.e2e_available = True
+            except ModelNotFoundError as e:
+                log.warning("modes e2e and all are unavailable: %s", e)
 
     @property
     def port(self) -> int:
