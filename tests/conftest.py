@@ -69,3 +69,27 @@ def tiny_models_root(tmp_path_factory) -> Path:
     shutil.copytree(REPO / "streamst" / "data" / "profiles", root / "profiles")
     build_profile(load_profile(str(root / "profiles" / "tiny.json")), root=root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_models_root):
+    """The tiny profile's models (ASR, MT, punctuation loaded), shared by every server test."""
+    from streamst.loading import Models
+    from streamst.profiles import load_profile
+
+    m = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+    m.asr, m.mt, m.punc  # noqa: B018 - properties load
+    return m
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: the tiny models gain nothing from intra-op threads, and on a busy CI
+    core threads only contend. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``
+    or as an autouse fixture of a module."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,7 +8,6 @@ invariants over audio chunks.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,12 +31,7 @@ SENTENCE = "区块链是今年最火热的科技趋势了"
 BUDGET = dict(e2e_step_tokens=4, e2e_final_tokens=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,8 @@ ZH = "区块链是今年最火热的科技趋势了。"
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models_root):
-    from streamst.loading import Models
-    from streamst.profiles import load_profile
-
-    m = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
-    m.asr, m.mt, m.punc  # noqa: B018
-    return m
+def models(tiny_models):
+    return tiny_models
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ No timing is asserted here: speed is measured by ``streamst bench pipeline|asr|m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,7 @@ from streamst.text import split_units
 SOURCE = "区块链是今年最火热的科技趋势了。所有草莓的基因都由几组含七条染色体的染色体组构造而成。"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ bounded per-stream memory, one-line errors.
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,7 @@ from streamst.mt.qwen import QwenOptions, QwenTranslator
 SOURCE = "区块链是今年最火热的科技趋势了"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """A 64-wide model gains nothing from intra-op threads; on a busy CI core they only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
 
 @pytest.fixture(scope="session")

@@ -30,13 +30,8 @@ BASE = ServerConfig(profile="tiny", max_sessions=12, idle_timeout_s=20, status_i
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models_root):
-    from streamst.loading import Models
-    from streamst.profiles import load_profile
-
-    m = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
-    m.asr, m.mt, m.punc  # noqa: B018 - load once
-    return m
+def models(tiny_models):
+    return tiny_models
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,8 @@ EN = "The weather is nice today and we walk to the park."
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models_root):
-    from streamst.loading import Models
-    from streamst.profiles import load_profile
-
-    m = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
-    m.asr, m.mt, m.punc  # noqa: B018 - load once for every server of this module
-    return m
+def models(tiny_models):
+    return tiny_models
 
 
 BASE = ServerConfig(profile="tiny", max_sessions=6, idle_timeout_s=20, max_frame_bytes=64 * 1024,

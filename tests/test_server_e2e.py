@@ -16,11 +16,8 @@ CFG = ServerConfig(profile="tiny", max_sessions=4, idle_timeout_s=30, status_int
 
 
 @pytest.fixture(scope="module")
-def models(tiny_models_root):
-    from streamst.loading import Models
-    from streamst.profiles import load_profile
-
-    return Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+def models(tiny_models):
+    return tiny_models
 
 
 @pytest.fixture(scope="module")

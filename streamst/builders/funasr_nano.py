@@ -19,21 +19,12 @@ it: ``FunAsrNanoForConditionalGeneration.from_pretrained(dir)``, ``AutoTokenizer
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from streamst.builders.qwen import (
-    ENDOFTEXT_ID,
-    GENERATION_CONFIG,
-    IM_END_ID,
-    QWEN3_TINY,
-    TOKENIZER_FILES,
-    _check_vocab,
-    tokenizer_files_dir,
-)
+from streamst.builders.qwen import ENDOFTEXT_ID, IM_END_ID, QWEN3_TINY, _check_vocab, save_random, tokenizer_files_dir
 
 AUDIO_TOKEN = "<|object_ref_start|>"
 AUDIO_TOKEN_ID = 151646
@@ -113,26 +104,10 @@ def nano_config(arch: dict, dtype: torch.dtype):
 
 
 def _build(path: Path, arch: dict, dtype: torch.dtype, seed: int) -> None:
-    from transformers import FunAsrNanoForConditionalGeneration, GenerationConfig
+    from transformers import FunAsrNanoForConditionalGeneration
 
-    src = tokenizer_files_dir()
-    _check_vocab(src, arch["text"]["vocab_size"])
-    config = nano_config(arch, dtype)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        torch.manual_seed(seed)  # transformers' _init_weights draws from the global RNG
-        with torch.no_grad():
-            model = FunAsrNanoForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
-    model.eval()
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    del model
-    GenerationConfig(**GENERATION_CONFIG).save_pretrained(path)
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(src / name, path / name)
+    _check_vocab(tokenizer_files_dir(), arch["text"]["vocab_size"])
+    save_random(FunAsrNanoForConditionalGeneration, nano_config(arch, dtype), dtype, seed, path)
     (path / "preprocessor_config.json").write_text(json.dumps(FEATURE_EXTRACTOR, indent=2) + "\n", encoding="utf-8")
     processor = {"processor_class": "FunAsrNanoProcessor", "audio_token": AUDIO_TOKEN}
     (path / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n", encoding="utf-8")

@@ -127,27 +127,34 @@ BUILDERS: dict[str, Callable[[Path, int], None]] = {
 
 
 def _build(path: Path, arch: dict, dtype: torch.dtype, seed: int) -> None:
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    src = tokenizer_files_dir()
-    _check_vocab(src, arch["vocab_size"])
+    _check_vocab(tokenizer_files_dir(), arch["vocab_size"])
     config = Qwen3Config(**arch, architectures=["Qwen3ForCausalLM"])
-    config.dtype = dtype
+    save_random(Qwen3ForCausalLM, config, dtype, seed, path)
 
+
+def save_random(model_cls, config, dtype: torch.dtype, seed: int, path: Path) -> None:
+    """``save_pretrained`` of a seeded random ``model_cls(config)`` created directly in
+    ``dtype``, with the generation config and the real Qwen3 tokenizer files beside it."""
+    from transformers import GenerationConfig
+
+    config.dtype = dtype
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    torch.set_default_dtype(dtype)  # weights allocated once, never as float32 first
     try:
         torch.manual_seed(seed)  # transformers' _init_weights draws from the global RNG
         with torch.no_grad():
-            model = Qwen3ForCausalLM(config)
+            model = model_cls(config)
     finally:
         torch.set_default_dtype(previous)
     model.eval()
-
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     del model
     GenerationConfig(**GENERATION_CONFIG).save_pretrained(path)
+    src = tokenizer_files_dir()
     for name in TOKENIZER_FILES:
         shutil.copyfile(src / name, path / name)
 

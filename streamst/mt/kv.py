@@ -164,12 +164,7 @@ class CachedDecoder:
     def decode(self, segments: Sequence[PromptSegment], *, max_new_tokens: int) -> Decoded:
         """Greedy continuation of the prompt ``segments`` (at most ``max_new_tokens``)."""
         lm = self.lm
-        keys = [k for s in segments for k in s.keys]
-        if not self.kv_reuse or self._cache is None:
-            self._cache, self._keys = lm.new_cache(), []
-        # keep at least one position to run: its logits give the first new token
-        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
-        self._crop(reuse)
+        keys, reuse = self._reuse(segments)
 
         t0 = time.perf_counter()
         logits = lm.forward_segments(segments, reuse, self._cache)  # (1, vocab)
@@ -310,17 +305,23 @@ class CachedDecoder:
         logits ``(1, vocab)`` and a *copy* of the cache to continue from (e.g. sampling
         several rows), leaving this decoder's cache at exactly the prompt."""
         lm = self.lm
-        keys = [k for s in segments for k in s.keys]
-        if not self.kv_reuse or self._cache is None:
-            self._cache, self._keys = lm.new_cache(), []
-        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
-        self._crop(reuse)
+        keys, reuse = self._reuse(segments)
         logits = lm.forward_segments(segments, reuse, self._cache)
         self._keys = keys
         cache = copy.deepcopy(self._cache)
         if not self.kv_reuse:
             self._cache, self._keys = None, []
         return logits, cache
+
+    def _reuse(self, segments: Sequence[PromptSegment]) -> tuple[list[Hashable], int]:
+        """The prompt's keys, and how many leading positions the cache serves (cropped to
+        that); at least one position is left to run: its logits give the first new token."""
+        keys = [k for s in segments for k in s.keys]
+        if not self.kv_reuse or self._cache is None:
+            self._cache, self._keys = self.lm.new_cache(), []
+        reuse = min(common_prefix(self._keys, keys), len(keys) - 1)
+        self._crop(reuse)
+        return keys, reuse
 
     def _crop(self, length: int) -> None:
         """Drop cached positions beyond ``length``."""
