@@ -22,7 +22,7 @@ from tests.conftest import REPO
 @pytest.fixture()
 def no_models(tmp_path, monkeypatch):
     """A models folder with the profiles but nothing built: loading any model would exit 3."""
-    shutil.copytree(REPO / "models" / "profiles", tmp_path / "profiles")
+    shutil.copytree(REPO / "streamst" / "data" / "profiles", tmp_path / "profiles")
     monkeypatch.setenv("STREAMST_MODELS", str(tmp_path))
     return tmp_path
 
