@@ -4,18 +4,24 @@ Each endpoint is ONE entry of :data:`ENDPOINTS` (an :class:`Endpoint`): how to w
 into a message it reads, how its error messages look, how to probe that a connection is
 still healthy, and its own cases. Inputs that are about JSON itself (syntax, numbers,
 nesting, Unicode, frame sizes) are generated once for every endpoint by
-:func:`generic_cases`. A new endpoint (the OpenAI realtime one) is one more entry.
+:func:`generic_cases`.
 
 An expectation is ``Error(code)`` (the endpoint's error message with that code, then the
-code's close code), ``Close(code)`` (a close from the websocket layer itself, no message),
-``Http(status)`` (the websocket layer refused the handshake), or ``Ok()`` (the input is accepted or ignored, as documented, and the probe is answered).
+code's close code; the code is a native one, which the endpoint may name differently
+(:attr:`Endpoint.codes`), and an endpoint may answer some codes without closing
+(:attr:`Endpoint.goes_on`): the error, then the probe is still answered), ``Close(code)``
+(a close from the websocket layer itself, or a normal close, with no error message),
+``Http(status)`` (the websocket layer refused the handshake), or ``Ok()`` (the input is
+accepted or ignored, as documented, and the probe is answered). The OpenAI realtime
+endpoint (:data:`OPENAI`) is the third entry.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +82,15 @@ class Endpoint:
     answered: Callable[[dict[str, Any]], bool]  # whether a message answers the probe
     cases: Callable[[], list[Case]]
     opening: tuple[Frame, ...] = field(default=())  # frames that open a session, before audio
+    codes: Mapping[str, str] = field(default_factory=dict)  # native code -> this endpoint's code
+    goes_on: frozenset[str] = frozenset()  # this endpoint's codes answered without a close
+
+    def code(self, native: str) -> str:
+        return self.codes.get(native, native)
+
+    def closes(self, native: str) -> bool:
+        """Whether the error ``native`` ends the connection (else the probe is still answered)."""
+        return self.code(native) not in self.goes_on
 
 
 def j(obj: Any) -> str:
@@ -148,7 +163,7 @@ POOL = [True, False, None, 0, -1, 1.5, 1e308, -1e308, 2**62, "", "x", "A" * 300,
 START_BAD: dict[str, tuple[str, list[Any]]] = {  # field -> (code, values that must be refused)
     "sample_rate": ("bad_sample_rate", [v for v in POOL] + [7999, 192001, 16000.0, 2**32 - 1, "16000"]),
     "encoding": ("bad_encoding", [v for v in POOL] + ["PCM_S16LE", "mp3", "pcm_s16le "]),
-    "src_lang": ("bad_language", [v for v in POOL] + ["EN", "de", "zh-CN"]),
+    "src_lang": ("bad_language", [v for v in POOL] + ["AUTO", "EN", "de", "zh-CN"]),  # "auto" is valid
     "tgt_langs": ("bad_language", [v for v in POOL] + [["en"] * 5, ["zh"], ["en", "en"], ["en", "xx"], [["en"]]]),
     "mode": ("bad_value", [v for v in POOL] + ["SIMUL", "both "]),
     "chunk_ms": ("bad_value", [v for v in POOL] + [60, 3060, 601, 240.0, 180]),
@@ -214,10 +229,10 @@ def native_cases() -> list[Case]:
     cases.append(Case("f32le 5 bytes", (j(f32), b"\x00" * 5), Error("bad_audio")))
     cases.append(Case("f32le 2.0 is clipped", (j(f32), np.full(16, 2.0, "<f4").tobytes()), Ok()))
     cases.append(Case("empty audio frame", (j(start), b""), Ok()))
+    cases.append(Case("src_lang auto", (j({**start, "src_lang": "auto"}),), Ok()))
     cases.append(Case("valid edge start", (j({**start, "sample_rate": 8000, "chunk_ms": 3000, "tgt_langs": "ja",
                                               "policy": {"name": "reorder-aware", "k": 64, "max_lag": 256,
                                                          "ratio": 20, "stable": True}}),), Ok()))
-    cases.append(Case("src_lang auto (detected)", (j({**start, "src_lang": "auto"}),), Ok()))
     cases.append(Case("mode all", (j({**start, "mode": "all"}),), Ok()))
     return cases
 
@@ -285,8 +300,127 @@ FUNASR = Endpoint(
     opening=(j({"mode": "2pass", "wav_name": "w", "is_speaking": True}),),
 )
 
-# path -> endpoint; the OpenAI realtime endpoint is one more entry
-ENDPOINTS: dict[str, Endpoint] = {NATIVE.path: NATIVE, FUNASR.path: FUNASR}
+# -- /v1/realtime/translations: OpenAI Realtime Translation -----------------------------------
+OPENAI_CODES = {"malformed_json": "invalid_json", "bad_value": "invalid_value"}  # of a client event's JSON
+OPENAI_GOES_ON = frozenset({"invalid_json", "invalid_event", "unknown_parameter", "invalid_value", "invalid_audio"})
+OPENAI_SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full")  # error.type server_error
+
+
+def _openai_error(m: dict[str, Any]) -> str | None:
+    if m.get("type") != "error":
+        return None
+    err = m.get("error")
+    # OpenAI's error event: error = {type, code, message, param, event_id}
+    assert isinstance(err, dict) and set(err) == {"type", "code", "message", "param", "event_id"}, m
+    assert isinstance(err["message"], str) and err["message"], m
+    assert err["type"] == ("server_error" if err["code"] in OPENAI_SERVER_ERRORS else "invalid_request_error"), m
+    assert isinstance(m.get("event_id"), str), m
+    return err["code"]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _update(session: Any) -> str:
+    return j({"type": "session.update", "session": session})
+
+
+def openai_cases() -> list[Case]:
+    cases: list[Case] = []
+    not_objects = [v for v in POOL if not isinstance(v, dict) and v is not None]
+    # session.update: every level must be an object (null: no change), of known fields
+    for v in not_objects:
+        cases.append(Case(f"session={v!r:.30}", (_update(v),), Error("invalid_value")))
+        cases.append(Case(f"session.audio={v!r:.30}", (_update({"audio": v}),), Error("invalid_value")))
+        cases.append(Case(f"audio.output={v!r:.30}", (_update({"audio": {"output": v}}),), Error("invalid_value")))
+        cases.append(Case(f"audio.input={v!r:.30}", (_update({"audio": {"input": v}}),), Error("invalid_value")))
+        cases.append(Case(f"input.transcription={v!r:.30}", (_update({"audio": {"input": {"transcription": v}}}),),
+                          Error("invalid_value")))
+        cases.append(Case(f"input.noise_reduction={v!r:.30}",
+                          (_update({"audio": {"input": {"noise_reduction": v}}}),), Error("invalid_value")))
+    cases.append(Case("session.update without session", (j({"type": "session.update"}),), Error("invalid_value")))
+    for v in [*POOL, "EN", "xx", "zh-CN", "auto", "en "]:
+        if v is not None:
+            cases.append(Case(f"output.language={v!r:.30}", (_update({"audio": {"output": {"language": v}}}),),
+                              Error("invalid_value")))
+    for v in ("realtime", "", "Translation", None, 5, [], {}):
+        cases.append(Case(f"session.type={v!r}", (_update({"type": v}),), Error("invalid_value")))
+    for v in ("", None, 5, True, [], {}, ["whisper-1"]):
+        cases.append(Case(f"transcription.model={v!r}", (_update({"audio": {"input": {"transcription": {"model": v}}}}),),
+                          Error("invalid_value")))
+    for v in ("", "NEAR_FIELD", None, 5, [], "off"):
+        cases.append(Case(f"noise_reduction.type={v!r}",
+                          (_update({"audio": {"input": {"noise_reduction": {"type": v}}}}),), Error("invalid_value")))
+    for name in UNKNOWN_FIELDS:
+        for where, session in (("session", {name: 1}), ("session.audio", {"audio": {name: 1}}),
+                               ("audio.output", {"audio": {"output": {name: 1}}}),
+                               ("audio.input", {"audio": {"input": {name: 1}}}),
+                               ("transcription", {"audio": {"input": {"transcription": {"model": "m", name: 1}}}}),
+                               ("noise_reduction", {"audio": {"input": {"noise_reduction": {"type": "far_field", name: 1}}}})):
+            cases.append(Case(f"{where} unknown parameter {name[:10]!r}", (_update(session),), Error("unknown_parameter")))
+        for kind in ("session.update", "session.input_audio_buffer.append", "input_audio_buffer.append", "session.close"):
+            cases.append(Case(f"{kind} unknown parameter {name[:10]!r}", (j({"type": kind, name: 1}),),
+                              Error("unknown_parameter")))
+    # documented answers that are not errors
+    for session in ({}, {"type": "translation"}, {"audio": None}, {"audio": {"output": None, "input": None}},
+                    {"audio": {"output": {"language": "ja"}}}, {"audio": {"output": {"language": None}}},
+                    {"audio": {"input": {"transcription": None, "noise_reduction": None}}},
+                    {"audio": {"input": {"noise_reduction": {"type": "near_field", "strength": 0.5}}}},
+                    {"audio": {"input": {"transcription": {"model": "区" * 50}}}}):
+        cases.append(Case(f"valid session.update {j(session):.40}", (_update(session),), Ok()))
+    # audio: base64 of 24 kHz PCM16 mono
+    append = "session.input_audio_buffer.append"
+    for v in [v for v in POOL if not isinstance(v, str)]:
+        cases.append(Case(f"append audio={v!r:.30}", (j({"type": append, "audio": v}),), Error("invalid_value")))
+    cases.append(Case("append without audio", (j({"type": append}),), Error("invalid_value")))
+    for v in ("!!!!", "AAA", "A", "AAAAA", "====", "AA==AA==", "AA AA", "AA\nAA", "区块链", "\u0000AAA",
+              "AAAA" * 100 + "*"):
+        cases.append(Case(f"append bad base64 {v!r:.20}", (j({"type": append, "audio": v}),), Error("invalid_audio")))
+    for n in (1, 3, 4801):
+        cases.append(Case(f"append {n} bytes (odd)", (j({"type": append, "audio": b64(b"\x00" * n)}),),
+                          Error("invalid_audio")))
+    cases.append(Case("append a WAV file", (j({"type": append, "audio": b64(wav_header(24000) + b"\x00" * 480)}),),
+                      Error("invalid_audio")))
+    for kind in ("session.input_audio_buffer.append", "input_audio_buffer.append"):
+        cases.append(Case(f"{kind} 100 ms", (j({"type": kind, "audio": b64(b"\x00\x01" * 2400)}),), Ok()))
+        cases.append(Case(f"{kind} empty", (j({"type": kind, "audio": ""}),), Ok()))
+        cases.append(Case(f"{kind} 1 sample", (j({"type": kind, "audio": b64(b"\x00\x80")}),), Ok()))
+    cases.append(Case("many tiny appends", tuple(j({"type": append, "audio": b64(b"\x01\x00" * 7)}) for _ in range(40)), Ok()))
+    cases.append(Case("append then a bad one, session goes on",
+                      (j({"type": append, "audio": b64(b"\x00" * 4800)}), j({"type": append, "audio": "!"})),
+                      Error("invalid_audio")))
+    # events and frames that are not part of the API
+    for t in (None, 5, "", "SESSION.UPDATE", "session.created", "response.create", "session.updated", "error",
+              "input_audio_buffer.commit", "start", "ping", [], {}, "区"):
+        cases.append(Case(f"type {t!r}", (j({"type": t}),), Error("invalid_event")))
+    cases.append(Case("no type", (j({"event_id": "e1"}),), Error("invalid_event")))
+    for frame in (b"\x00\x00" * 160, b"", b"\x00", b'{"type": "session.update", "session": {}}'):
+        cases.append(Case(f"binary frame {frame[:12]!r}", (frame,), Error("invalid_event")))
+    cases.append(Case("event_id of another type is ignored", (j({"type": "session.update", "session": {}, "event_id": 5}),), Ok()))
+    cases.append(Case("event_id with an error", (j({"type": "nope", "event_id": "区" * 300}),), Error("invalid_event")))
+    # session.close: session.closed, then close 1000 (no error)
+    cases.append(Case("session.close at once", (j({"type": "session.close"}),), Close(1000)))
+    cases.append(Case("session.close after audio", (j({"type": append, "audio": b64(b"\x00" * 480)}),
+                                                    j({"type": "session.close", "event_id": "c"})), Close(1000)))
+    return cases
+
+
+OPENAI = Endpoint(
+    path="/v1/realtime/translations",
+    wrap=lambda value: f'{{"type": "session.input_audio_buffer.append", "audio": {value}}}',
+    error_code=_openai_error,
+    # a session.update whose answer is unique to it
+    probe=(_update({"audio": {"input": {"transcription": {"model": "probe"}}}}),),
+    answered=lambda m: m.get("type") == "session.updated"
+    and (m["session"]["audio"]["input"]["transcription"] or {}).get("model") == "probe",
+    cases=openai_cases,
+    codes=OPENAI_CODES,
+    goes_on=OPENAI_GOES_ON,
+)
+
+# path -> endpoint
+ENDPOINTS: dict[str, Endpoint] = {NATIVE.path: NATIVE, FUNASR.path: FUNASR, OPENAI.path: OPENAI}
 
 
 def all_cases(ep: Endpoint) -> list[Case]:

@@ -1,8 +1,8 @@
 """Fuzz: hundreds of generated hostile inputs on every websocket endpoint. Each must get its
-documented answer (error message + close code, or a close from the websocket layer, or
-documented tolerance), be counted in ``streamst_errors_total``, leave the server healthy,
-and never put a traceback in the log. Cases: tests/hostile_cases.py (one table entry per
-endpoint)."""
+documented answer (error message + close code; or an error message after which the session
+goes on, on the OpenAI endpoint; or a close from the websocket layer; or documented
+tolerance), be counted in ``streamst_errors_total``, leave the server healthy, and never
+put a traceback in the log. Cases: tests/hostile_cases.py (one table entry per endpoint)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from streamst.server.codes import ERRORS
 from tests.hostile_cases import (
     ENDPOINTS,
     MAX_FRAME,
+    OPENAI,
     Case,
     Close,
     Endpoint,
@@ -44,10 +45,16 @@ def models(tiny_models):
     return tiny_models
 
 
+def probed(ep: Endpoint, case: Case) -> bool:
+    """Whether the connection must still answer the probe after the case's frames."""
+    return isinstance(case.expect, Ok) or (isinstance(case.expect, Error) and not ep.closes(case.expect.code))
+
+
 def run_case(srv: ServerThread, ep: Endpoint, case: Case) -> dict[str, Any]:
-    """Send the case's frames (then the probe if it should be tolerated); what came back."""
+    """Send the case's frames (then the probe if the connection should stay); what came back."""
     msgs: list[dict[str, Any]] = []
     answered = False
+    probe = probed(ep, case)
     headers = list(case.headers) or None
     try:
         with connect(srv.url(ep.path) + case.query, max_size=None, open_timeout=20, compression=None,
@@ -58,7 +65,7 @@ def run_case(srv: ServerThread, ep: Endpoint, case: Case) -> dict[str, Any]:
                         ws.send(frame.data, text=True)
                     else:
                         ws.send(frame)
-                if isinstance(case.expect, Ok):
+                if probe:
                     for frame in ep.probe:
                         ws.send(frame)
             except ConnectionClosed:
@@ -68,7 +75,7 @@ def run_case(srv: ServerThread, ep: Endpoint, case: Case) -> dict[str, Any]:
                 while time.monotonic() < deadline:
                     m = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
                     msgs.append(m)
-                    if isinstance(case.expect, Ok) and ep.answered(m):
+                    if probe and ep.answered(m):
                         answered = True
                         break
             except (ConnectionClosed, TimeoutError):
@@ -80,14 +87,20 @@ def run_case(srv: ServerThread, ep: Endpoint, case: Case) -> dict[str, Any]:
     return {"msgs": msgs, "close": close, "answered": answered, "errors": errors}
 
 
-def check(case: Case, got: dict[str, Any]) -> str | None:
+def check(ep: Endpoint, case: Case, got: dict[str, Any]) -> str | None:
     """None if the answer is the documented one, else what is wrong."""
     exp = case.expect
     if "http" in got and not isinstance(exp, Http):
         return f"handshake refused with HTTP {got['http']}"
-    if isinstance(exp, Error):
-        if got["errors"] != [exp.code] or got["close"] != ERRORS[exp.code]:
-            return f"expected {exp.code}/{ERRORS[exp.code]}, got errors {got['errors']} close {got['close']}"
+    if isinstance(exp, Error) and not ep.closes(exp.code):  # the error, and the session goes on
+        code = ep.code(exp.code)
+        if got["errors"] != [code] or got["close"] is not None or not got["answered"]:
+            return (f"expected {code} and the probe answered, got errors {got['errors']} close {got['close']} "
+                    f"answered {got['answered']}")
+    elif isinstance(exp, Error):
+        code = ep.code(exp.code)
+        if got["errors"] != [code] or got["close"] != ERRORS[exp.code]:
+            return f"expected {code}/{ERRORS[exp.code]}, got errors {got['errors']} close {got['close']}"
     elif isinstance(exp, Close):
         if got["errors"] or got["close"] != exp.close_code:
             return f"expected close {exp.close_code}, got errors {got['errors']} close {got['close']}"
@@ -104,14 +117,15 @@ def run_all(srv: ServerThread, jobs: list[tuple[Endpoint, Case]]) -> list[str]:
         results = list(pool.map(lambda job: (job, run_case(srv, *job)), jobs, timeout=600))
     problems = []
     for (ep, case), got in results:
-        wrong = check(case, got)
+        wrong = check(ep, case, got)
         if wrong:
             problems.append(f"{ep.path} {case.name}: {wrong}")
     return problems
 
 
 def expected_counts(jobs: list[tuple[Endpoint, Case]]) -> Counter:
-    return Counter(case.expect.code for _, case in jobs if isinstance(case.expect, Error))
+    """Errors each code should have counted in ``streamst_errors_total`` (the endpoint's codes)."""
+    return Counter(ep.code(case.expect.code) for ep, case in jobs if isinstance(case.expect, Error))
 
 
 def no_tracebacks(caplog) -> list[str]:
@@ -134,7 +148,8 @@ def test_every_hostile_input_gets_its_documented_answer(models, caplog):
         assert status == 200 and json.loads(body)["ok"] is True
         _, _, metrics = srv.http("/metrics")
         want = expected_counts(jobs)
-        for code in ERRORS:  # every error counted once, and nothing else (no internal_error)
+        own = {code for ep in ENDPOINTS.values() for code in (*ep.codes.values(), *ep.goes_on)}
+        for code in (*ERRORS, *sorted(own)):  # every error counted once, and nothing else (no internal_error)
             assert metric_value(metrics, "streamst_errors_total", code=code) == want.get(code, 0), code
         # still serving real sessions afterwards
         noise = (np.random.default_rng(0).standard_normal(16000) * 0.05).astype(np.float32)
@@ -156,6 +171,7 @@ def test_connect_time_refusals_in_each_endpoints_shape(models, caplog):
 
     srv = ServerThread(replace(CONFIG, token="s3cret", allowed_origins=("http://good.example",)), models)
     jobs = [(ep, case) for ep in ENDPOINTS.values() for case in admission_cases()]
+    assert OPENAI in ENDPOINTS.values()
     try:
         problems = run_all(srv, jobs)
         assert not problems, "\n".join(problems)
@@ -163,6 +179,10 @@ def test_connect_time_refusals_in_each_endpoints_shape(models, caplog):
         want = expected_counts(jobs)
         for code in ("unauthorized", "origin_not_allowed"):
             assert metric_value(metrics, "streamst_errors_total", code=code) == want[code]
+        # the OpenAI endpoint refuses with an OpenAI error event (invalid_request_error), then 1008
+        got = run_case(srv, OPENAI, Case("no token", (), Error("unauthorized")))
+        assert [m["type"] for m in got["msgs"]] == ["error"] and got["close"] == 1008, got
+        assert got["msgs"][0]["error"]["type"] == "invalid_request_error", got
     finally:
         srv.close()
     assert not no_tracebacks(caplog)
@@ -178,6 +198,9 @@ def test_server_full_in_each_endpoints_shape(models):
             assert json.loads(first.recv(timeout=10))["type"] == "pong"
             for ep in ENDPOINTS.values():
                 got = run_case(srv, ep, Case("full", (), Error("server_full")))
-                assert check(Case("full", (), Error("server_full")), got) is None, (ep.path, got)
+                assert check(ep, Case("full", (), Error("server_full")), got) is None, (ep.path, got)
+                if ep is OPENAI:  # OpenAI's shape: an error event, error.type server_error
+                    assert [m["type"] for m in got["msgs"]] == ["error"], got
+                    assert got["msgs"][0]["error"]["type"] == "server_error", got
     finally:
         srv.close()

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ import numpy as np
 from streamst.audio import StreamResampler
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
 from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
+from streamst.server import strict
 from streamst.server.connection import Connection
 from streamst.server.protocol import TARGET_LANGS, ProtocolError
 from streamst.server.worker import SessionRunner
@@ -56,6 +56,7 @@ DEFAULT_MODEL = "streamst"
 APPEND_TYPES = ("session.input_audio_buffer.append", "input_audio_buffer.append")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full")  # error.type "server_error"
+JSON_CODES = {"malformed_json": "invalid_json", "bad_value": "invalid_value"}  # strict.loads' codes here
 
 
 class EventError(Exception):
@@ -88,8 +89,14 @@ class TranslationSettings:
 
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise EventError("invalid_value", f"{param} must be an object, got {value!r}", param)
+        raise EventError("invalid_value", f"{param} must be an object, got {strict.short(value)}", param)
     return value
+
+
+def _part(obj: dict[str, Any], key: str, param: str) -> dict[str, Any]:
+    """``obj[key]`` as an object; absent or ``null``: no change (``{}``)."""
+    value = obj.get(key)
+    return {} if value is None else _object(value, param)
 
 
 def _only(obj: dict[str, Any], allowed: set[str], param: str) -> None:
@@ -105,18 +112,18 @@ def apply_update(settings: TranslationSettings, session: Any) -> TranslationSett
     _only(session, {"audio", "type"}, "session")
     if session.get("type", "translation") != "translation":
         raise EventError("invalid_value", "session.type is always 'translation'", "session.type")
-    audio = _object(session.get("audio") or {}, "session.audio")
+    audio = _part(session, "audio", "session.audio")
     _only(audio, {"input", "output"}, "session.audio")
     new = settings
-    out = _object(audio.get("output") or {}, "session.audio.output")
+    out = _part(audio, "output", "session.audio.output")
     _only(out, {"language"}, "session.audio.output")
     if out.get("language") is not None:
         lang = out["language"]
         if lang not in TARGET_LANGS:
-            raise EventError("invalid_value", f"unsupported output language {lang!r} (known: {', '.join(TARGET_LANGS)})",
-                             "session.audio.output.language")
+            raise EventError("invalid_value", f"unsupported output language {strict.short(lang)} "
+                                              f"(known: {', '.join(TARGET_LANGS)})", "session.audio.output.language")
         new = replace(new, language=lang)
-    inp = _object(audio.get("input") or {}, "session.audio.input")
+    inp = _part(audio, "input", "session.audio.input")
     _only(inp, {"transcription", "noise_reduction"}, "session.audio.input")
     if "transcription" in inp:
         tr = inp["transcription"]
@@ -233,9 +240,9 @@ class OpenAIConnection(Connection):
                     raise EventError("invalid_event", "binary frames are not part of this API: send "
                                                       "session.input_audio_buffer.append with base64 audio")
                 try:
-                    obj = json.loads(msg)
-                except (json.JSONDecodeError, RecursionError) as e:
-                    raise EventError("invalid_json", f"event is not valid JSON: {e}") from e
+                    obj = strict.loads(msg)
+                except ProtocolError as e:
+                    raise EventError(JSON_CODES[e.code], e.message) from None
                 if not isinstance(obj, dict):
                     raise EventError("invalid_json", "an event must be a JSON object")
                 event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
