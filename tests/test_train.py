@@ -194,7 +194,7 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 # -- the proof that it learns -----------------------------------------------------------
 def test_training_from_random_init_learns_to_translate(models_env, manifest, tmp_path) -> None:
-    """Two sentences, 60 steps of 2 with a full fine-tune of the decoder (the LoRA default needs
+    """Two sentences, 60 steps of 2, no prefix pairs, a full fine-tune of the decoder (the LoRA default needs
     more steps than CI affords; docs/training.md measures it): loss falls by > 80%, greedy offline
     decoding gives the references back, and so does simultaneous decoding through the
     trained profile (the same path as `translate --mode e2e --profile DIR/profile.json`)."""
@@ -203,7 +203,7 @@ def test_training_from_random_init_learns_to_translate(models_env, manifest, tmp
     from streamst.metrics.quality import chrf
     from streamst.pipeline import PipelineConfig, TranslationSession
 
-    config = TrainConfig(steps=60, batch_size=2, lora_rank=0, eval_max_new_tokens=32)
+    config = TrainConfig(steps=60, batch_size=2, lora_rank=0, prefix_pairs=0, eval_max_new_tokens=32)
     res = recipe.run(recipe.plan(manifest, "tiny", tmp_path / "run", config), config)
     log = read_log(res.out / LOG)
     assert len(log) == 60 and res.loss_last < 0.2 * res.loss_first, (res.loss_first, res.loss_last)

@@ -33,7 +33,7 @@ class TrainConfig:
     warmup_steps: int = 10  # (*) linear warm-up (at most a quarter of the run), then linear decay to 0
     weight_decay: float = 0.0  # (*) AdamW weight decay
     max_grad_norm: float = 1.0  # (*) gradient clipping
-    prefix_pairs: int = 0  # (*) extra (audio prefix, proportional target prefix) pairs per utterance
+    prefix_pairs: int = 2  # (*) extra (audio prefix, proportional target prefix) pairs per utterance
     seed: int = 0  # (*) initialisation of the adapters, example order, prefix cut points
     max_target_tokens: int = 256  # (*) longer references are cut (and then get no <|im_end|>)
     checkpoint_every: int = 50  # steps between checkpoints (and at the last step)
