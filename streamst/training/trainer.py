@@ -2,7 +2,7 @@
 
 Parts (``TrainConfig.train``): ``encoder`` (SenseVoice SAN-M audio tower), ``adaptor`` (the
 projector + adaptor Transformer), ``decoder`` (Qwen3: LoRA adapters from ``peft`` on every
-attention and MLP projection, or, with ``lora_rank=0``, all of its weights including the
+attention and MLP projection plus the final RMSNorm, or, with ``lora_rank=0``, all of its weights including the
 tied embedding). Frozen parts run in eval mode; a frozen encoder's outputs are computed once
 per example (:class:`~streamst.training.data.ExampleSet` caches them).
 
@@ -92,6 +92,8 @@ class NanoTrainer:
         groups = {"encoder": [core.audio_tower], "adaptor": [core.multi_modal_projector], "decoder": []}
         if config.lora_rank == 0:
             groups["decoder"] = [core.language_model, model.lm_head]
+        else:  # LoRA, plus the final RMSNorm (hidden-size weights) so output logits can sharpen
+            groups["decoder"] = [core.language_model.norm]
         for part, modules in groups.items():
             if part in self.parts:
                 for m in modules:
