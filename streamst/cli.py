@@ -25,6 +25,7 @@ COMMANDS = (
     "bench",
     "mic",
     "serve",
+    "train",
 )
 
 

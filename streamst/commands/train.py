@@ -1,0 +1,94 @@
+"""``streamst train MANIFEST --profile P --out DIR``: fine-tune the end-to-end model for speech
+translation (adaptor + LoRA on the Qwen decoder by default; see docs/training.md).
+
+Writes into DIR: ``model/`` (merged save_pretrained directory), ``profile.json`` (usable as
+``--profile DIR/profile.json`` by every command), ``train_log.jsonl``, ``loss.png`` and
+``eval.json`` (chrF/BLEU of greedy offline decoding on the manifest or ``--eval``). DIR appears
+only when all of it is written; an interrupted run stays in ``DIR.partial`` (``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from streamst.errors import UserError
+from streamst.training.config import TrainConfig, parse_parts
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="fine-tune the end-to-end model (speech translation) on a manifest")
+    p.add_argument("manifest", help="JSONL: audio (16 kHz wav, relative to the manifest), reference, src_lang, tgt_lang")
+    p.add_argument("--profile", default="default", help="base profile (name or path to a profile JSON) with an e2e model")
+    p.add_argument("--out", required=True, help="output folder (must not exist, unless --force)")
+    p.add_argument("--eval", default=None, metavar="MANIFEST", help="evaluate on this manifest (default: the training one)")
+    p.add_argument("--train", default=",".join(d.train), help="parts that learn: encoder,adaptor,decoder (default %(default)s)")
+    p.add_argument("--lora-rank", type=int, default=d.lora_rank, help="LoRA rank on the decoder; 0: full fine-tune (default %(default)s)")
+    p.add_argument("--lora-alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default %(default)s)")
+    p.add_argument("--lora-dropout", type=float, default=d.lora_dropout)
+    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (default %(default)s)")
+    p.add_argument("--epochs", type=float, default=None, help="passes over the examples (overrides --steps)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step (default %(default)s)")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per step (default %(default)s)")
+    p.add_argument("--lr", default="auto", help="peak learning rate, or auto = 0.32 / decoder hidden size (default auto)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--prefix-pairs", type=int, default=d.prefix_pairs,
+                   help="(audio prefix, proportional target prefix) pairs per utterance (default %(default)s)")
+    p.add_argument("--max-target-tokens", type=int, default=d.max_target_tokens)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps (default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT.partial")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="autocast to bfloat16 (default: on CUDA)")
+    p.add_argument("--json", action="store_true", help="no progress bar; the summary as one JSON line")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    try:
+        lr = None if str(args.lr) == "auto" else float(args.lr)
+    except ValueError as e:
+        raise UserError(f"--lr takes a number or auto, got {args.lr!r}") from e
+    try:
+        return TrainConfig(
+            train=parse_parts(args.train), lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+            lora_dropout=args.lora_dropout, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
+            grad_accum=args.grad_accum, lr=lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+            prefix_pairs=args.prefix_pairs, max_target_tokens=args.max_target_tokens, seed=args.seed,
+            checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamst.training import recipe
+
+    config = config_from_args(args)
+    plan = recipe.plan(args.manifest, args.profile, args.out, config, eval_manifest=args.eval,
+                       resume=args.resume, force=args.force)
+
+    def log(msg: str) -> None:
+        print(f"streamst train: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        result = recipe.run(plan, config, resume=args.resume, progress=not args.json, log=log)
+    except KeyboardInterrupt:
+        print(f"streamst train: interrupted; the last checkpoint is in {plan.partial} "
+              f"(continue with the same command plus --resume)", file=sys.stderr)
+        return 130
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"trained {summary['steps']} steps in {summary['train_seconds']} s: loss {summary['loss_first']} -> "
+              f"{summary['loss_last']} ({summary['loss_drop']:.0%} lower)")
+        print(f"offline greedy decoding of {summary['eval']['n']} utterances: chrF {summary['eval']['chrF']}")
+        print(f"model: {result.model}")
+        print(f"use it: --profile {result.profile}")
+    return 0

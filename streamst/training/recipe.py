@@ -1,0 +1,207 @@
+"""One training run, start to finish: validate, train, save, evaluate, publish.
+
+Everything that can be wrong with the input (manifest lines, audio, languages, the profile,
+its e2e model, the output folder, the options) is checked before anything is written. The
+run then works in ``DIR.partial`` (checkpoints, log) and renames it to ``DIR`` only once the
+model, profile, plot and evaluation are all written: ``DIR`` is complete or absent. An
+interrupted run leaves ``DIR.partial`` with its last checkpoint; ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamst.errors import UserError
+from streamst.profiles import Profile, load_profile
+from streamst.training.artifacts import evaluate_offline, plot_loss, save_model, trained_profile, write_json
+from streamst.training.config import TrainConfig
+from streamst.training.data import ExampleSet, TrainItem, build_examples, read_train_manifest
+from streamst.training.trainer import CHECKPOINT, LOG, NanoTrainer, StepRecord, fingerprint, read_log, require_peft, truncate_log
+
+MODEL_DIR = "model"
+PROFILE = "profile.json"
+EVAL = "eval.json"
+LOSS_PLOT = "loss.png"
+E2E_KINDS = ("fun-asr-nano",)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    profile: Path
+    model: Path
+    steps: int
+    examples: int
+    trainable_params: int
+    loss_first: float
+    loss_last: float
+    final_loss: float  # over all training examples after training, eval mode
+    train_seconds: float
+    evaluation: dict[str, Any] = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        ev = self.evaluation
+        return {
+            "type": "summary", "out": str(self.out), "profile": str(self.profile), "model": str(self.model),
+            "steps": self.steps, "examples": self.examples, "trainable_params": self.trainable_params,
+            "loss_first": round(self.loss_first, 4), "loss_last": round(self.loss_last, 4),
+            "loss_drop": round(1 - self.loss_last / self.loss_first, 4) if self.loss_first else None,
+            "final_loss": round(self.final_loss, 4), "train_seconds": round(self.train_seconds, 1),
+            "eval": {"n": ev["n"], "chrF": ev["chrF"], "directions": ev["directions"]},
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated inputs of a run."""
+
+    items: list[TrainItem]
+    eval_items: list[TrainItem]
+    eval_manifest: Path
+    profile: Profile
+    source: str  # the base e2e model as the loader takes it
+    out: Path
+    partial: Path
+    data_id: dict[str, Any]
+
+
+def plan(manifest: str | Path, profile: str, out: str | Path, config: TrainConfig, *,
+         eval_manifest: str | Path | None = None, resume: bool = False, force: bool = False) -> Plan:
+    """Check everything; raise one UserError line on the first problem. Writes nothing."""
+    items = read_train_manifest(manifest)
+    ev_path = Path(eval_manifest) if eval_manifest is not None else Path(manifest)
+    eval_items = read_train_manifest(ev_path) if eval_manifest is not None else items
+    prof = load_profile(profile)
+    spec = prof.e2e
+    if spec is None:
+        raise UserError(f"profile '{prof.name}' has no e2e model to train (add an `e2e` entry, e.g. "
+                        '{"kind": "fun-asr-nano", "source": "FunAudioLLM/Fun-ASR-Nano-2512-hf"}, or use --profile tiny)')
+    if spec.kind not in E2E_KINDS:
+        raise UserError(f"profile '{prof.name}': cannot train an e2e model of kind {spec.kind!r} (trainable: {', '.join(E2E_KINDS)})")
+    source = prof.require(spec)
+    if "decoder" in config.train and config.lora_rank > 0:
+        require_peft()
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists; choose another --out, or --force to replace it")
+    if resume:
+        if not (partial / CHECKPOINT).is_file():
+            raise UserError(f"nothing to resume: {partial / CHECKPOINT} not found (start without --resume)")
+    elif partial.exists() and not force:
+        raise UserError(f"{partial} holds an interrupted run: continue it with --resume, or --force to start afresh")
+    digest = hashlib.sha256(Path(manifest).read_bytes()).hexdigest()[:16]
+    data_id = {"manifest": str(Path(manifest).resolve()), "manifest_sha256": digest, "base": source}
+    return Plan(items, eval_items, ev_path, prof, source, out, partial, data_id)
+
+
+def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = False,
+        log: Callable[[str], None] = lambda s: None,
+        on_step: Callable[[StepRecord], None] = lambda r: None) -> TrainResult:
+    """Train, save, evaluate and publish ``p.out``. ``on_step`` sees every step (tests use it to
+    interrupt a run the way Ctrl-C does)."""
+    from transformers import AutoConfig
+
+    from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
+    from streamst.hf_load import resolve_source
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    log(f"loading {p.source}")
+    speech = FunAsrNanoSpeech(p.source, NanoOptions(device=config.device, dtype="float32"))
+    save_dtype = getattr(AutoConfig.from_pretrained(resolve_source(p.source, what="Fun-ASR-Nano model", hint="")),
+                         "dtype", None) or torch.float32
+    if isinstance(save_dtype, str):
+        save_dtype = getattr(torch, save_dtype)
+    trainer = NanoTrainer(speech.model, config)
+    examples = build_examples(p.items, config.prefix_pairs, config.seed)
+    data = ExampleSet(speech, p.items, examples, max_target_tokens=config.max_target_tokens,
+                      im_end_id=_im_end_id(speech), encoder=trainer.frozen_encoder if trainer.encoder_frozen else None,
+                      cache_mb=config.cache_mb)
+    total = config.total_steps(len(data))
+    fp = fingerprint(config, p.data_id)
+
+    # -- from here on, files are written (in DIR.partial only) --
+    start, seconds = 0, 0.0
+    if resume:
+        start, seconds = trainer.load_checkpoint(p.partial / CHECKPOINT, fp)
+        truncate_log(p.partial / LOG, start)
+        log(f"resuming {p.partial} at step {start} of {total}")
+    else:
+        if p.partial.exists():
+            shutil.rmtree(p.partial)
+        p.partial.mkdir(parents=True)
+    log(f"training {trainer.trainable_count:,} parameters ({'+'.join(config.train)}, "
+        f"{'LoRA rank ' + str(config.lora_rank) if config.lora_rank else 'full'} decoder) on {len(data)} examples "
+        f"({len(p.items)} utterances + {len(data) - len(p.items)} prefix pairs), {total} steps, "
+        f"lr {config.peak_lr(trainer.hidden):.3g}")
+    bar = _progress(total, start, enabled=progress)
+    try:
+        def step(rec: StepRecord) -> None:
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec.loss:.3f}", lr=f"{rec.lr:.2e}", refresh=False)
+            on_step(rec)
+
+        trainer.run(data, total=total, work=p.partial, start=start, seconds=seconds, fingerprint=fp, on_step=step)
+    finally:
+        if bar is not None:
+            bar.close()
+    records = read_log(p.partial / LOG)
+    final_loss = trainer.mean_loss(data)
+    n_trainable = trainer.trainable_count
+
+    log("saving the merged model")
+    model = trainer.merged()
+    model_dir = p.partial / MODEL_DIR
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    save_model(model, speech.tokenizer, p.source, model_dir, save_dtype)
+    del model, trainer, speech, data
+    desc = (f"profile '{p.profile.name}' with its e2e model fine-tuned by `streamst train` on {p.data_id['manifest']} "
+            f"({total} steps, {'+'.join(config.train)}); the other models are the base profile's")
+    write_json(p.partial / PROFILE, trained_profile(p.profile, p.out / MODEL_DIR, name=p.out.name, description=desc))
+    plot_loss(records, p.partial / LOSS_PLOT, f"streamst train: {p.out.name}")
+
+    log(f"evaluating on {p.eval_manifest} ({len(p.eval_items)} utterances, greedy offline decoding)")
+    trained = FunAsrNanoSpeech(str(model_dir), NanoOptions(device=config.device))
+    evaluation = {"manifest": str(p.eval_manifest.resolve()), **evaluate_offline(
+        trained, p.eval_items, max_new_tokens=config.eval_max_new_tokens)}
+    write_json(p.partial / EVAL, evaluation)
+    (p.partial / CHECKPOINT).unlink(missing_ok=True)
+
+    if p.out.exists():  # --force
+        shutil.rmtree(p.out)
+    p.partial.rename(p.out)
+    return TrainResult(
+        out=p.out, profile=p.out / PROFILE, model=p.out / MODEL_DIR, steps=total, examples=len(examples),
+        trainable_params=n_trainable, loss_first=records[0]["loss"], loss_last=records[-1]["loss"],
+        final_loss=final_loss, train_seconds=records[-1]["seconds"], evaluation=evaluation,
+    )
+
+
+def _im_end_id(speech) -> int:
+    ids = speech.tokenizer.convert_tokens_to_ids(["<|im_end|>"])
+    if not ids or ids[0] is None or ids[0] == speech.tokenizer.unk_token_id:
+        raise UserError(f"{speech.source}: its tokenizer has no <|im_end|> token (not a ChatML Qwen tokenizer)")
+    return int(ids[0])
+
+
+def _progress(total: int, start: int, *, enabled: bool):
+    """A tqdm bar on stderr when it is a terminal; None otherwise (or with --json)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", desc="train", dynamic_ncols=True, file=sys.stderr)
