@@ -29,17 +29,21 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamst", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    # only the command being run is imported (each pulls in its own heavy modules); --help and
+    # unknown commands import them all
+    wanted = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")][:1]
+    names = [n for n in COMMANDS if n in wanted] or COMMANDS
+    for name in names:
         importlib.import_module(f"streamst.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     # third-party libraries (FunASR) log chatter on the root logger: show only errors there
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR,

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
 from streamst.languages import ASR_LANGUAGES
+from streamst.modes import AUTO, AUTO_FALLBACK, MODES, PATHS, Mode, paths_of
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
 from streamst.mt.budget import tokens_for_units  # perf
@@ -41,19 +42,6 @@ from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import is_char_lang, join_units, split_units
 
 __all__ = ["MODES", "Mode", "PATHS", "PipelineConfig", "TranslationSession", "UtteranceResult", "paths_of"]
-
-Mode = Literal["e2e", "simul", "cascade", "both", "all"]
-MODES: tuple[str, ...] = ("e2e", "simul", "cascade", "both", "all")
-PATHS: tuple[str, ...] = ("e2e", "simul", "cascade")
-AUTO = "auto"  # src_lang: each utterance's source language is SenseVoice's language ID
-AUTO_FALLBACK = "zh"  # until (or unless) an utterance's language has been detected
-
-
-def paths_of(mode: str) -> tuple[str, ...]:
-    """The paths a mode runs, in the order ``e2e, simul, cascade``."""
-    return {"e2e": ("e2e",), "simul": ("simul",), "cascade": ("cascade",), "both": ("simul", "cascade"),
-            "all": PATHS}[mode]
-
 
 @dataclass(frozen=True)
 class PipelineConfig:

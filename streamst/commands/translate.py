@@ -26,10 +26,9 @@ from streamst.commands._common import (
     stream_file,
     utterance_table,
 )
-from streamst import pipeline
+from streamst import modes
 from streamst.errors import UserError
 from streamst.events import Event
-from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
 from streamst.results import path_summary
 
@@ -55,13 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     add_policy_args(p)
     # the pipeline's own list: a new mode there is a new choice here
-    p.add_argument("--mode", default="simul", choices=pipeline.MODES, help="translation path(s) to run")
+    p.add_argument("--mode", default="simul", choices=modes.MODES, help="translation path(s) to run")
     add_model_args(p)
     add_stream_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamst.pipeline import PipelineConfig, TranslationSession  # torch: not needed to build the parser
+
     # everything that can be wrong with the arguments is reported before models load
     tgts = check_languages(args.src, args.tgt.split(","))
     try:
