@@ -58,7 +58,8 @@ MAX_ID_INT = 2**53  # integers beyond this lose precision in JavaScript clients
 
 # Ranges of the policy options a client may set (docs/policy.md). They keep every value
 # the policies compute with finite and small (a ratio of 1e308 overflowed the wait-k schedule).
-POLICY_RANGES = {"k": (1, 64), "ratio": (0.05, 20.0), "max_lag": (1, 256), "la_n": (2, 8), "continuations": (0, 8)}
+POLICY_RANGES = {"k": (1, 64), "ratio": (0.05, 20.0), "max_lag": (1, 256), "la_n": (2, 8), "continuations": (0, 8),
+                 "lookahead": (1, 64)}
 
 
 # -- client -> server ----------------------------------------------------------------------
@@ -77,6 +78,7 @@ class PolicyIn(_Strict):
     continuations: Annotated[int, Field(ge=POLICY_RANGES["continuations"][0],
                                         le=POLICY_RANGES["continuations"][1])] | None = None
     stable: bool | None = None
+    lookahead: Annotated[int, Field(ge=POLICY_RANGES["lookahead"][0], le=POLICY_RANGES["lookahead"][1])] | None = None
 
 
 class StartIn(_Strict):
