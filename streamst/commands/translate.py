@@ -27,6 +27,7 @@ from streamst.commands._common import (
     utterance_table,
 )
 from streamst import modes
+from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.errors import UserError
 from streamst.events import Event
 from streamst.policy import POLICY_NAMES
@@ -61,8 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamst.pipeline import PipelineConfig, TranslationSession  # torch: not needed to build the parser
-
     # everything that can be wrong with the arguments is reported before models load
     tgts = check_languages(args.src, args.tgt.split(","))
     try:
