@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamst.errors import ModelNotFoundError
@@ -268,11 +269,15 @@ class Server:
         except ProtocolError as e:
             self.metrics.error(e.code)
             log_failure("-", e)
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(self.config.close_timeout_s + 1):
                     msg = cls.refusal(e)
                     await ws.send(msg.to_json() if isinstance(msg, ServerMessage) else strict.dumps(msg), text=True)
                     await ws.close(e.close_code, e.code)
+            except TimeoutError:
+                ws.transport.abort()  # a client that does not read cannot hold the refusal open
+            except (ConnectionClosed, OSError):
+                pass  # gone already
             return
         conn = cls(self, ws)
         self.connections[conn.id] = conn

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from streamst.audio import StreamResampler, decode_pcm
 from streamst.errors import AudioFormatError
@@ -199,6 +200,7 @@ class Connection(abc.ABC):
         self.last_message = time.monotonic()
         self._tasks: list[asyncio.Task] = []
         self._closer: asyncio.Task | None = None  # a close that bypasses the outbox
+        self._failed = asyncio.Event()  # set by fail(): the handler stops reading the client
 
     # -- the endpoint's shapes ------------------------------------------------------------------
     @classmethod
@@ -219,6 +221,7 @@ class Connection(abc.ABC):
         if self.closing:
             return
         self.closing = True
+        self._failed.set()
         self.server.metrics.error(err.code)
         log_failure(self.id, err, exc)
         if err.code == "slow_consumer":  # the client does not read: close now
@@ -300,14 +303,26 @@ class Connection(abc.ABC):
         await self.runner.run()
 
     async def run(self) -> None:
+        """Serve until the session ends or fails; then end the TCP connection, bounded.
+
+        A failure raised by another task (the ticker's limits, the runner) stops the
+        handler at once: the client is not read any further. Whatever the client does, the
+        connection is gone within about ``2 * close_timeout_s + 1`` of the end: websockets'
+        own close waits for its write buffer to drain without a deadline, which a client
+        that never reads would hold open forever (and stop being read, blocking it)."""
         sender = asyncio.create_task(pump(self.ws, self.outbox))
         self._spawn(self.ticker())
+        serving = asyncio.create_task(guarded(self.serve(), self.fail))
+        failed = asyncio.create_task(self._failed.wait())
         try:
-            await guarded(self.serve(), self.fail)
+            await asyncio.wait({serving, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.closing = True
+            failed.cancel()
+            serving.cancel()  # done already, or failed elsewhere: reading the client is moot
             for task in self._tasks:
                 task.cancel()
+            await asyncio.gather(serving, failed, return_exceptions=True)
             # let the error / end message and the close go out, bounded by close_timeout
             waits = ({sender} if self.outbox.sealed else set()) | ({self._closer} if self._closer else set())
             if waits:
@@ -316,6 +331,17 @@ class Connection(abc.ABC):
                         await asyncio.wait(waits)
             sender.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
+            await self._close_bounded()
+
+    async def _close_bounded(self) -> None:
+        """Close (1000 unless a close is under way) within ``close_timeout_s``, else abort."""
+        if self.ws.state is State.CLOSED:
+            return
+        try:
+            async with asyncio.timeout(self.cfg.close_timeout_s):
+                await self.ws.close()
+        except TimeoutError:
+            self.ws.transport.abort()
 
     @abc.abstractmethod
     async def serve(self) -> None:

@@ -1,10 +1,10 @@
 """``streamst bench soak``: long audio through one server in fast mode; RSS and fds must stay flat.
 
-A server is started in-process (loopback, ephemeral port). A client streams ``--minutes``
+A server is started in-process (loopback, ephemeral port). Clients stream ``--minutes``
 of espeak-ng speech with pauses (one sentence set, repeated) through ``/ws`` as fast as the
-server processes it ("fast mode": the client keeps at most ``AHEAD_S`` of audio unprocessed,
-reading ``status`` to know), in sessions of ``--session-minutes`` each (so both a long
-session and session churn are exercised). Every ``--sample-minutes`` of audio it samples the
+server processes it ("fast mode": each client keeps at most ``AHEAD_S`` of audio unprocessed,
+reading ``status`` to know), in sessions of ``--session-minutes`` each, ``--clients`` at a
+time (so long sessions, concurrent sessions and session churn are all exercised). Every ``--sample-minutes`` of audio it samples the
 process's resident memory (VmRSS) and open file descriptors. The report gives the samples
 and the growth from the first sample after warm-up to the last; ``flat`` is true when RSS
 grew by at most ``--rss-slack-mb`` and the fd count by at most 2.
@@ -94,7 +94,7 @@ async def _session(url: str, audio: np.ndarray, start: dict[str, Any], on_progre
 
 
 def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15.0, sample_minutes: float = 5.0,
-             src: str = "zh", tgt: str = "en", policy: str = "wait-k", device: str = "cpu",
+             clients: int = 2, src: str = "zh", tgt: str = "en", policy: str = "wait-k", device: str = "cpu",
              rss_slack_mb: float = 64.0, log=print) -> dict[str, Any]:
     from streamst.server.app import Server, ServerConfig
     from streamst.server.loadcheck import BENCH_TEXT, bench_audio
@@ -106,9 +106,11 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
         raise UserError(f"--src must be one of {', '.join(BENCH_TEXT)}")
     if minutes <= 0 or session_minutes <= 0 or sample_minutes <= 0:
         raise UserError("--minutes, --session-minutes and --sample-minutes must be positive")
+    if not 1 <= clients <= 64:
+        raise UserError("--clients must be within 1..64")
     with tempfile.TemporaryDirectory() as tmp:
         piece = bench_audio(60.0, src, Path(tmp))  # one minute of speech with pauses, repeated
-    cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=2,
+    cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=clients + 1,
                        idle_timeout_s=120, max_session_s=session_minutes * 60 * 4 + 600)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="soak-server", daemon=True)
@@ -118,32 +120,47 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
     url = f"ws://127.0.0.1:{server.port}/ws"
     start = {"src_lang": src, "tgt_langs": [tgt], "policy": {"name": policy}}
     samples: list[dict[str, float]] = []
-    done_s = 0.0
+    done_s = 0.0  # audio of the sessions that ended
+    active: dict[int, float] = {}  # audio sent so far by each running session
     next_sample = 0.0
     t0 = time.monotonic()
 
-    def progress(session_s: float) -> None:
+    def sample(at: float) -> None:
+        row = {"audio_min": round(at / 60, 2), "wall_s": round(time.monotonic() - t0, 1),
+               "rss_mb": round(rss_mb(), 1), "fds": open_fds()}
+        samples.append(row)
+        log(f"audio {row['audio_min']:7.2f} min  wall {row['wall_s']:8.1f} s  RSS {row['rss_mb']:8.1f} MB  fds {row['fds']}")
+
+    def progress(key: int, session_s: float) -> None:
         nonlocal next_sample
-        at = done_s + session_s
+        active[key] = session_s
+        at = done_s + sum(active.values())
         if at >= next_sample:
-            row = {"audio_min": round(at / 60, 2), "wall_s": round(time.monotonic() - t0, 1),
-                   "rss_mb": round(rss_mb(), 1), "fds": open_fds()}
-            samples.append(row)
-            log(f"audio {row['audio_min']:7.2f} min  wall {row['wall_s']:8.1f} s  RSS {row['rss_mb']:8.1f} MB  fds {row['fds']}")
+            sample(at)
             next_sample += sample_minutes * 60
+
+    async def wave(lengths: list[float]) -> list[dict[str, Any]]:
+        """``len(lengths)`` sessions at once (each its own client), their audio in ``lengths``."""
+        def one(key: int, length: float):
+            n = int(length * 16000)
+            audio = np.tile(piece, int(np.ceil(n / len(piece))))[:n]
+            return _session(url, audio, start, lambda s: progress(key, s))
+        return list(await asyncio.gather(*(one(k, x) for k, x in enumerate(lengths))))
 
     summaries = []
     try:
         total = minutes * 60
         while done_s < total - 1e-6:
-            length = min(session_minutes * 60, total - done_s)
-            n = int(length * 16000)
-            reps = int(np.ceil(n / len(piece)))
-            audio = np.tile(piece, reps)[:n]
-            summaries.append(asyncio.run(_session(url, audio, start, progress)))
-            done_s += length
-        samples.append({"audio_min": round(done_s / 60, 2), "wall_s": round(time.monotonic() - t0, 1),
-                        "rss_mb": round(rss_mb(), 1), "fds": open_fds()})
+            lengths = []
+            left = total - done_s
+            while left > 1e-6 and len(lengths) < clients:
+                lengths.append(min(session_minutes * 60, left))
+                left -= lengths[-1]
+            active.clear()
+            summaries.extend(asyncio.run(wave(lengths)))
+            active.clear()
+            done_s += sum(lengths)
+        sample(done_s)
     finally:
         asyncio.run_coroutine_threadsafe(server.close(), loop).result(120)
         loop.call_soon_threadsafe(loop.stop)
@@ -155,7 +172,7 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
     audio_s = sum(s["audio_ms"] for s in summaries) / 1000
     report = {
         "profile": profile, "pair": f"{src}-{tgt}", "policy": policy, "audio_minutes": round(audio_s / 60, 2),
-        "sessions": len(summaries), "wall_s": last["wall_s"],
+        "sessions": len(summaries), "clients": clients, "wall_s": last["wall_s"],
         "speed_x_real_time": round(audio_s / last["wall_s"], 2) if last["wall_s"] else None,
         "utterances": sum(s["utterances"] for s in summaries), "samples": samples,
         "rss_mb_warm": warm["rss_mb"], "rss_mb_last": last["rss_mb"], "rss_growth_mb": round(rss_growth, 1),
@@ -173,6 +190,7 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--minutes", type=float, default=60.0, help="audio to stream in total")
     s.add_argument("--session-minutes", type=float, default=15.0, help="audio per session")
     s.add_argument("--sample-minutes", type=float, default=5.0, help="audio between RSS / fd samples")
+    s.add_argument("--clients", type=int, default=2, help="sessions streaming at once (each --session-minutes)")
     s.add_argument("--src", default="zh")
     s.add_argument("--tgt", default="en")
     s.add_argument("--policy", default="wait-k")
@@ -183,13 +201,14 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     report = run_soak(args.profile, minutes=args.minutes, session_minutes=args.session_minutes,
-                      sample_minutes=args.sample_minutes, src=args.src, tgt=args.tgt, policy=args.policy,
+                      sample_minutes=args.sample_minutes, clients=args.clients, src=args.src, tgt=args.tgt, policy=args.policy,
                       device=args.device, rss_slack_mb=args.rss_slack_mb,
                       log=(lambda s: None) if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{report['audio_minutes']:.1f} min of audio in {report['sessions']} session(s), {report['wall_s']:.0f} s "
+        print(f"{report['audio_minutes']:.1f} min of audio in {report['sessions']} session(s), "
+              f"{report['clients']} at a time, {report['wall_s']:.0f} s "
               f"({report['speed_x_real_time']}x real time); RSS {report['rss_mb_warm']:.0f} -> {report['rss_mb_last']:.0f} MB "
               f"({report['rss_growth_mb']:+.1f}), fds {report['fds_warm']} -> {report['fds_last']}: "
               f"{'flat' if report['flat'] else 'NOT FLAT'}")
