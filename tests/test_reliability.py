@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from streamst.audio import pcm16_bytes
 from streamst.server import ServerConfig
 from streamst.server import strict
-from tests.server_util import ServerThread, metric_value, raw_client, raw_frame, read_wav, run_session
+from tests.server_util import ServerThread, metric_value, raw_client, raw_frame, read_all, read_wav, run_session
 
 ZH = "区块链是今年最火热的科技趋势了。"
 BASE = ServerConfig(profile="tiny", max_sessions=12, idle_timeout_s=20, status_interval_s=0.5)
@@ -298,6 +298,37 @@ def test_a_failed_session_that_never_reads_is_disconnected_within_a_bound(models
         code = "idle_timeout" if failure == "start_timeout" else "bad_value"
         assert metric_value(metrics, "streamst_errors_total", code=code) == 1
         assert srv.wait_sessions(0) == 0
+    finally:
+        srv.close()
+
+
+class _SlowServerSession(SlowSession):
+    def __getattr__(self, name):  # everything else: the real session
+        return getattr(self.inner, name)
+
+
+def test_a_client_waiting_for_a_slow_server_is_not_idle(models, monkeypatch):
+    """The idle clock stops while audio the client sent waits for inference: a client that
+    sent its audio and waits for the results is not idle, however slow the server is."""
+    import streamst.server.connection as conn_mod
+
+    real = conn_mod.TranslationSession
+    step_s = 0.8  # per 60 ms piece
+    monkeypatch.setattr(conn_mod, "TranslationSession", lambda *a, **k: _SlowServerSession(real(*a, **k), step_s))
+    srv = ServerThread(replace(BASE, idle_timeout_s=0.5, status_interval_s=0.1), models)
+    try:
+        with connect(srv.url()) as ws:
+            ws.send(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"]}))
+            assert json.loads(ws.recv(timeout=20))["type"] == "ready"
+            ws.send(pcm16_bytes(np.zeros(16000 * 18 // 100, np.float32)))  # 3 pieces: 2.4 s of work; then silence
+            sent = time.monotonic()
+            msgs, close = read_all(ws, timeout=30)
+            waited = time.monotonic() - sent
+        errors = [m for m in msgs if m["type"] == "error"]
+        assert [m["code"] for m in errors] == ["idle_timeout"] and close == 4001
+        assert waited >= 3 * step_s, waited  # not before the server caught up (was: after 0.5 s)
+        processed = [m["processed_ms"] for m in msgs if m["type"] == "status"]
+        assert processed and max(processed) == 180, processed
     finally:
         srv.close()
 

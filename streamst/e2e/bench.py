@@ -37,6 +37,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="random-real", help="profile whose e2e model to time (default random-real)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    p.add_argument("--quantize", default="none", choices=("none", "int8"),
+                   help="int8: dynamic int8 Linear layers (CPU; encoder, adaptor and decoder)")
     p.add_argument("--lengths", default="2,5,10,20", help="utterance lengths in seconds")
     p.add_argument("--chunk-ms", type=int, default=600)
     p.add_argument("--step-tokens", type=int, default=4, help="tokens decoded per chunk step")
@@ -157,11 +159,13 @@ def _command(args: argparse.Namespace) -> int:
     if profile.e2e is None:
         raise UserError(f"profile '{profile.name}' has no e2e model")
     where = profile.require(profile.e2e)
-    model = FunAsrNanoSpeech(where, NanoOptions(device=args.device, dtype=args.dtype), hint=profile.e2e.hint(profile.name))
+    model = FunAsrNanoSpeech(where, NanoOptions(device=args.device, dtype=args.dtype, quantize=args.quantize),
+                             hint=profile.e2e.hint(profile.name))
     rows = bench_e2e(model, lengths_s=lengths, chunk_ms=args.chunk_ms, step_tokens=args.step_tokens,
                      final_tokens=args.final_tokens, configs=configs)
     params = sum(p.numel() for p in model.model.parameters())
     summary = {"type": "summary", "profile": profile.name, "device": args.device, "dtype": str(model.model.dtype),
+               "quantize": args.quantize,
                "threads": torch.get_num_threads(), "parameters_m": round(params / 1e6, 1), "chunk_ms": args.chunk_ms,
                "rows": len(rows)}
     if args.json:

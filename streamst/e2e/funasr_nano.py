@@ -25,7 +25,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -61,6 +61,8 @@ class NanoOptions:
     kv_reuse: bool = True  # reuse the static prompt head's K/V between chunks
     max_target_tokens: int = 512  # committed-target tokens fed (the most recent ones)
     local_files_only: bool = False
+    # "int8": dynamic int8 quantisation of every Linear (encoder, adaptor, decoder); CPU only
+    quantize: Literal["none", "int8"] = "none"
 
 
 def instruction(task: Task, src_lang: str, tgt_lang: str, hotwords: Sequence[str] = ()) -> str:
@@ -247,4 +249,8 @@ def _load(source: str, options: NanoOptions, hint: str) -> tuple[PreTrainedToken
     if getattr(adaptor, "_attn_implementation", None) is None:  # transformers leaves this sub-config unset
         adaptor._attn_implementation = model.config._attn_implementation  # (the adaptor then warns and runs eager)
     model.to(options.device).eval()
+    if options.quantize == "int8":
+        from streamst.mt.qwen import quantize_int8
+
+        model = quantize_int8(model, options.device)
     return tokenizer, model

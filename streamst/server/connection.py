@@ -253,6 +253,11 @@ class Connection(abc.ABC):
         """The server did not read the client until now: restart the idle clock."""
         self.last_message = time.monotonic()
 
+    def server_behind(self) -> bool:
+        """Whether audio the client sent still waits for inference (at least one grid step)."""
+        r = self.runner
+        return r is not None and (r.busy or r.lag_ms >= self.cfg.step_ms)
+
     def idle_left(self) -> float:
         return self.cfg.idle_timeout_s - (time.monotonic() - self.last_message)
 
@@ -277,11 +282,15 @@ class Connection(abc.ABC):
         if self.outbox.full:
             await self.outbox.wait_space()
             self.server_was_busy()
-        try:
-            async with asyncio.timeout(max(0.0, self.idle_left())):
-                msg = await self.ws.recv()
-        except TimeoutError:
-            raise ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout_s:g} s") from None
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, self.idle_left())):
+                    msg = await self.ws.recv()
+                break
+            except TimeoutError:
+                if not self.server_behind():
+                    raise ProtocolError("idle_timeout", f"no message for {self.cfg.idle_timeout_s:g} s") from None
+                self.server_was_busy()  # a client waiting for results of audio it sent is not idle
         self.last_message = time.monotonic()
         size = len(msg) if isinstance(msg, bytes) else text_bytes(msg)
         if size > self.cfg.max_frame_bytes:
