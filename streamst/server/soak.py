@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -203,7 +204,7 @@ def _command(args: argparse.Namespace) -> int:
     report = run_soak(args.profile, minutes=args.minutes, session_minutes=args.session_minutes,
                       sample_minutes=args.sample_minutes, clients=args.clients, src=args.src, tgt=args.tgt, policy=args.policy,
                       device=args.device, rss_slack_mb=args.rss_slack_mb,
-                      log=(lambda s: None) if args.json else print)
+                      log=(lambda s: print(s, file=sys.stderr, flush=True)) if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
