@@ -317,3 +317,30 @@ def test_encoding_modes_agree_at_the_end_and_incremental_reuses_audio_kv(nano, u
         assert reused[-1] > reused[0] > head  # the frozen audio's K/V carries over
     else:
         assert set(reused) == {head}
+
+
+def test_int8_quantises_every_linear_and_still_decodes(nano_dir, utterance) -> None:
+    """`--quantize int8` (RuntimeOptions.quantize) reaches the e2e model: encoder, adaptor and
+    decoder Linear layers become dynamic int8, and the simultaneous path runs on them."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    from streamst.e2e.funasr_nano import NanoOptions
+    from streamst.loading import KINDS, RuntimeOptions
+
+    q = KINDS["e2e"]["fun-asr-nano"](str(nano_dir), RuntimeOptions(quantize="int8"), "")
+    assert isinstance(q, FunAsrNanoSpeech) and q.options == NanoOptions(quantize="int8")
+    kinds = {type(m) for m in q.model.modules()}
+    assert QLinear in kinds and torch.nn.Linear not in kinds
+    events, results = run_path(q, utterance, policy="wait-k")
+    assert events and results[0].output
+
+
+def test_int8_on_a_gpu_is_one_clear_error(tiny_models_root, tmp_path, capsys) -> None:
+    from streamst.cli import main
+
+    wav = tmp_path / "x.wav"
+    sf.write(str(wav), np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
+    code = main(["translate", str(wav), "--profile", str(tiny_models_root / "profiles" / "tiny.json"),
+                 "--device", "cuda", "--quantize", "int8", "--json"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "int8" in err[0] and "CPU" in err[0], err

@@ -26,6 +26,8 @@ PATH_ORDER: tuple[str, ...] = ("e2e", "simul", "cascade")
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--quantize", default="none", choices=("none", "int8"),
+                   help="int8: dynamic int8 Linear layers in every model (CPU; about 2x faster at real sizes)")
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -150,14 +152,14 @@ def roles_for(paths: Sequence[str] | None) -> set[str]:
     return roles
 
 
-def load_models(profile: str, device: str, paths: Sequence[str] | None = None):
+def load_models(profile: str, device: str, paths: Sequence[str] | None = None, *, quantize: str = "none"):
     """The shared models of ``profile`` (loaded lazily), after checking that it can serve
     ``paths`` and that the offline models those need are built: one line naming the profile
     and the command to run otherwise."""
     from streamst.errors import ModelNotFoundError
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(profile, RuntimeOptions(device=device))
+    models = Models.from_profile(profile, RuntimeOptions(device=device, quantize=quantize))
     if paths and hasattr(models, "require"):
         models.require(paths)  # e.g. mode e2e on a profile without an e2e model
     needed = roles_for(paths)

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--funasr-port", type=int, default=None, metavar="N",
                    help="also serve the FunASR protocol at the root path of port N (FunASR's default: 10095)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
+    p.add_argument("--quantize", default=d.quantize, choices=("none", "int8"),
+                   help="int8: dynamic int8 Linear layers in every model (CPU; about 2x faster at real sizes)")
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
     p.add_argument("--max-session-s", type=float, default=d.max_session_s, help="longest session (wall clock or audio)")
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         profile=args.profile, host=args.host, port=args.port, funasr_port=args.funasr_port, device=args.device,
+        quantize=args.quantize,
         max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes, max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers,

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(str(e)) from e
     audio = open_audio(args.file, declared_rate=args.rate)  # checked before models load
-    models = load_models(args.profile, args.device)
+    models = load_models(args.profile, args.device, quantize=args.quantize)
     rec = StreamingRecognizer(models.asr, models.new_vad(), config)
     counts: Counter[str] = Counter()
     finals = []

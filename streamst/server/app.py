@@ -80,6 +80,7 @@ class ServerConfig:
     port: int = 8765  # 0: an ephemeral port (tests)
     funasr_port: int | None = None  # also serve FunASR at the root path of this port (FunASR: 10095)
     device: str = "cpu"
+    quantize: str = "none"  # "int8": dynamic int8 Linear layers in every model (CPU)
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
     max_session_s: float = 4 * 3600.0  # wall clock (or audio) length of one session
@@ -133,7 +134,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         if self.models is None:
-            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device), root=cfg.models_root)
+            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device, cfg.quantize), root=cfg.models_root)
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
