@@ -264,10 +264,11 @@ def http_profile(root: Path, server_url: str, model: str) -> Path:
 
 
 @SKIP_SERVING
-def test_translate_simul_through_http_equals_local(server: Served, tiny_models_root: Path, speech,
-                                                   monkeypatch, capsys) -> None:
-    """``streamst translate --mode simul`` (in process) with the HTTP profile writes what the
-    local profile writes; the server down is one line and exit code 1."""
+def test_translate_through_http_equals_local(server: Served, tiny_models_root: Path, speech,
+                                             monkeypatch, capsys) -> None:
+    """``streamst translate --mode both`` (in process: simul + the cascade's sentence
+    translation) with the HTTP profile writes what the local profile writes; the server
+    down is one line and exit code 1."""
     from streamst.cli import main
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
@@ -275,13 +276,13 @@ def test_translate_simul_through_http_equals_local(server: Served, tiny_models_r
     wav = speech("今天天气很好", "zh", gap_ms=600)
 
     def run(prof: str) -> list[dict]:
-        args = ["translate", str(wav), "--profile", prof, "--mode", "simul", "--policy", "wait-k", "--k", "2", "--json"]
+        args = ["translate", str(wav), "--profile", prof, "--mode", "both", "--policy", "wait-k", "--k", "2", "--json"]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.splitlines()[-1])
-        return [{k: u[k] for k in ("utterance", "source", "simul", "delays_ms")} for u in summary["utterances"]]
+        return [{k: u[k] for k in ("utterance", "source", "simul", "delays_ms", "cascade")} for u in summary["utterances"]]
 
     want = run("tiny")
-    assert want and any(u["simul"] for u in want)
+    assert want and any(u["simul"] for u in want) and any(u["cascade"] for u in want)
     assert run(str(profile)) == want
 
     down = http_profile(tiny_models_root, f"http://127.0.0.1:{free_port()}", server.model)
@@ -289,3 +290,16 @@ def test_translate_simul_through_http_equals_local(server: Served, tiny_models_r
     err = capsys.readouterr().err.strip()
     assert err.startswith("streamst translate: error: MT server http://127.0.0.1:") and "unreachable" in err
     assert len(err.splitlines()) == 1
+
+
+@SKIP_SERVING
+def test_bench_mt_http_reports_both_latencies(server: Served, tiny_models_root: Path, monkeypatch) -> None:
+    from streamst.commands.bench_http import bench_mt_http
+
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    profile = http_profile(tiny_models_root, server.url, server.model)
+    report = bench_mt_http(str(profile), steps=2, max_new_tokens=4)
+    s = report["summary"]
+    assert s["ms_per_step_http"] > 0 and s["ms_per_step_local"] > 0
+    assert s["ratio_http_over_local"] == round(s["ms_per_step_http"] / s["ms_per_step_local"], 3)
+    assert s["outputs_equal"] and [r["committed_chars"] for r in report["per_step"]][0] == 0
