@@ -85,9 +85,11 @@ class JsonClient:
                 conn, reused = self._idle.get_nowait(), True
             except queue.Empty:
                 conn, reused = None, False
+            connected = conn is not None
             try:
                 if conn is None:
                     conn = self._connect()
+                connected = True
                 conn.request(method, self._prefix + path, body=data, headers=self._headers)
                 resp = conn.getresponse()
                 raw = resp.read()
@@ -100,8 +102,8 @@ class JsonClient:
             except TimeoutError as e:
                 if conn is not None:
                     conn.close()
-                what = "accept a connection" if conn is None or conn.sock is None else "answer"
-                limit = self.connect_timeout_s if what.startswith("accept") else self.timeout_s
+                what = "answer" if connected else "accept a connection"
+                limit = self.timeout_s if connected else self.connect_timeout_s
                 raise RemoteModelError(f"MT server {self.base_url} did not {what} within {limit:g} s") from e
             except (OSError, http.client.HTTPException) as e:
                 if conn is not None:
