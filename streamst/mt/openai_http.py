@@ -175,7 +175,8 @@ class OpenAIHttpTranslator:
     def check_server(self) -> None:
         """One line when the server is down or does not serve ``options.model``."""
         models = self.client.get("/models")
-        names = [m.get("id") for m in models.get("data", []) if isinstance(m, dict)]
+        data = models.get("data")
+        names = [m.get("id") for m in (data if isinstance(data, list) else []) if isinstance(m, dict)]
         if names and self.options.model not in names:
             raise RemoteModelError(f"MT server {self.options.url} does not serve model {self.options.model!r} "
                                    f"(it serves: {', '.join(map(str, names))}); set the profile's mt.options.model")
