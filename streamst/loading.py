@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from streamst.asr.vad import EnergyVad, Vad
@@ -74,7 +75,7 @@ class Models:
             known = ", ".join(KINDS.get(role, {})) or "none"
             raise UserError(f"profile '{self.profile.name}': unknown {role} kind {spec.kind!r} (known: {known})")
         where = self._where(spec) if spec.source else ""
-        return self._get(role, lambda: factory(where, self.options, spec.hint(self.profile.name)))
+        return self._get(role, lambda: factory(where, self.options, spec.hint(self.profile.name), spec.options))
 
     @property
     def asr(self):
@@ -119,47 +120,55 @@ class Models:
 
 
 # -- one factory per (role, kind): a new model is one new file plus one line here ------------
+# factory(where, runtime options, hint, the profile entry's "options" object) -> shared model
 
-def _sensevoice(where: str, o: RuntimeOptions, hint: str):
+def _sensevoice(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
 
     return SenseVoiceASR(where, SenseVoiceOptions(device=o.device, quantize=o.quantize), hint=hint)
 
 
-def _fsmn_vad(where: str, o: RuntimeOptions, hint: str):
+def _fsmn_vad(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.asr.fsmn_vad import FsmnVadModel
 
     return FsmnVadModel.load(where, hint=hint, device=o.device)
 
 
-def _ct_punc(where: str, o: RuntimeOptions, hint: str):
+def _ct_punc(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.asr.punc import CtPunctuator
 
     return CtPunctuator.load(where, hint=hint, device=o.device)
 
 
-def _rule_punc(where: str, o: RuntimeOptions, hint: str):
+def _rule_punc(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.asr.punc import RulePunctuator
 
     return RulePunctuator()
 
 
-def _qwen(where: str, o: RuntimeOptions, hint: str):
+def _qwen(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.mt.qwen import QwenOptions, QwenTranslator
 
     return QwenTranslator(where, QwenOptions(device=o.device, quantize=o.quantize), hint=hint)
 
 
-def _funasr_nano(where: str, o: RuntimeOptions, hint: str):
+def _openai_http(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
+    from streamst.mt.openai_http import HttpOptions, OpenAIHttpTranslator
+
+    # `where`: the model's tokenizer (directory or hub id); the model itself runs on the server
+    return OpenAIHttpTranslator.load(where, HttpOptions.from_mapping(opts), hint=hint)
+
+
+def _funasr_nano(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
 
     return FunAsrNanoSpeech(where, NanoOptions(device=o.device, quantize=o.quantize), hint=hint)
 
 
-KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str], Any]]] = {
+KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str, Mapping[str, Any]], Any]]] = {
     "asr": {"sensevoice": _sensevoice},
     "vad": {"fsmn-vad": _fsmn_vad},
     "punc": {"ct-punc": _ct_punc, "rule-punc": _rule_punc},
-    "mt": {"qwen": _qwen},
+    "mt": {"qwen": _qwen, "openai-http": _openai_http},
     "e2e": {"fun-asr-nano": _funasr_nano},
 }

@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--json", action="store_true", help="print the report as JSON")
     m.set_defaults(func=_mt_command)
 
+    from streamst.commands import bench_http
+
+    bench_http.add_parser(bsub)  # bench mt-http: the decoder on an OpenAI-compatible server vs local
+
     d = bsub.add_parser("dtype", help="decoder speed and greedy agreement with float32: bfloat16, int8 (CPU)")
     dsrc = d.add_mutually_exclusive_group()
     dsrc.add_argument("--model-dir", help="a Qwen save_pretrained directory (or hub id)")

@@ -100,6 +100,8 @@ class PromptBuilder:
             messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
         )
         head, tail = text.split(_SOURCE_SLOT)
+        # the rendered text around the source (an HTTP backend sends the prompt as text)
+        self.head_text, self.tail_text = head, tail
         self.head = TokenSegment(tuple(encode_text(tokenizer, head, special=True)))  # system + user header
         self.tail = TokenSegment(tuple(encode_text(tokenizer, tail, special=True)))  # end of user + assistant header
 
