@@ -20,6 +20,7 @@ from streamst.profiles import ModelSpec, Profile, load_profile
 @dataclass(frozen=True)
 class RuntimeOptions:
     device: str = "cpu"  # cpu | cuda | cuda:N
+    asr_quantize: str = "none"  # none | int8: SenseVoiceOptions.quantize (CPU; issue 13)
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Models:
 def _sensevoice(where: str, o: RuntimeOptions, hint: str):
     from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
 
-    return SenseVoiceASR(where, SenseVoiceOptions(device=o.device), hint=hint)
+    return SenseVoiceASR(where, SenseVoiceOptions(device=o.device, quantize=o.asr_quantize), hint=hint)
 
 
 def _fsmn_vad(where: str, o: RuntimeOptions, hint: str):

@@ -150,14 +150,14 @@ def roles_for(paths: Sequence[str] | None) -> set[str]:
     return roles
 
 
-def load_models(profile: str, device: str, paths: Sequence[str] | None = None):
+def load_models(profile: str, device: str, paths: Sequence[str] | None = None, *, asr_quantize: str = "none"):
     """The shared models of ``profile`` (loaded lazily), after checking that it can serve
     ``paths`` and that the offline models those need are built: one line naming the profile
     and the command to run otherwise."""
     from streamst.errors import ModelNotFoundError
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(profile, RuntimeOptions(device=device))
+    models = Models.from_profile(profile, RuntimeOptions(device=device, asr_quantize=asr_quantize))
     if paths and hasattr(models, "require"):
         models.require(paths)  # e.g. mode e2e on a profile without an e2e model
     needed = roles_for(paths)

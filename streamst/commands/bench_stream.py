@@ -129,15 +129,13 @@ def _command(args: argparse.Namespace) -> int:
 
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device, asr_quantize=args.quantize))
     inputs = _audio(args)
     t = time.perf_counter()
-    if args.quantize == "int8":  # the same models, loaded with int8 options into the shared cache
-        from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
+    if args.quantize == "int8":  # the same Qwen, loaded with int8 options into the shared cache
         from streamst.mt.qwen import QwenOptions, QwenTranslator
 
         prof = models.profile
-        models._cache["asr"] = SenseVoiceASR(prof.require(prof.asr), SenseVoiceOptions(device=args.device, quantize="int8"))
         if args.bench_target == "pipeline":
             models._cache["mt"] = QwenTranslator(prof.require(prof.mt), QwenOptions(device=args.device, quantize="int8"))
     _ = models.asr
