@@ -258,3 +258,5 @@ def test_partial_pass_keeps_the_stable_prefix(tiny_asr, speech):
     assert rec.stats["partial_decodes"] > 0 and rec.stats["final_decodes"] == 2
     with pytest.raises(ValueError, match="partial_ms"):
         StreamingASRConfig(partial_ms=1200, context_ms=1200, chunk_ms=600)
+    # a chunk longer than partial_ms - context_ms widens the partial window instead of failing
+    assert StreamingASRConfig(chunk_ms=6000, partial_ms=3000).partial_frames == (1200 + 6000) // 60

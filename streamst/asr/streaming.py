@@ -66,8 +66,16 @@ class StreamingASRConfig:
             raise ValueError("need max_window_ms >= 2 * chunk_ms and context_ms < max_window_ms / 2")
         if not self.context_ms < self.trim_ms <= self.max_window_ms:
             raise ValueError("need context_ms < trim_ms <= max_window_ms")
-        if self.partial_ms is not None and not self.context_ms + self.chunk_ms <= self.partial_ms <= self.max_window_ms:
-            raise ValueError("need context_ms + chunk_ms <= partial_ms <= max_window_ms (or partial_ms=None)")
+        if self.partial_ms is not None and not self.context_ms < self.partial_ms <= self.max_window_ms:
+            raise ValueError("need context_ms < partial_ms <= max_window_ms (or partial_ms=None)")
+
+    @property
+    def partial_frames(self) -> int | None:
+        """Frames a chunk update re-encodes at most: partial_ms, but never less than the left
+        context plus one chunk (a long chunk_ms widens it)."""
+        if self.partial_ms is None:
+            return None
+        return max(self.partial_ms, self.context_ms + self.chunk_ms) // FRAME_MS
 
 
 @dataclass
@@ -184,8 +192,9 @@ class StreamingRecognizer:
 
     def _decode(self, utt: _Utterance, end: int, *, final: bool) -> list[TranscriptEvent]:
         lo, valid = utt.window_start, utt.window_start  # re-encoded from lo; tokens kept from valid
-        if not final and self.cfg.partial_ms is not None and end - lo > self.cfg.partial_ms // FRAME_MS:
-            lo = end - self.cfg.partial_ms // FRAME_MS  # partial pass: bounded recent window
+        bound = self.cfg.partial_frames
+        if not final and bound is not None and end - lo > bound:
+            lo = end - bound  # partial pass: bounded recent window
             valid = lo + self.cfg.context_ms // FRAME_MS
         window = self._window(lo, end)
         if window.shape[0] == 0:
