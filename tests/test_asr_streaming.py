@@ -209,3 +209,54 @@ def test_soft_trim_bounds_the_window_once_the_stable_point_moves(tiny_asr, speec
     assert off.stats["max_window_frames"] > (cfg.trim_ms + cfg.chunk_ms) // 60 + 1
     with pytest.raises(ValueError, match="trim_ms"):
         StreamingASRConfig(trim_ms=1000, context_ms=1200)
+
+
+def test_partial_pass_is_bounded_and_final_equals_offline(tiny_asr, speech):
+    """partial_ms (issue 13): chunk updates re-encode at most the last partial_ms of the
+    window, the final re-encodes the whole window, so with stabilisation off the final is
+    still exactly the offline decode of the segment, however long the utterance."""
+    talk, _ = read_audio(speech(ZH2, "zh"))
+    x = np.concatenate([talk, np.zeros(16000, dtype=np.float32)])  # one 7 s utterance (< max_window_ms)
+    windows: list[int] = []
+
+    def spy(w, lang):
+        windows.append(w.shape[0])
+        return tiny_asr.recognize([w], lang)[0]
+
+    cfg = StreamingASRConfig(language="zh", agreement=1000, partial_ms=1800, trim_ms=12_000)
+    rec = StreamingRecognizer(tiny_asr, EnergyVad(), cfg, recognize=spy)
+    events = stream(rec, x)
+    check_well_formed(events, rec.audio_ms)
+    finals = [e for e in events if e.kind == "final"]
+    assert len(finals) == 1 and rec.stats["final_decodes"] == 1
+    f = finals[0]
+    assert f.end_ms - f.start_ms > 3 * cfg.partial_ms  # the partial window was cut many times
+    assert max(windows[:-1]) <= cfg.partial_ms // 60  # every chunk update: bounded window
+    assert windows[-1] == -(-f.end_ms // 60) - f.start_ms // 60  # the final: the whole utterance
+    assert rec.stats["partial_frames"] <= rec.stats["partial_decodes"] * cfg.partial_ms // 60
+    feats = StreamingFeatures(tiny_asr.cmvn)
+    allf = np.concatenate([feats.accept(x), feats.finish()])
+    offline = tiny_asr.recognize([allf[f.start_ms // 60 : -(-f.end_ms // 60)]], "zh")[0]
+    from streamst.asr.sensevoice import pieces_to_text
+
+    assert f.text == pieces_to_text([t.piece for t in offline.tokens])
+    # control: partial_ms=None re-encodes the whole (growing) window on every update
+    whole = StreamingRecognizer(tiny_asr, EnergyVad(), replace(cfg, partial_ms=None))
+    stream(whole, x)
+    assert whole.stats["partial_frames"] > 2 * rec.stats["partial_frames"]
+
+
+def test_partial_pass_keeps_the_stable_prefix(tiny_asr, speech):
+    """With agreement on and a cut partial window, stable text only grows and every text
+    extends it (the frozen tentative tail is never committed across the gap)."""
+    talk, _ = read_audio(speech(ZH2, "zh"))
+    x = np.concatenate([np.tile(talk, 2), np.zeros(16000, dtype=np.float32), talk])
+    cfg = StreamingASRConfig(language="zh", partial_ms=1800)
+    rec = StreamingRecognizer(tiny_asr, EnergyVad(), cfg)
+    events = stream(rec, x)
+    check_well_formed(events, rec.audio_ms)
+    assert rec.stats["partial_decodes"] > 0 and rec.stats["final_decodes"] == 2
+    with pytest.raises(ValueError, match="partial_ms"):
+        StreamingASRConfig(partial_ms=1200, context_ms=1200, chunk_ms=600)
+    # a chunk longer than partial_ms - context_ms widens the partial window instead of failing
+    assert StreamingASRConfig(chunk_ms=6000, partial_ms=3000).partial_frames == (1200 + 6000) // 60

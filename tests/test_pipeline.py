@@ -105,6 +105,8 @@ def test_transcribe_cli_summary_and_bad_inputs(tiny_models_root, speech, tmp_pat
     summary = json.loads(r.stdout.splitlines()[-1])
     assert summary["type"] == "summary" and summary["audio_s"] > 1
     assert summary["events"]["final"] >= 1 and set(summary["events"]) == {"partial", "stable", "final"}
+    assert summary["final_decodes"] >= 1 and summary["decodes"] == summary["partial_decodes"] + summary["final_decodes"]
+    assert summary["cpu_s"] > 0
     bad = tmp_path / "notwav.wav"
     bad.write_text("this is not audio")
     empty = tmp_path / "empty.wav"
@@ -115,6 +117,7 @@ def test_transcribe_cli_summary_and_bad_inputs(tiny_models_root, speech, tmp_pat
         ([str(tmp_path / "missing.wav")], "no such file"),
         ([str(wav), "--rate", "8000"], "declared sample rate 8000"),
         ([str(wav), "--chunk-ms", "100"], "multiple of 60"),
+        ([str(wav), "--update-ms", "100"], "multiple of 60"),
     ]:
         r = cli(["transcribe", *args, "--profile", "tiny"], tiny_models_root)
         assert r.returncode == 2, (args, r.stderr)

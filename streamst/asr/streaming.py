@@ -48,6 +48,13 @@ class StreamingASRConfig:
     # trim it to context_ms before the stable point, so each update re-encodes about
     # context + the unstable tail instead of the whole utterance (max_window_ms disables)
     trim_ms: int = 4_000
+    # perf (issue 13): two passes. A chunk update (partial + agreement) re-encodes at most
+    # the last partial_ms of the window; the final of an utterance re-encodes the whole
+    # window [window_start, end). Tokens in the first context_ms of a cut partial window
+    # are dropped (no left context); older uncommitted tokens stay as the previous update
+    # left them (tentative, display only) and are settled by the final pass. None: every
+    # update re-encodes the whole window (the pre-issue-13 behaviour).
+    partial_ms: int | None = 3_000
     idle_keep_ms: int = 1_000  # feature frames kept while no speech (VAD pre-roll)
 
     def __post_init__(self) -> None:
@@ -59,6 +66,16 @@ class StreamingASRConfig:
             raise ValueError("need max_window_ms >= 2 * chunk_ms and context_ms < max_window_ms / 2")
         if not self.context_ms < self.trim_ms <= self.max_window_ms:
             raise ValueError("need context_ms < trim_ms <= max_window_ms")
+        if self.partial_ms is not None and not self.context_ms < self.partial_ms <= self.max_window_ms:
+            raise ValueError("need context_ms < partial_ms <= max_window_ms (or partial_ms=None)")
+
+    @property
+    def partial_frames(self) -> int | None:
+        """Frames a chunk update re-encodes at most: partial_ms, but never less than the left
+        context plus one chunk (a long chunk_ms widens it)."""
+        if self.partial_ms is None:
+            return None
+        return max(self.partial_ms, self.context_ms + self.chunk_ms) // FRAME_MS
 
 
 @dataclass
@@ -103,7 +120,8 @@ class StreamingRecognizer:
         self._next_utt = 0
         self._finished = False
         self.last_hidden: tuple[int, torch.Tensor] | None = None  # (abs start frame, (T, D))
-        self.stats = {"decodes": 0, "max_window_frames": 0, "max_buffer_frames": 0}
+        self.stats = {"decodes": 0, "max_window_frames": 0, "max_buffer_frames": 0,
+                      "partial_decodes": 0, "partial_frames": 0, "final_decodes": 0, "final_frames": 0}
 
     @property
     def audio_ms(self) -> int:
@@ -173,21 +191,34 @@ class StreamingRecognizer:
         return events
 
     def _decode(self, utt: _Utterance, end: int, *, final: bool) -> list[TranscriptEvent]:
-        window = self._window(utt.window_start, end)
+        lo, valid = utt.window_start, utt.window_start  # re-encoded from lo; tokens kept from valid
+        bound = self.cfg.partial_frames
+        if not final and bound is not None and end - lo > bound:
+            lo = end - bound  # partial pass: bounded recent window
+            valid = lo + self.cfg.context_ms // FRAME_MS
+        window = self._window(lo, end)
         if window.shape[0] == 0:
             return []
         rec = self._recognize(window, self.cfg.language)
+        kind = "final" if final else "partial"
         self.stats["decodes"] += 1
+        self.stats[f"{kind}_decodes"] += 1
+        self.stats[f"{kind}_frames"] += window.shape[0]
         self.stats["max_window_frames"] = max(self.stats["max_window_frames"], window.shape[0])
-        self.last_hidden = (utt.window_start, rec.hidden)
+        self.last_hidden = (lo, rec.hidden)
         utt.decoded_to = end
         if rec.language != "unknown":
             utt.language = rec.language
-        hyp = [
-            CtcToken(t.id, t.piece, t.start_frame + utt.window_start, t.end_frame + utt.window_start)
+        fresh = [
+            CtcToken(t.id, t.piece, t.start_frame + lo, t.end_frame + lo)
             for t in rec.tokens
-            if t.start_frame + utt.window_start >= utt.stable_end
+            if t.start_frame + lo >= max(utt.stable_end, valid)
         ]
+        # a cut partial window leaves a gap [stable_end, valid): keep what the previous update
+        # decoded there (tentative); no agreement is computed across it (see below)
+        gap = valid > utt.stable_end
+        frozen = [t for t in (utt.hyps[-1] if utt.hyps else []) if t.start_frame < valid] if gap else []
+        hyp = frozen + fresh
         events: list[TranscriptEvent] = []
         if final:
             utt.stable.extend(hyp)
@@ -197,7 +228,10 @@ class StreamingRecognizer:
             return events
         utt.hyps = (utt.hyps + [hyp])[-self.cfg.agreement :]
         grown = False
-        if len(utt.hyps) == self.cfg.agreement:
+        # across a gap the frozen tokens agree with themselves by construction: committing
+        # them would be a forced commit, so the stable point waits for the final pass (or
+        # for max_window_ms) instead
+        if len(utt.hyps) == self.cfg.agreement and not gap:
             n = _common_prefix(utt.hyps)
             if n:
                 utt.stable.extend(hyp[:n])

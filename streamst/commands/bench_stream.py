@@ -38,6 +38,12 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
         p.add_argument("--chunk-ms", type=int, default=600)
         p.add_argument("--trim-ms", type=int, default=None, help="StreamingASRConfig.trim_ms (default: its default)")
         p.add_argument("--max-window-ms", type=int, default=None, help="StreamingASRConfig.max_window_ms")
+        p.add_argument("--partial-ms", default=None,
+                       help="StreamingASRConfig.partial_ms: longest window a chunk update re-encodes "
+                            "('none': the whole window, the pre-issue-13 behaviour)")
+        p.add_argument("--update-ms", type=int, default=None,
+                       help="StreamingASRConfig.chunk_ms: new speech between updates (default --chunk-ms); "
+                            "audio is still fed in --chunk-ms pieces")
         p.add_argument("--quantize", choices=("none", "int8"), default="none",
                        help="int8: dynamic int8 SenseVoice (asr) and Qwen (pipeline) Linear layers on CPU")
         if name == "pipeline":
@@ -123,32 +129,46 @@ def _command(args: argparse.Namespace) -> int:
 
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device))
+    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device, quantize=args.quantize))
     inputs = _audio(args)
     t = time.perf_counter()
-    if args.quantize == "int8":  # the same models, loaded with int8 options into the shared cache
-        from streamst.asr.sensevoice import SenseVoiceASR, SenseVoiceOptions
-        from streamst.mt.qwen import QwenOptions, QwenTranslator
-
-        prof = models.profile
-        models._cache["asr"] = SenseVoiceASR(prof.require(prof.asr), SenseVoiceOptions(device=args.device, quantize="int8"))
-        if args.bench_target == "pipeline":
-            models._cache["mt"] = QwenTranslator(prof.require(prof.mt), QwenOptions(device=args.device, quantize="int8"))
     _ = models.asr
     if args.bench_target == "pipeline" and args.mode != "cascade":
         _ = models.mt
     load_s = time.perf_counter() - t
-    asr_cfg: dict[str, int] = {k: v for k, v in (("trim_ms", args.trim_ms), ("max_window_ms", args.max_window_ms))
+    asr_cfg: dict[str, Any] = {k: v for k, v in (("trim_ms", args.trim_ms), ("max_window_ms", args.max_window_ms))
                                if v is not None}
+    if args.partial_ms is not None:
+        if args.partial_ms.strip().lower() == "none":
+            asr_cfg["partial_ms"] = None
+        else:
+            try:
+                asr_cfg["partial_ms"] = int(args.partial_ms)
+            except ValueError:
+                raise UserError(f"--partial-ms must be an integer or 'none', got {args.partial_ms!r}") from None
+    update_ms = args.update_ms or args.chunk_ms
+    try:
+        from streamst.asr.streaming import StreamingASRConfig
+
+        StreamingASRConfig(chunk_ms=update_ms, **asr_cfg)  # one clear line before the runs
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if update_ms != args.chunk_ms:
+        asr_cfg["chunk_ms"] = update_ms
     rows = []
     for label, audio in inputs:
         if args.bench_target == "asr":
             from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
 
             rec = StreamingRecognizer(models.asr, models.new_vad(),
-                                      StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.src, **asr_cfg))
+                                      StreamingASRConfig(**{"chunk_ms": args.chunk_ms, **asr_cfg}, language=args.src))
             row = run_stream(rec, audio, args.chunk_ms, _window_ms(rec))
-            row.update(decodes=rec.stats["decodes"], max_window_ms=rec.stats["max_window_frames"] * 60)
+            st = rec.stats
+            row.update(decodes=st["decodes"], max_window_ms=st["max_window_frames"] * 60,
+                       partial_decodes=st["partial_decodes"], final_decodes=st["final_decodes"],
+                       # how often each audio frame went through the encoder, per pass
+                       encodes_per_frame_partial=round(st["partial_frames"] * 60 / (1000 * row["audio_s"]), 2),
+                       encodes_per_frame_final=round(st["final_frames"] * 60 / (1000 * row["audio_s"]), 2))
         else:
             from streamst.pipeline import PipelineConfig, TranslationSession
 
@@ -158,7 +178,7 @@ def _command(args: argparse.Namespace) -> int:
             if asr_cfg:
                 from dataclasses import replace
 
-                cfg = replace(cfg, asr=replace(cfg.asr, **asr_cfg))
+                cfg = replace(cfg, asr=replace(cfg.asr, **asr_cfg))  # chunk_ms: --update-ms
             session = TranslationSession(models, cfg)
             lm = models.mt.lm if args.mode != "cascade" else None
             f0 = lm.counters() if lm is not None else {}
@@ -183,7 +203,9 @@ def _command(args: argparse.Namespace) -> int:
                 f"{r['update_ms_p50']}/{r['update_ms_p95']}/{r['update_ms_max']} ms, "
                 f"{100 * r['updates_over_chunk']:.0f}% over the {args.chunk_ms} ms chunk")
         if "decodes" in r:
-            line += f", {r['decodes']} decodes, max window {r['max_window_ms']} ms"
+            line += (f", {r['partial_decodes']} partial + {r['final_decodes']} final decodes "
+                     f"(encoder passes per audio frame {r['encodes_per_frame_partial']} + "
+                     f"{r['encodes_per_frame_final']}), max window {r['max_window_ms']} ms")
         extra = {k: v for k, v in r.items() if k.startswith("decoder_")}
         if extra:
             line += ", " + ", ".join(f"{k} {v}" for k, v in extra.items())

@@ -26,12 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", default="auto", help="source language (zh, en, yue, ja, ko, auto)")
     add_model_args(p)
     add_stream_args(p)
+    p.add_argument("--update-ms", type=int, default=None,
+                   help="new speech between recogniser updates (multiple of 60 ms; default --chunk-ms)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = StreamingASRConfig(chunk_ms=args.chunk_ms, language=args.lang)
+        config = StreamingASRConfig(chunk_ms=args.update_ms or args.chunk_ms, language=args.lang)
     except ValueError as e:
         raise UserError(str(e)) from e
     audio = open_audio(args.file, declared_rate=args.rate)  # checked before models load
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     finals = []
     out = LiveLines(audio.duration_s, enabled=interactive(args.json))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
 
     def handle(events) -> None:
         for ev in events:
@@ -68,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": round(wall, 3),
         "rtf": round(wall / audio_s, 4) if audio_s else None,
         "decodes": rec.stats["decodes"],
+        "partial_decodes": rec.stats["partial_decodes"],
+        "final_decodes": rec.stats["final_decodes"],
+        "cpu_s": round(time.process_time() - c0, 3),
         "max_window_ms": rec.stats["max_window_frames"] * 60,
     }
     emit(summary, args.json)
     if not args.json:
-        print(f"{audio_s:.1f} s of audio, {len(finals)} utterances, RTF {summary['rtf']}")
+        cpu_rtf = round(summary["cpu_s"] / audio_s, 4) if audio_s else None
+        print(f"{audio_s:.1f} s of audio, {len(finals)} utterances, RTF {summary['rtf']} (cpu {cpu_rtf})")
     return 0
 
