@@ -70,6 +70,10 @@ class QwenOptions:
     # activations quantised per call). Changes greedy outputs slightly: `streamst bench
     # dtype` measures speed and agreement with float32.
     quantize: Literal["none", "int8"] = "none"
+    # How logits are made (``SegmentLM`` ``head``): "auto" runs the decoder stack and the
+    # output projection directly (a transposed copy of a small projection on CPU; same
+    # logits up to rounding); "model" calls the causal LM's own forward.
+    head: Literal["auto", "model"] = "auto"
 
 
 class PromptBuilder:
@@ -154,7 +158,7 @@ class QwenTranslator:
 
     def _setup(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, options: QwenOptions, name: str) -> None:
         self.tokenizer, self.model, self.options, self.name = tokenizer, model, options, name
-        self.lm = SegmentLM(model, tokenizer, options.device)
+        self.lm = SegmentLM(model, tokenizer, options.device, head=options.head)
 
     def open_stream(self, src_lang: str, tgt_lang: str) -> QwenStream:
         """A new per-session decoding state for ``src_lang`` -> ``tgt_lang``."""
