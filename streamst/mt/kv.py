@@ -16,6 +16,7 @@ cost differs (``StepStats``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import time
@@ -123,6 +124,11 @@ class SegmentLM:
             return "model"
         return "decoder+head(T)" if self._proj_t is not None else "decoder+head"
 
+    def chain(self) -> contextlib.AbstractContextManager[None]:
+        """A sequence of dependent forwards (one decode); a batching stand-in
+        (:class:`streamst.mt.batching.BatchedLM`) waits for its next forward. No-op here."""
+        return contextlib.nullcontext()
+
     def counters(self) -> dict[str, int]:
         """Forward calls, batch rows and input positions run so far (all streams)."""
         return {"forwards": self._forwards, "rows": self._rows, "positions": self._positions}
@@ -218,9 +224,13 @@ class CachedDecoder:
             self._crop(n)
         self.last = None
 
-    @torch.inference_mode()
     def decode(self, segments: Sequence[PromptSegment], *, max_new_tokens: int) -> Decoded:
         """Greedy continuation of the prompt ``segments`` (at most ``max_new_tokens``)."""
+        with self.lm.chain():
+            return self._decode(segments, max_new_tokens)
+
+    @torch.inference_mode()
+    def _decode(self, segments: Sequence[PromptSegment], max_new_tokens: int) -> Decoded:
         lm = self.lm
         keys, reuse = self._reuse(segments)
 
@@ -252,7 +262,6 @@ class CachedDecoder:
         )
         return Decoded(text=detok.text, token_ids=tuple(ids), complete=complete, steps=steps, stats=self.last)
 
-    @torch.inference_mode()
     def decode_batch(self, prompts: Sequence[Sequence[PromptSegment]], *, max_new_tokens: int,
                      follow_first: bool = False) -> list[Decoded]:
         """Greedy continuations of several prompts in one batched decode.
@@ -275,6 +284,12 @@ class CachedDecoder:
         """
         if len(prompts) == 1:
             return [self.decode(prompts[0], max_new_tokens=max_new_tokens)]
+        with self.lm.chain():
+            return self._decode_batch(prompts, max_new_tokens, follow_first)
+
+    @torch.inference_mode()
+    def _decode_batch(self, prompts: Sequence[Sequence[PromptSegment]], max_new_tokens: int,
+                      follow_first: bool) -> list[Decoded]:
         lm = self.lm
         keys = [[k for s in segs for k in s.keys] for segs in prompts]
         shared = min(len(k) for k in keys) - 1  # every row keeps >= 1 position to run

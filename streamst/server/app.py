@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
@@ -100,6 +101,8 @@ class ServerConfig:
     workers: int = 0  # inference threads; 0: max_sessions
     asr_batch: int = 8  # max windows per batched ASR call
     asr_batch_wait_ms: float = 5.0  # how long the batcher waits for more requests
+    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions; 0: no cross-session batching
+    mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
 
     def __post_init__(self) -> None:
@@ -123,6 +126,8 @@ class Server:
         self.connections: dict[str, Connection] = {}
         self.executor: ThreadPoolExecutor | None = None
         self.batcher: AsrBatcher | None = None
+        self.mt_batcher: Any = None  # streamst.mt.batching.ForwardBatcher (imports torch)
+        self.mt_lm: Any = None  # its BatchedLM: the simultaneous decoders' forwards, batched across sessions  # the simultaneous decoders' forwards, batched across sessions
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
@@ -136,6 +141,14 @@ class Server:
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
+        lm = getattr(self.models.mt, "lm", None)
+        from streamst.mt.kv import SegmentLM
+
+        if cfg.mt_batch_rows and isinstance(lm, SegmentLM):
+            from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+            self.mt_batcher = ForwardBatcher(lm, max_rows=cfg.mt_batch_rows, max_wait_ms=cfg.mt_batch_wait_ms)
+            self.mt_lm = BatchedLM(lm, self.mt_batcher)
         self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
                                            thread_name_prefix="streamst-session")
         options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
@@ -195,6 +208,8 @@ class Server:
         self._ws = self._funasr_ws = None
         if self.batcher:
             self.batcher.close()
+        if self.mt_batcher:
+            self.mt_batcher.close()
         if self.executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
