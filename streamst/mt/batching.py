@@ -93,6 +93,7 @@ class ForwardBatcher:
         self.lm, self.max_rows, self.max_wait = lm, max_rows, max_wait_ms / 1000.0
         self.batch_rows: Counter[int] = Counter()  # rows per model call -> calls
         self.requests = 0
+        self.busy_s = 0.0  # time spent in model calls
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._held: list[_Request] = []  # taken from the queue but over max_rows: first next cycle
         self._open = 0  # chains under way
@@ -133,7 +134,7 @@ class ForwardBatcher:
     def stats(self) -> dict[str, float]:
         calls = sum(self.batch_rows.values())
         rows = sum(k * v for k, v in self.batch_rows.items())
-        return {"calls": calls, "requests": self.requests, "rows": rows,
+        return {"calls": calls, "requests": self.requests, "rows": rows, "busy_s": round(self.busy_s, 3),
                 "mean_rows": rows / calls if calls else 0.0, "max_rows": max(self.batch_rows, default=0)}
 
     # -- the batching thread -------------------------------------------------------------------
@@ -179,11 +180,13 @@ class ForwardBatcher:
             if batch is None:
                 break
             self.requests += len(batch)
+            t0 = time.perf_counter()
             steps = [r for r in batch if r.width == 1]
             prefills = [r for r in batch if r.width > 1]
             for group in (steps, prefills):
                 if group:
                     self._run_group(group)
+            self.busy_s += time.perf_counter() - t0
         for req in self._held:
             req.future.set_exception(RuntimeError("decoder batcher is closed"))
         while True:  # fail whatever is still queued

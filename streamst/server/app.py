@@ -111,6 +111,8 @@ class ServerConfig:
         if self.send_queue < 2 or self.send_queue_bytes < 2 * self.max_frame_bytes or self.slow_consumer_s <= 0 \
                 or self.start_timeout_s <= 0:
             raise ValueError("need send_queue >= 2, send_queue_bytes >= 2 * max_frame_bytes, positive timeouts")
+        if self.mt_batch_rows < 0 or self.mt_batch_wait_ms < 0:
+            raise ValueError("need mt_batch_rows >= 0 and mt_batch_wait_ms >= 0")
         if self.step_ms < 10 or self.step_ms % 10:
             raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
