@@ -186,3 +186,29 @@ def test_direct_head_gives_the_models_own_tokens(mt) -> None:
         a = CachedDecoder(own).decode(prompt, max_new_tokens=12)
         b = CachedDecoder(direct).decode(prompt, max_new_tokens=12)
         assert (a.token_ids, a.text, a.complete) == (b.token_ids, b.text, b.complete)
+
+
+def test_a_long_decode_does_not_hold_up_a_short_one(mt) -> None:
+    """Every cycle serves every queued request: a 3-forward chain beside a 20-forward one
+    gets one forward per cycle and finishes first; all forwards of both meet in 2-row calls
+    until the short one ends."""
+    batcher = ForwardBatcher(mt.lm, max_wait_ms=5000)
+    done: list[int] = []
+    try:
+        lm = BatchedLM(mt.lm, batcher)
+        both = threading.Barrier(2)
+
+        def chain(n: int) -> None:
+            cache = _cache_with(mt.lm, [1, 2, 3])
+            with lm.chain():
+                both.wait()
+                for i in range(n):
+                    lm.forward_tokens(torch.tensor([[10 + i]]), cache)
+            done.append(n)
+
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(chain, (20, 3)))
+    finally:
+        batcher.close()
+    assert done == [3, 20]
+    assert batcher.batch_rows[2] == 3 and batcher.batch_rows[1] == 17

@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from streamst.mt.kv import SegmentLM
 
 
+_WAKE = object()  # queued when a chain ends
+
+
 @dataclass
 class _Request:
     cache: DynamicCache
@@ -94,7 +97,7 @@ class ForwardBatcher:
         self.batch_rows: Counter[int] = Counter()  # rows per model call -> calls
         self.requests = 0
         self.busy_s = 0.0  # time spent in model calls
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._queue: queue.Queue[_Request | object | None] = queue.Queue()
         self._held: list[_Request] = []  # taken from the queue but over max_rows: first next cycle
         self._open = 0  # chains under way
         self._lock = threading.Lock()
@@ -114,6 +117,7 @@ class ForwardBatcher:
         finally:
             with self._lock:
                 self._open -= 1
+            self._queue.put(_WAKE)  # a batcher waiting for this chain's next forward stops waiting
 
     def forward(self, cache: DynamicCache, embeds: torch.Tensor, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -141,11 +145,12 @@ class ForwardBatcher:
     def _collect(self) -> list[_Request] | None:
         """The next cycle's requests (None: closed)."""
         batch, self._held = self._held, []
-        if not batch:
+        while not batch:
             first = self._queue.get()
             if first is None:
                 return None
-            batch = [first]
+            if first is not _WAKE:
+                batch = [first]
         deadline = time.monotonic() + self.max_wait
         rows = sum(r.rows for r in batch)
         while rows < self.max_rows:
@@ -164,6 +169,8 @@ class ForwardBatcher:
                     req = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
+            if req is _WAKE:  # a chain ended: look at the open count again
+                continue
             if req is None:
                 self._queue.put(None)  # close after this cycle
                 break
@@ -194,7 +201,7 @@ class ForwardBatcher:
                 req = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if req is not None:
+            if isinstance(req, _Request):
                 req.future.set_exception(RuntimeError("decoder batcher is closed"))
 
     def _run_group(self, group: list[_Request]) -> None:
