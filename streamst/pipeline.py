@@ -113,8 +113,13 @@ class TranslationSession:
     language (paths simul/cascade) and/or an end-to-end path. Not thread-safe: one caller at
     a time (the server serialises per session)."""
 
-    def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None) -> None:
+    def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None,
+                 mt_lm: Any = None) -> None:
+        """``recognize`` / ``mt_lm``: what runs this session's ASR windows and simultaneous
+        decoder forwards (the server's batchers, :class:`~streamst.server.worker.AsrBatcher`
+        and :class:`~streamst.mt.batching.BatchedLM`); default: the models themselves."""
         self.models, self.cfg = models, config
+        self.mt_lm = mt_lm
         self.compute_ms = 0.0  # processing time spent by this session so far
         self._t0: float | None = None  # start of the step under way
         self.results: deque[UtteranceResult] = deque(maxlen=config.keep_results)
@@ -194,7 +199,9 @@ class _Track:
         self.policy = make_policy(self.session.cfg.policy_for(self.tgt, src))
         self.state: PolicyState = self.policy.new_state()
         if self.simul:
-            self.stream = self.session.models.mt.open_stream(src, self.tgt)
+            lm = self.session.mt_lm
+            mt = self.session.models.mt
+            self.stream = mt.open_stream(src, self.tgt, lm=lm) if lm is not None else mt.open_stream(src, self.tgt)
 
     def on_transcript(self, ev: TranscriptEvent, t0: float) -> list[Event]:
         if self.current is None or self.current.utterance != ev.utterance:

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allowed-origins", nargs="*", default=[], metavar="ORIGIN",
                    help="browser origins allowed to connect (default: any)")
     p.add_argument("--workers", type=int, default=d.workers, help="inference threads (0: max-sessions)")
+    p.add_argument("--mt-batch-rows", type=int, default=d.mt_batch_rows,
+                   help="rows per decoder forward batched across sessions (0: no cross-session batching)")
     p.set_defaults(func=_run)
 
 
@@ -37,7 +39,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         quantize=args.quantize,
         max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes, max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
-        allowed_origins=tuple(args.allowed_origins), workers=args.workers,
+        allowed_origins=tuple(args.allowed_origins), workers=args.workers, mt_batch_rows=args.mt_batch_rows,
     )
 
 

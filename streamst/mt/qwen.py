@@ -40,6 +40,8 @@ from streamst.mt.prompt import PromptSegment, TokenSegment, encode_text
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from streamst.mt.batching import BatchedLM
+
 log = logging.getLogger(__name__)
 
 _SOURCE_SLOT = "\x00streamst-source\x00"  # placeholder split out of the rendered template
@@ -70,6 +72,10 @@ class QwenOptions:
     # activations quantised per call). Changes greedy outputs slightly: `streamst bench
     # dtype` measures speed and agreement with float32.
     quantize: Literal["none", "int8"] = "none"
+    # How logits are made (``SegmentLM`` ``head``): "auto" runs the decoder stack and the
+    # output projection directly (a transposed copy of a small projection on CPU; same
+    # logits up to rounding); "model" calls the causal LM's own forward.
+    head: Literal["auto", "model"] = "auto"
 
 
 class PromptBuilder:
@@ -156,11 +162,13 @@ class QwenTranslator:
 
     def _setup(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, options: QwenOptions, name: str) -> None:
         self.tokenizer, self.model, self.options, self.name = tokenizer, model, options, name
-        self.lm = SegmentLM(model, tokenizer, options.device)
+        self.lm = SegmentLM(model, tokenizer, options.device, head=options.head)
 
-    def open_stream(self, src_lang: str, tgt_lang: str) -> QwenStream:
-        """A new per-session decoding state for ``src_lang`` -> ``tgt_lang``."""
-        return QwenStream(self, PromptBuilder(self.tokenizer, src_lang, tgt_lang))
+    def open_stream(self, src_lang: str, tgt_lang: str, *, lm: SegmentLM | BatchedLM | None = None) -> QwenStream:
+        """A new per-session decoding state for ``src_lang`` -> ``tgt_lang``. ``lm``: what runs
+        its forwards (default: this model's :class:`SegmentLM`; the server passes a
+        :class:`~streamst.mt.batching.BatchedLM` of the same model, batching sessions)."""
+        return QwenStream(self, PromptBuilder(self.tokenizer, src_lang, tgt_lang), lm=lm)
 
     def translate(self, source: str, src_lang: str, tgt_lang: str, *, max_new_tokens: int = 256) -> str:
         """Whole-sentence translation with the same prompt (the cascade's offline reference)."""
@@ -179,21 +187,28 @@ class QwenTranslator:
         """
         if n < 1:
             return []
+        lm = decoder.lm if decoder is not None else self.lm
+        with lm.chain():
+            return self._predict_source(lm, source, n, max_new_tokens, decoder)
+
+    @torch.inference_mode()
+    def _predict_source(self, lm: SegmentLM | BatchedLM, source: str, n: int, max_new_tokens: int,
+                        decoder: CachedDecoder | None) -> list[str]:
         o = self.options
         ids = self.tokenizer(source, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         ids = ids[-o.max_source_tokens :] or [self._bos_id()]
         if decoder is not None:  # a stream's cache: the unchanged source prefix is reused
             logits, cache = decoder.prefill([TokenSegment(tuple(ids))])  # (1, vocab)
         else:
-            cache = self.lm.new_cache()
-            logits = self.lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
+            cache = lm.new_cache()
+            logits = lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.expand(n, -1)  # (n, vocab)
         gen = torch.Generator(device=logits.device).manual_seed(o.seed)
-        detoks = [IncrementalDetokenizer(self.lm.bytes) for _ in range(n)]
+        detoks = [IncrementalDetokenizer(lm.bytes) for _ in range(n)]
         done = torch.zeros(n, dtype=torch.bool, device=logits.device)
-        stop = torch.tensor(sorted(self.lm.stop_ids), device=logits.device)
+        stop = torch.tensor(sorted(lm.stop_ids), device=logits.device)
         for step in range(max_new_tokens):
             if n == 1:
                 nxt = logits.argmax(-1)  # (1,)
@@ -207,7 +222,7 @@ class QwenTranslator:
                     detoks[i].push(t)
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
-            logits = self.lm.forward_tokens(nxt.unsqueeze(-1), cache)  # (n, vocab)
+            logits = lm.forward_tokens(nxt.unsqueeze(-1), cache)  # (n, vocab)
         return [d.text for d in detoks]
 
     def _bos_id(self) -> int:
@@ -225,11 +240,12 @@ class QwenStream:
     static system-prompt prefix at each utterance boundary.
     """
 
-    def __init__(self, translator: QwenTranslator, prompt: PromptBuilder):
+    def __init__(self, translator: QwenTranslator, prompt: PromptBuilder, *, lm: SegmentLM | BatchedLM | None = None):
         self.translator, self.prompt = translator, prompt
         self.options = translator.options
-        self.decoder = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)
-        self._predict = CachedDecoder(translator.lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
+        lm = lm or translator.lm
+        self.decoder = CachedDecoder(lm, kv_reuse=self.options.kv_reuse)
+        self._predict = CachedDecoder(lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
 
     @property
     def cached_tokens(self) -> int:

@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server as WsServer
@@ -102,6 +103,8 @@ class ServerConfig:
     workers: int = 0  # inference threads; 0: max_sessions
     asr_batch: int = 8  # max windows per batched ASR call
     asr_batch_wait_ms: float = 5.0  # how long the batcher waits for more requests
+    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions; 0: no cross-session batching
+    mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
 
     def __post_init__(self) -> None:
@@ -110,6 +113,8 @@ class ServerConfig:
         if self.send_queue < 2 or self.send_queue_bytes < 2 * self.max_frame_bytes or self.slow_consumer_s <= 0 \
                 or self.start_timeout_s <= 0:
             raise ValueError("need send_queue >= 2, send_queue_bytes >= 2 * max_frame_bytes, positive timeouts")
+        if self.mt_batch_rows < 0 or self.mt_batch_wait_ms < 0:
+            raise ValueError("need mt_batch_rows >= 0 and mt_batch_wait_ms >= 0")
         if self.step_ms < 10 or self.step_ms % 10:
             raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
@@ -125,6 +130,8 @@ class Server:
         self.connections: dict[str, Connection] = {}
         self.executor: ThreadPoolExecutor | None = None
         self.batcher: AsrBatcher | None = None
+        self.mt_batcher: Any = None  # streamst.mt.batching.ForwardBatcher (imports torch)
+        self.mt_lm: Any = None  # its BatchedLM: the simultaneous decoders' forwards, batched across sessions  # the simultaneous decoders' forwards, batched across sessions
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
@@ -138,6 +145,14 @@ class Server:
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
+        lm = getattr(self.models.mt, "lm", None)
+        from streamst.mt.kv import SegmentLM
+
+        if cfg.mt_batch_rows and isinstance(lm, SegmentLM):
+            from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+            self.mt_batcher = ForwardBatcher(lm, max_rows=cfg.mt_batch_rows, max_wait_ms=cfg.mt_batch_wait_ms)
+            self.mt_lm = BatchedLM(lm, self.mt_batcher)
         self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
                                            thread_name_prefix="streamst-session")
         options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
@@ -197,6 +212,8 @@ class Server:
         self._ws = self._funasr_ws = None
         if self.batcher:
             self.batcher.close()
+        if self.mt_batcher:
+            self.mt_batcher.close()
         if self.executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -403,7 +403,8 @@ class NativeConnection(Connection):
             raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                                 f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
         self.start = start
-        self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize)
+        self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
+                                          mt_lm=self.server.mt_lm)
         self.resample = StreamResampler(start.sample_rate)
         self.runner = SessionRunner(self.session, self.server.executor, max_pending_ms=int(self.cfg.max_pending_s * 1000),
                                     step_ms=self.cfg.step_ms, on_update=self.on_update)

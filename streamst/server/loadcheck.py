@@ -161,7 +161,7 @@ async def _round(url: str, n: int, audio: np.ndarray, start: dict[str, Any], tim
 def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str = "zh", tgt: str = "en",
                   mode: str = "simul", policy: str = "reorder-aware", lag_bound_ms: float = 3000.0,
                   flush_bound_s: float = 5.0, device: str = "cpu", keep_going: bool = False,
-                  log=print) -> dict[str, Any]:
+                  mt_batch_rows: int | None = None, log=print) -> dict[str, Any]:
     import tempfile
 
     from streamst.server.app import Server, ServerConfig
@@ -172,7 +172,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     with tempfile.TemporaryDirectory() as tmp:
         audio = bench_audio(seconds, src, Path(tmp))
     cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=max_sessions,
-                       idle_timeout_s=60, max_session_s=seconds * 4 + 60)
+                       idle_timeout_s=60, max_session_s=seconds * 4 + 60,
+                       **({} if mt_batch_rows is None else {"mt_batch_rows": mt_batch_rows}))
     server_loop = asyncio.new_event_loop()
     import threading
 
@@ -193,7 +194,11 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
             while server.connections and time.monotonic() < deadline:
                 time.sleep(0.05)  # deadline-bounded poll of a condition
             before = dict(server.batcher.batch_sizes)
+            mt_before = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
+            t_round = time.monotonic()
             results = asyncio.run(_round(url, n, audio, start, timeout_s=seconds * 3 + 120))
+            t_round = time.monotonic() - t_round
+            mt_after = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
             after = server.batcher.batch_sizes
             batches = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
             lags = [v for r in results for v in r.status_lags_ms]
@@ -211,6 +216,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 "commit_lag_ms_p50": pct(commits, 50), "commit_lag_ms_p95": pct(commits, 95),
                 "flush_s_max": max(flush), "rtf_mean": statistics.fmean(rtf) if rtf else float("nan"),
                 "units": len(delays), "asr_batches": dict(sorted(batches.items())),
+                "decoder_batches": _decoder_batches(mt_before, mt_after, t_round),
             }
             rounds.append(row)
             log(format_row(row))
@@ -227,10 +233,23 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
         held_n = r["sessions"]
     best = rounds[held_n - 1] if held_n else None
     return {"profile": profile, "seconds": seconds, "pair": f"{src}-{tgt}", "mode": mode, "policy": policy,
+            "mt_batch_rows": cfg.mt_batch_rows,
             "lag_bound_ms": lag_bound_ms, "flush_bound_s": flush_bound_s, "rounds": rounds,
             "max_realtime_sessions": best["sessions"] if best else 0,
             "caption_delay_ms_p50": best["caption_delay_ms_p50"] if best else None,
             "caption_delay_ms_p95": best["caption_delay_ms_p95"] if best else None}
+
+
+def _decoder_batches(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    """The round's cross-session decoder batching: model calls, requests (session forwards),
+    rows per call, and the share of the round the batching thread was running the model."""
+    if not after:
+        return {}
+    calls = after["calls"] - before["calls"]
+    rows = after["rows"] - before["rows"]
+    return {"calls": int(calls), "requests": int(after["requests"] - before["requests"]),
+            "mean_rows": round(rows / calls, 2) if calls else 0.0,
+            "busy": round((after["busy_s"] - before["busy_s"]) / wall_s, 3) if wall_s > 0 else 0.0}
 
 
 def format_row(r: dict[str, Any]) -> str:
@@ -240,7 +259,9 @@ def format_row(r: dict[str, Any]) -> str:
             f"caption delay p50/p95 {r['caption_delay_ms_p50']:.0f}/{r['caption_delay_ms_p95']:.0f} ms, "
             f"commit lag p50/p95 {r['commit_lag_ms_p50']:.0f}/{r['commit_lag_ms_p95']:.0f} ms, "
             f"flush max {r['flush_s_max']:.1f} s, rtf {r['rtf_mean']:.2f}, units {r['units']}, "
-            f"asr batches {r['asr_batches']}" + (f", errors {r['errors']}" if r["errors"] else ""))
+            f"asr batches {r['asr_batches']}"
+            + (f", decoder batches {r['decoder_batches']}" if r.get("decoder_batches") else "")
+            + (f", errors {r['errors']}" if r["errors"] else ""))
 
 
 def add_parser(bsub: argparse._SubParsersAction) -> None:
@@ -257,6 +278,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--lag-bound-ms", type=float, default=3000.0, help="p95 lag that still counts as real time")
     s.add_argument("--keep-going", action="store_true", help="run every N even after one falls behind")
     s.add_argument("--flush-bound-s", type=float, default=5.0)
+    s.add_argument("--mt-batch-rows", type=int, default=None,
+                   help="rows per cross-session decoder call (0: no cross-session batching; default: the server's)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=_command)
 
@@ -267,7 +290,7 @@ def _command(args: argparse.Namespace) -> int:
     report = run_loadcheck(args.profile, max_sessions=args.sessions, seconds=args.seconds, src=args.src,
                            tgt=args.tgt, mode=args.mode, policy=args.policy, lag_bound_ms=args.lag_bound_ms,
                            flush_bound_s=args.flush_bound_s, device=args.device, keep_going=args.keep_going,
-                           log=(lambda s: None) if args.json else print)
+                           mt_batch_rows=args.mt_batch_rows, log=(lambda s: None) if args.json else print)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
