@@ -327,7 +327,7 @@ def test_int8_quantises_every_linear_and_still_decodes(nano_dir, utterance) -> N
     from streamst.e2e.funasr_nano import NanoOptions
     from streamst.loading import KINDS, RuntimeOptions
 
-    q = KINDS["e2e"]["fun-asr-nano"](str(nano_dir), RuntimeOptions(quantize="int8"), "")
+    q = KINDS["e2e"]["fun-asr-nano"](str(nano_dir), RuntimeOptions(quantize="int8"), "", {})
     assert isinstance(q, FunAsrNanoSpeech) and q.options == NanoOptions(quantize="int8")
     kinds = {type(m) for m in q.model.modules()}
     assert QLinear in kinds and torch.nn.Linear not in kinds

@@ -251,57 +251,6 @@ def test_non_reading_clients_with_large_pings_stay_within_a_memory_bound(models)
         srv.close()
 
 
-def _hung_up(sock: socket.socket, timeout: float) -> bool:
-    """Whether the peer ended the TCP connection (FIN or RST), without reading it."""
-    import select
-
-    poller = select.poll()
-    poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
-    return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, ev in poller.poll(timeout * 1000))
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="polls for POLLRDHUP (Linux)")
-@pytest.mark.parametrize("failure", ["bad_value", "start_timeout"])
-def test_a_failed_session_that_never_reads_is_disconnected_within_a_bound(models, failure):
-    """A failed session whose client reads nothing: the error and the close cannot get
-    through its full buffers, and websockets' own close waits for them to drain without a
-    deadline. The server must still end the TCP connection, and stop reading the client
-    however much it keeps sending (before: held open for good, the client blocked)."""
-    cfg = replace(BASE, send_buffer_bytes=4096, write_limit=4096, close_timeout_s=1.0, slow_consumer_s=60,
-                  start_timeout_s=2.0 if failure == "start_timeout" else 60, idle_timeout_s=60)
-    srv = ServerThread(cfg, models)
-    try:
-        sock = raw_client(srv.port, rcvbuf=4096)
-        sock.settimeout(0.5)
-        ping = raw_frame(json.dumps({"type": "ping", "id": "p" * 256}).encode())
-        for _ in range(300):  # ~90 KB of pongs nobody reads: every buffer back to us fills
-            sock.sendall(ping)
-        if failure == "bad_value":
-            sock.sendall(raw_frame(json.dumps({"type": "ping", "id": "z" * 300}).encode()))
-        t0 = time.monotonic()
-        hung_up = False
-        while not hung_up and time.monotonic() - t0 < 20:  # keeps pinging (the idle clock stays fresh)
-            try:
-                sock.sendall(raw_frame(json.dumps({"type": "ping", "id": 1}).encode()))
-            except TimeoutError:
-                pass  # not read any more: fine, as long as the connection ends
-            except OSError:
-                hung_up = True  # reset by the server
-                break
-            hung_up = _hung_up(sock, 0.1)
-        took = time.monotonic() - t0
-        sock.close()
-        assert hung_up, f"the server still holds the connection {took:.0f} s after the failure"
-        bound = cfg.start_timeout_s * (failure == "start_timeout") + 2 * cfg.close_timeout_s + 1
-        assert took < bound + 5, took  # + scheduling slack on a loaded CI box
-        _, _, metrics = srv.http("/metrics")
-        code = "idle_timeout" if failure == "start_timeout" else "bad_value"
-        assert metric_value(metrics, "streamst_errors_total", code=code) == 1
-        assert srv.wait_sessions(0) == 0
-    finally:
-        srv.close()
-
-
 class _SlowServerSession(SlowSession):
     def __getattr__(self, name):  # everything else: the real session
         return getattr(self.inner, name)

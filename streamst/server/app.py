@@ -44,7 +44,7 @@ from websockets.http11 import Request, Response
 from streamst.errors import ModelNotFoundError
 from streamst.loading import Models, RuntimeOptions
 from streamst.profiles import load_profile
-from streamst.server.connection import Connection, NativeConnection
+from streamst.server.connection import CLOSE_GRACE_S, Connection, NativeConnection, reset
 from streamst.server.funasr_compat import FunasrConnection
 from streamst.server import strict
 from streamst.server.guard import log_failure
@@ -157,7 +157,7 @@ class Server:
                                            thread_name_prefix="streamst-session")
         options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
                        ping_interval=cfg.ping_interval_s, ping_timeout=cfg.ping_timeout_s,
-                       close_timeout=cfg.close_timeout_s, server_header="streamst",
+                       close_timeout=cfg.close_timeout_s + CLOSE_GRACE_S, server_header="streamst",
                        select_subprotocol=_echo_binary_subprotocol)
         self._ws = await serve(self._handle, cfg.host, cfg.port, process_request=self._process_request, **options)
         if cfg.funasr_port is not None:
@@ -288,12 +288,12 @@ class Server:
             self.metrics.error(e.code)
             log_failure("-", e)
             try:
-                async with asyncio.timeout(self.config.close_timeout_s + 1):
+                async with asyncio.timeout(self.config.close_timeout_s):
                     msg = cls.refusal(e)
                     await ws.send(msg.to_json() if isinstance(msg, ServerMessage) else strict.dumps(msg), text=True)
                     await ws.close(e.close_code, e.code)
             except TimeoutError:
-                ws.transport.abort()  # a client that does not read cannot hold the refusal open
+                reset(ws)  # a client that does not read cannot hold the refusal open
             except (ConnectionClosed, OSError):
                 pass  # gone already
             return

@@ -20,7 +20,9 @@ import abc
 import asyncio
 import contextlib
 import logging
+import socket
 import statistics
+import struct
 import time
 import uuid
 from collections import deque
@@ -155,19 +157,48 @@ def _encode(message: ServerMessage | dict[str, Any]) -> bytes:
     return strict.dumps(message)
 
 
-async def pump(ws: ServerConnection, outbox: Outbox) -> None:
-    """Send the outbox in order; a ``(code, reason)`` item closes the connection."""
+async def pump(ws: ServerConnection, outbox: Outbox, close_timeout_s: float) -> None:
+    """Send the outbox in order; a ``(code, reason)`` item closes the connection (a reset
+    if the close handshake does not end within ``close_timeout_s``)."""
     try:
         while True:
             item = await outbox.get()
             if isinstance(item, tuple):
-                await ws.close(*item)
+                await close_or_reset(ws, close_timeout_s, *item)
                 return
             await ws.send(item, text=True)
             outbox.sent()
     except ConnectionClosed:
         outbox.seal()  # nothing more can be sent: wake a handler waiting for space
         return
+
+
+def reset(ws: ServerConnection) -> None:
+    """End the TCP connection now, with a reset. A plain close (``transport.abort()``) of a
+    socket whose peer reads nothing leaves the kernel holding the unsent data and the FIN
+    behind it (FIN-WAIT-1, for minutes), and the peer, whose own sends find a closed window,
+    never learns that the connection is gone. ``SO_LINGER`` 0 makes the close a reset."""
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.transport.abort()
+
+
+async def close_or_reset(ws: ServerConnection, timeout_s: float, code: int = 1000, reason: str = "") -> None:
+    """The close handshake within ``timeout_s``, else a reset. The server gives websockets a
+    longer ``close_timeout`` (``CLOSE_GRACE_S`` more), so this deadline always comes first:
+    websockets' own abort at its deadline is a plain close, which a non-reading peer never sees."""
+    if ws.state is State.CLOSED:
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
+            await ws.close(code, reason)
+    except TimeoutError:
+        reset(ws)
+
+
+CLOSE_GRACE_S = 1.0
 
 
 def text_bytes(msg: str) -> int:
@@ -232,12 +263,8 @@ class Connection(abc.ABC):
 
     async def _drop(self, code: int, reason: str) -> None:
         """Close a connection whose send buffers are full: the close frame may never get
-        through (a blocked send holds the writer), so abort after ``close_timeout_s``."""
-        try:
-            async with asyncio.timeout(self.cfg.close_timeout_s):
-                await self.ws.close(code, reason)
-        except TimeoutError:
-            self.ws.transport.abort()
+        through (a blocked send holds the writer), so reset after ``close_timeout_s``."""
+        await close_or_reset(self.ws, self.cfg.close_timeout_s, code, reason)
 
     def send(self, message: ServerMessage | dict[str, Any]) -> None:
         if not self.outbox.put(message):
@@ -319,7 +346,7 @@ class Connection(abc.ABC):
         connection is gone within about ``2 * close_timeout_s + 1`` of the end: websockets'
         own close waits for its write buffer to drain without a deadline, which a client
         that never reads would hold open forever (and stop being read, blocking it)."""
-        sender = asyncio.create_task(pump(self.ws, self.outbox))
+        sender = asyncio.create_task(pump(self.ws, self.outbox, self.cfg.close_timeout_s))
         self._spawn(self.ticker())
         serving = asyncio.create_task(guarded(self.serve(), self.fail))
         failed = asyncio.create_task(self._failed.wait())
@@ -338,19 +365,18 @@ class Connection(abc.ABC):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.cfg.close_timeout_s + 1):
                         await asyncio.wait(waits)
+            stuck = self.outbox.sealed and not sender.done()  # the close could not get out
             sender.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
-            await self._close_bounded()
+            if not stuck:
+                await close_or_reset(self.ws, self.cfg.close_timeout_s)
+            if stuck or self._failed.is_set():
+                # a failed session ends with a reset whatever state websockets reached: after
+                # a protocol error it can mark the connection closed while the socket still
+                # waits, open, for a peer that never reads (the close handshake, if it came,
+                # already delivered the error)
+                reset(self.ws)
 
-    async def _close_bounded(self) -> None:
-        """Close (1000 unless a close is under way) within ``close_timeout_s``, else abort."""
-        if self.ws.state is State.CLOSED:
-            return
-        try:
-            async with asyncio.timeout(self.cfg.close_timeout_s):
-                await self.ws.close()
-        except TimeoutError:
-            self.ws.transport.abort()
 
     @abc.abstractmethod
     async def serve(self) -> None:
