@@ -44,7 +44,8 @@ def synthesize(text: str, lang: str, path: str | Path, *, speed: int = 150, gap_
             ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
             check=True, capture_output=True,
         )
-        cmd = ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path)]
+        # -D: no dither, so the same text always gives the same samples (dither is random)
+        cmd = ["sox", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path)]
         if gap_ms:
             cmd += ["pad", "0", f"{gap_ms / 1000:.3f}"]
         subprocess.run(cmd, check=True, capture_output=True)
