@@ -251,6 +251,49 @@ def test_non_reading_clients_with_large_pings_stay_within_a_memory_bound(models)
         srv.close()
 
 
+def _ended_by_server(sock: socket.socket, within_s: float) -> bool:
+    """Whether the server ended the TCP connection: reading what it sent before reaches EOF or a reset."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+    return False
+
+
+@pytest.mark.parametrize("how", ["bad_value", "start_timeout"])
+def test_a_failed_session_whose_client_never_reads_is_disconnected(models, how):
+    """A session that failed (a bad start, or no start in time) while its client floods pings and
+    reads nothing is gone within a bound: websockets' close waits for the unread pongs to drain
+    with no deadline, so without our bounded close and reset the handler and socket stayed."""
+    cfg = replace(BASE, start_timeout_s=2.0, close_timeout_s=1.0, slow_consumer_s=30.0, idle_timeout_s=30,
+                  send_buffer_bytes=4096, write_limit=4096)
+    srv = ServerThread(cfg, models)
+    try:
+        sock = raw_client(srv.port)
+        t0 = time.monotonic()
+        if how == "bad_value":
+            sock.sendall(raw_frame(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"],
+                                               "policy": {"k": -5}}).encode()))
+        sock.settimeout(0.5)
+        try:  # pongs pile up unread; the server stops reading us at some point
+            while time.monotonic() - t0 < 4:
+                sock.sendall(raw_frame(json.dumps({"type": "ping", "id": "p" * 256}).encode()))
+        except (OSError, TimeoutError):
+            pass
+        bound = cfg.start_timeout_s + 2 * cfg.close_timeout_s + 3
+        assert srv.wait_sessions(0, timeout=bound) == 0
+        assert _ended_by_server(sock, within_s=bound)
+        sock.close()
+    finally:
+        srv.close()
+
+
 class _SlowServerSession(SlowSession):
     def __getattr__(self, name):  # everything else: the real session
         return getattr(self.inner, name)
