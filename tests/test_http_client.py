@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -142,3 +143,24 @@ def test_auth_and_missing_endpoint_errors_say_what_to_do(fake, tokenizer) -> Non
     fake["answer"] = lambda h, b: (404, b'{"error": {"message": "The model `m2` does not exist."}}', False)
     with pytest.raises(RemoteModelError, match="does not serve model 'm'"):
         translator(fake, tokenizer, check=False).translate("Hallo", "de", "en")
+
+
+def test_after_an_idle_gap_every_pooled_connection_may_be_stale(fake) -> None:
+    """Two requests in flight leave two pooled connections; the server then drops both (its
+    keep-alive timeout, shorter than a pause between utterances). The next request still
+    succeeds: the retry opens a fresh connection instead of taking the other stale one."""
+    gate = threading.Barrier(2)
+
+    def both(h, body):
+        gate.wait(10)  # both requests are in flight at once: two connections
+        return 200, json.dumps({"x": 1}).encode(), True  # answered, then closed silently
+
+    fake["answer"] = both
+    c = JsonClient(fake["url"])
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda i: c.post("/completions", {})["x"], range(2))) == [1, 1]
+    fake["answer"] = ok({"x": 2})
+    assert c.post("/completions", {})["x"] == 2
+    assert c.post("/completions", {})["x"] == 2  # and the fresh connection is kept and reused
+    assert len(fake["connections"]) == 3
+    c.close()

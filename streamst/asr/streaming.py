@@ -48,12 +48,13 @@ class StreamingASRConfig:
     # trim it to context_ms before the stable point, so each update re-encodes about
     # context + the unstable tail instead of the whole utterance (max_window_ms disables)
     trim_ms: int = 4_000
-    # perf (issue 13): two passes. A chunk update (partial + agreement) re-encodes at most
-    # the last partial_ms of the window; the final of an utterance re-encodes the whole
-    # window [window_start, end). Tokens in the first context_ms of a cut partial window
-    # are dropped (no left context); older uncommitted tokens stay as the previous update
-    # left them (tentative, display only) and are settled by the final pass. None: every
-    # update re-encodes the whole window (the pre-issue-13 behaviour).
+    # perf (issue 13): two passes. A chunk update (partial + agreement) re-encodes only the
+    # last partial_ms of the window; its first context_ms is left context, so uncommitted
+    # tokens older than that are committed by force as the previous update decoded them
+    # (the stable point stays within partial_ms - context_ms of the newest audio). The final
+    # of an utterance re-encodes the whole window [window_start, end) for what is not
+    # committed. None: every update re-encodes the whole window and only max_window_ms
+    # forces commits (the pre-issue-13 behaviour).
     partial_ms: int | None = 3_000
     idle_keep_ms: int = 1_000  # feature frames kept while no speech (VAD pre-roll)
 
@@ -121,7 +122,8 @@ class StreamingRecognizer:
         self._finished = False
         self.last_hidden: tuple[int, torch.Tensor] | None = None  # (abs start frame, (T, D))
         self.stats = {"decodes": 0, "max_window_frames": 0, "max_buffer_frames": 0,
-                      "partial_decodes": 0, "partial_frames": 0, "final_decodes": 0, "final_frames": 0}
+                      "partial_decodes": 0, "partial_frames": 0, "final_decodes": 0, "final_frames": 0,
+                      "forced_commits": 0}
 
     @property
     def audio_ms(self) -> int:
@@ -192,10 +194,19 @@ class StreamingRecognizer:
 
     def _decode(self, utt: _Utterance, end: int, *, final: bool) -> list[TranscriptEvent]:
         lo, valid = utt.window_start, utt.window_start  # re-encoded from lo; tokens kept from valid
-        bound = self.cfg.partial_frames
+        bound, ctx = self.cfg.partial_frames, self.cfg.context_ms // FRAME_MS
+        forced = False
         if not final and bound is not None and end - lo > bound:
-            lo = end - bound  # partial pass: bounded recent window
-            valid = lo + self.cfg.context_ms // FRAME_MS
+            # partial pass over the recent partial_ms. Its first context_ms is left context
+            # only, so what starts before ``cut`` is decoded for the last time: if it is not
+            # stable yet, commit it by force as the last update decoded it (shown already),
+            # so the stable point is never more than partial_ms - context_ms behind
+            cut = end - bound + ctx
+            if utt.stable_end < cut:
+                forced = self._force_commit(utt, cut)
+            lo = max(lo, min(end - bound, utt.stable_end - ctx))
+            if lo > utt.window_start:
+                valid = lo + ctx  # tokens in the first context_ms have no left context: dropped
         window = self._window(lo, end)
         if window.shape[0] == 0:
             return []
@@ -209,16 +220,11 @@ class StreamingRecognizer:
         utt.decoded_to = end
         if rec.language != "unknown":
             utt.language = rec.language
-        fresh = [
+        hyp = [
             CtcToken(t.id, t.piece, t.start_frame + lo, t.end_frame + lo)
             for t in rec.tokens
             if t.start_frame + lo >= max(utt.stable_end, valid)
         ]
-        # a cut partial window leaves a gap [stable_end, valid): keep what the previous update
-        # decoded there (tentative); no agreement is computed across it (see below)
-        gap = valid > utt.stable_end
-        frozen = [t for t in (utt.hyps[-1] if utt.hyps else []) if t.start_frame < valid] if gap else []
-        hyp = frozen + fresh
         events: list[TranscriptEvent] = []
         if final:
             utt.stable.extend(hyp)
@@ -227,11 +233,8 @@ class StreamingRecognizer:
                 events.append(self._event("final", utt, utt.stable, end))
             return events
         utt.hyps = (utt.hyps + [hyp])[-self.cfg.agreement :]
-        grown = False
-        # across a gap the frozen tokens agree with themselves by construction: committing
-        # them would be a forced commit, so the stable point waits for the final pass (or
-        # for max_window_ms) instead
-        if len(utt.hyps) == self.cfg.agreement and not gap:
+        grown = forced
+        if len(utt.hyps) == self.cfg.agreement:
             n = _common_prefix(utt.hyps)
             if n:
                 utt.stable.extend(hyp[:n])
@@ -253,6 +256,16 @@ class StreamingRecognizer:
                 if grown:
                     events.append(self._event("stable", utt, text_tokens, end))
         return events
+
+    def _force_commit(self, utt: _Utterance, cut: int) -> bool:
+        """Commit the last hypothesis' tokens that start before ``cut``; the stable point
+        moves to ``cut`` at least. Returns True when the stable prefix grew."""
+        forced = [t for t in (utt.hyps[-1] if utt.hyps else []) if t.start_frame < cut]
+        utt.stable.extend(forced)
+        utt.stable_end = max(utt.stable_end, cut, forced[-1].end_frame if forced else 0)
+        utt.hyps = [[t for t in h if t.start_frame >= utt.stable_end] for h in utt.hyps]
+        self.stats["forced_commits"] += bool(forced)
+        return bool(forced)
 
     def _bound_window(self, utt: _Utterance, end: int, hyp: list[CtcToken]) -> bool:
         """Trim the window to ``context_ms`` before the stable point, forcing a commit of

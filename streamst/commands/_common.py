@@ -27,7 +27,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="default", help="model profile: a name (streamst models list) or a JSON file")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default="none", choices=("none", "int8"),
-                   help="int8: dynamic int8 Linear layers in every model (CPU; about 2x faster at real sizes)")
+                   help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:

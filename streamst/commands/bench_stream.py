@@ -180,7 +180,8 @@ def _command(args: argparse.Namespace) -> int:
 
                 cfg = replace(cfg, asr=replace(cfg.asr, **asr_cfg))  # chunk_ms: --update-ms
             session = TranslationSession(models, cfg)
-            lm = models.mt.lm if args.mode != "cascade" else None
+            # decoder counters: local decoders only (an HTTP backend's forwards happen elsewhere)
+            lm = getattr(models.mt, "lm", None) if args.mode != "cascade" else None
             f0 = lm.counters() if lm is not None else {}
             row = run_stream(session, audio, args.chunk_ms, _window_ms(session.recognizer))
             if lm is not None:

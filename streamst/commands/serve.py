@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also serve the FunASR protocol at the root path of port N (FunASR's default: 10095)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default=d.quantize, choices=("none", "int8"),
-                   help="int8: dynamic int8 Linear layers in every model (CPU; about 2x faster at real sizes)")
+                   help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
     p.add_argument("--max-session-s", type=float, default=d.max_session_s, help="longest session (wall clock or audio)")

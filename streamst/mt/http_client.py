@@ -81,10 +81,12 @@ class JsonClient:
     def _request(self, method: str, path: str, data: bytes | None) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         for attempt in range(2):
-            try:
-                conn, reused = self._idle.get_nowait(), True
-            except queue.Empty:
-                conn, reused = None, False
+            conn, reused = None, False
+            if attempt == 0:  # a retry never takes from the pool: after one stale hit, all likely are
+                try:
+                    conn, reused = self._idle.get_nowait(), True
+                except queue.Empty:
+                    pass
             connected = conn is not None
             try:
                 if conn is None:
@@ -97,7 +99,11 @@ class JsonClient:
                 if conn is not None:
                     conn.close()
                 if reused and attempt == 0:
-                    continue  # the server closed an idle keep-alive connection: once more, fresh
+                    # the server closed an idle keep-alive connection (its keep-alive timeout
+                    # passed): the others idle as long are stale too, so drop them all and
+                    # try once more on a fresh connection
+                    self.close()
+                    continue
                 raise RemoteModelError(f"MT server {self.base_url} closed the connection ({_why(e)})") from e
             except TimeoutError as e:
                 if conn is not None:

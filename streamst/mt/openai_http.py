@@ -286,15 +286,19 @@ class OpenAIHttpStream:
         """``propose`` for several source prefixes as concurrent requests (the server batches
         them). ``follow_first`` is accepted for the interface; each row is decoded in full,
         which gives the policy the same agreement."""
-        if len(sources) == 1 or self.options.parallel == 1:
-            return [self.propose(s, committed, max_new_tokens=max_new_tokens) for s in sources]
-        with ThreadPoolExecutor(max_workers=min(self.options.parallel, len(sources))) as pool:
-            return list(pool.map(lambda s: self.propose(s, committed, max_new_tokens=max_new_tokens), sources))
+        return self._concurrently(lambda s: self.propose(s, committed, max_new_tokens=max_new_tokens), sources)
+
+    def _concurrently(self, fn, items: list) -> list:
+        """``[fn(x) for x in items]``, up to ``parallel`` requests in flight, results in order."""
+        if len(items) <= 1 or self.options.parallel == 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.options.parallel, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
         """``n`` continuations of the plain source text (no chat template): greedy for
-        ``n == 1`` (the local decoder's result), else ``n`` sampled requests (seeds
-        ``seed .. seed + n - 1``; not the local top-k sampler's strings)."""
+        ``n == 1`` (the local decoder's result), else ``n`` sampled requests, concurrent as in
+        ``propose_many`` (seeds ``seed .. seed + n - 1``; not the local top-k sampler's strings)."""
         if n < 1:
             return []
         o, t = self.options, self.translator
@@ -305,8 +309,8 @@ class OpenAIHttpStream:
             prompt = self._capped(t.clean(source), o.max_source_tokens) or (t.tokenizer.bos_token or "<|endoftext|>")
         if n == 1:
             return [t.complete(prompt, max_tokens=max_new_tokens)[0]]
-        return [t.complete(prompt, max_tokens=max_new_tokens, temperature=o.predict_temperature,
-                           top_p=o.predict_top_p, seed=o.seed + i)[0] for i in range(n)]
+        return self._concurrently(lambda i: t.complete(prompt, max_tokens=max_new_tokens, temperature=o.predict_temperature,
+                                                       top_p=o.predict_top_p, seed=o.seed + i)[0], list(range(n)))
 
 
 def _bos_id(tokenizer: PreTrainedTokenizerBase) -> int:

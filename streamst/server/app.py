@@ -131,7 +131,7 @@ class Server:
         self.executor: ThreadPoolExecutor | None = None
         self.batcher: AsrBatcher | None = None
         self.mt_batcher: Any = None  # streamst.mt.batching.ForwardBatcher (imports torch)
-        self.mt_lm: Any = None  # its BatchedLM: the simultaneous decoders' forwards, batched across sessions  # the simultaneous decoders' forwards, batched across sessions
+        self.mt_lm: Any = None  # its BatchedLM: the simultaneous decoders' forwards, batched across sessions
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)

@@ -158,13 +158,14 @@ def _encode(message: ServerMessage | dict[str, Any]) -> bytes:
 
 
 async def pump(ws: ServerConnection, outbox: Outbox, close_timeout_s: float) -> None:
-    """Send the outbox in order; a ``(code, reason)`` item closes the connection (a reset
-    if the close handshake does not end within ``close_timeout_s``)."""
+    """Send the outbox in order; a ``(code, reason)`` item closes the connection (if the close
+    handshake does not end within ``close_timeout_s``: a reset after an error, a plain close
+    after a normal end, so a slow reader still gets what the kernel holds)."""
     try:
         while True:
             item = await outbox.get()
-            if isinstance(item, tuple):
-                await close_or_reset(ws, close_timeout_s, *item)
+            if isinstance(item, tuple):  # (close code, reason): 1000 ends a session normally
+                await close_or_reset(ws, close_timeout_s, *item, hard=item[0] != 1000)
                 return
             await ws.send(item, text=True)
             outbox.sent()
@@ -185,17 +186,23 @@ def reset(ws: ServerConnection) -> None:
     ws.transport.abort()
 
 
-async def close_or_reset(ws: ServerConnection, timeout_s: float, code: int = 1000, reason: str = "") -> None:
-    """The close handshake within ``timeout_s``, else a reset. The server gives websockets a
-    longer ``close_timeout`` (``CLOSE_GRACE_S`` more), so this deadline always comes first:
-    websockets' own abort at its deadline is a plain close, which a non-reading peer never sees."""
+async def close_or_reset(ws: ServerConnection, timeout_s: float, code: int = 1000, reason: str = "",
+                         *, hard: bool = True) -> None:
+    """The close handshake within ``timeout_s``, else a reset (``hard``) or a plain close.
+    The server gives websockets a longer ``close_timeout`` (``CLOSE_GRACE_S`` more), so this
+    deadline always comes first: websockets' own abort at its deadline is a plain close, which
+    a non-reading peer never sees. A plain close lets the kernel still deliver what it holds
+    (the end of a normal session to a slow reader); a reset discards it."""
     if ws.state is State.CLOSED:
         return
     try:
         async with asyncio.timeout(timeout_s):
             await ws.close(code, reason)
     except TimeoutError:
-        reset(ws)
+        if hard:
+            reset(ws)
+        else:
+            ws.transport.abort()
 
 
 CLOSE_GRACE_S = 1.0
@@ -369,7 +376,7 @@ class Connection(abc.ABC):
             sender.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
             if not stuck:
-                await close_or_reset(self.ws, self.cfg.close_timeout_s)
+                await close_or_reset(self.ws, self.cfg.close_timeout_s, hard=self._failed.is_set())
             if stuck or self._failed.is_set():
                 # a failed session ends with a reset whatever state websockets reached: after
                 # a protocol error it can mark the connection closed while the socket still
