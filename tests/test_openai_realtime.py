@@ -203,7 +203,8 @@ def test_deltas_are_append_only_with_separators():
 def test_new_output_language_applies_from_the_next_audio(server, audio_24k, spy):
     silent = np.flatnonzero(audio_24k == 0)
     gaps = np.split(silent, np.flatnonzero(np.diff(silent) != 1) + 1)
-    gap = max(gaps, key=len)  # the pause between the two utterances
+    inner = [g for g in gaps if g[0] > 0 and g[-1] < len(audio_24k) - 1]  # not the leading/trailing silence
+    gap = max(inner, key=len)  # the pause between the two utterances
     cut = int(gap[len(gap) // 2])
     events: list[Any] = []
     with client(server).realtime.translations.connect(model="m") as conn:
