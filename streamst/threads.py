@@ -8,6 +8,10 @@ tiny profile's `translate` ran at RTF 12.5 with 2 threads and 3.5 with 1 (same c
 the issue's real-size ASR at RTF 12.3 vs 1.7. Parallelism comes from sessions (worker
 threads) and from batching, not from splitting each small matmul.
 
+numpy's BLAS (OpenBLAS in numpy's wheels; the tiny decoder's output projection runs through
+it, :mod:`streamst.mt.head`) gets the same count through ``threadpoolctl``: its default of
+one spinning thread per core would oversubscribe the cores the same way.
+
 ``STREAMST_TORCH_THREADS`` overrides the count (e.g. ``2`` on an idle box for one
 real-size session); ``0`` leaves torch's own default alone. FunASR's ``AutoModel`` resets
 the count on its own calls; :func:`streamst.asr.funasr_load.keep_torch_threads` restores it.
@@ -55,6 +59,7 @@ def pin_torch_threads(device: str = "cpu") -> int:
         if n:
             if torch.get_num_threads() != n:
                 torch.set_num_threads(n)
+            _limit_blas(n)
             if not _done:
                 try:  # allowed once, before any inter-op parallel work started
                     torch.set_num_interop_threads(n)
@@ -62,3 +67,18 @@ def pin_torch_threads(device: str = "cpu") -> int:
                     pass
         _done = True
         return torch.get_num_threads()
+
+
+def _limit_blas(n: int) -> None:
+    """numpy's BLAS to ``n`` threads (process-wide; cheap to repeat)."""
+    import numpy  # noqa: F401 - its BLAS must be loaded for threadpoolctl to find it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def blas_threads() -> list[int]:
+    """Thread counts of the BLAS libraries loaded in this process (numpy's, and any other)."""
+    from threadpoolctl import threadpool_info
+
+    return [int(i["num_threads"]) for i in threadpool_info() if i.get("user_api") == "blas"]

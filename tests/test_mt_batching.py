@@ -212,3 +212,72 @@ def test_a_long_decode_does_not_hold_up_a_short_one(mt) -> None:
         batcher.close()
     assert done == [3, 20]
     assert batcher.batch_rows[2] == 3 and batcher.batch_rows[1] == 17
+
+
+def test_a_step_and_a_prefill_share_one_projection(mt) -> None:
+    """A cycle holding a one-token step and a prefill runs the decoder stack twice (a step
+    is not padded to a prefill's width) but the output projection once, for both rows; a
+    cache-only prefill (``logits=False``) gets None and no projection row."""
+    batcher = ForwardBatcher(mt.lm, max_wait_ms=5000)
+    emb = mt.model.get_input_embeddings()
+    try:
+        lm = BatchedLM(mt.lm, batcher)
+        all_open = threading.Barrier(3)
+
+        def one(i: int):
+            cache = _cache_with(mt.lm, list(range(30 + i)))
+            ids = [[70]] if i == 0 else [[80, 81, 82]]
+            with lm.chain():
+                all_open.wait()
+                with torch.inference_mode():
+                    out = batcher.forward(cache, emb(torch.tensor(ids)), logits=i != 2)
+            return out, _kv(cache)
+
+        with ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(one, range(3)))
+    finally:
+        batcher.close()
+    assert batcher.batch_rows == {1: 1, 2: 1} and batcher.projections == 1
+    assert got[2][0] is None
+    for i, (logits, kv) in enumerate(got):
+        ref_cache = _cache_with(mt.lm, list(range(30 + i)))
+        ids = [[70]] if i == 0 else [[80, 81, 82]]
+        with torch.inference_mode():
+            ref = mt.lm.run(ref_cache, input_ids=torch.tensor(ids))
+        if logits is not None:
+            torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4)
+            assert torch.equal(logits.argmax(-1), ref.argmax(-1))
+        for (k, v), (rk, rv) in zip(kv, _kv(ref_cache)):
+            torch.testing.assert_close(k, rk, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(v, rv, rtol=1e-4, atol=1e-4)
+
+
+def test_cache_only_prefill_leaves_the_same_cache(mt) -> None:
+    segs = [TokenSegment(tuple(range(200, 230)))]
+    with_logits, cache_only = mt.lm.new_cache(), mt.lm.new_cache()
+    with torch.inference_mode():
+        assert mt.lm.forward_segments(segs, 0, with_logits).shape == (1, mt.model.config.vocab_size)
+        assert mt.lm.forward_segments(segs, 0, cache_only, logits=False) is None
+    for (k, v), (rk, rv) in zip(_kv(cache_only), _kv(with_logits)):
+        assert torch.equal(k, rk) and torch.equal(v, rv)
+
+
+def test_numpy_head_matches_torch(mt, monkeypatch) -> None:
+    """The direct head multiplies through numpy's BLAS (streamst/mt/head.py): the same logits
+    as the model's own projection up to rounding, for every row count a decoder runs."""
+    from streamst.threads import ENV, blas_threads, pin_torch_threads
+
+    lm = SegmentLM(mt.model, mt.tokenizer, head="auto")
+    assert lm._proj_np is not None  # noqa: SLF001 - the path under test
+    torch.manual_seed(0)
+    for rows in (1, 3, 8, 17):
+        hidden = torch.randn(rows, mt.model.config.hidden_size)
+        with torch.inference_mode():
+            ref = mt.model.get_output_embeddings()(hidden)
+            got = lm.project(hidden)
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+        assert torch.equal(got.argmax(-1), ref.argmax(-1))
+    monkeypatch.setenv(ENV, "1")
+    pin_torch_threads("cpu")
+    assert blas_threads() and all(n == 1 for n in blas_threads())  # one BLAS thread per call, like torch

@@ -472,4 +472,5 @@ def test_bench_server_load_check_runs(tiny_models_root, monkeypatch, speech):
     row = report["rounds"][0]
     assert row["sessions"] == 1 and not row["errors"], row
     assert row["flush_s_max"] < 30 and row["lag_ms_max"] >= 0
+    assert row["cpu_s"] > 0 and row["cpu_s_per_audio_s"] > 0 and row["loadavg"] >= 0  # to weigh the load
     assert report["max_realtime_sessions"] in (0, 1) and any("N= 1" in line for line in lines)

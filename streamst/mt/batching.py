@@ -62,6 +62,7 @@ class _Request:
     mask: torch.Tensor | None  # (B, cached + T), 0 at padding; None: every position valid
     positions: torch.Tensor | None  # (B, T); None: cached + arange(T)
     future: Future
+    logits: bool = True  # False: only the cache is wanted (the future gets None)
 
     @property
     def rows(self) -> int:
@@ -97,6 +98,7 @@ class ForwardBatcher:
         self.batch_rows: Counter[int] = Counter()  # rows per model call -> calls
         self.requests = 0
         self.busy_s = 0.0  # time spent in model calls
+        self.projections = 0  # output projections run (one per cycle when the model splits its head)
         self._queue: queue.Queue[_Request | object | None] = queue.Queue()
         self._held: list[_Request] = []  # taken from the queue but over max_rows: first next cycle
         self._open = 0  # chains under way
@@ -120,13 +122,14 @@ class ForwardBatcher:
             self._queue.put(_WAKE)  # a batcher waiting for this chain's next forward stops waiting
 
     def forward(self, cache: DynamicCache, embeds: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
+                positions: torch.Tensor | None = None, *, logits: bool = True) -> torch.Tensor | None:
         """Blocking: run ``embeds`` ``(B, T, hidden)`` after ``cache`` (appended to, as
-        :meth:`SegmentLM.run` does); the logits of each row's last position, ``(B, vocab)``."""
+        :meth:`SegmentLM.run` does); the logits of each row's last position, ``(B, vocab)``
+        (``logits=False``: None, and the output projection is skipped for these rows)."""
         if self._closed:
             raise RuntimeError("decoder batcher is closed")
         fut: Future = Future()
-        self._queue.put(_Request(cache, embeds, mask, positions, fut))
+        self._queue.put(_Request(cache, embeds, mask, positions, fut, logits))
         return fut.result()
 
     def close(self) -> None:
@@ -139,6 +142,7 @@ class ForwardBatcher:
         calls = sum(self.batch_rows.values())
         rows = sum(k * v for k, v in self.batch_rows.items())
         return {"calls": calls, "requests": self.requests, "rows": rows, "busy_s": round(self.busy_s, 3),
+                "projections": self.projections,
                 "mean_rows": rows / calls if calls else 0.0, "max_rows": max(self.batch_rows, default=0)}
 
     # -- the batching thread -------------------------------------------------------------------
@@ -188,11 +192,7 @@ class ForwardBatcher:
                 break
             self.requests += len(batch)
             t0 = time.perf_counter()
-            steps = [r for r in batch if r.width == 1]
-            prefills = [r for r in batch if r.width > 1]
-            for group in (steps, prefills):
-                if group:
-                    self._run_group(group)
+            self._serve(batch)
             self.busy_s += time.perf_counter() - t0
         for req in self._held:
             req.future.set_exception(RuntimeError("decoder batcher is closed"))
@@ -204,22 +204,44 @@ class ForwardBatcher:
             if isinstance(req, _Request):
                 req.future.set_exception(RuntimeError("decoder batcher is closed"))
 
-    def _run_group(self, group: list[_Request]) -> None:
+    def _serve(self, batch: list[_Request]) -> None:
+        """One cycle: the decoder stack of the one-token steps together, of the prefills
+        together; then, when the model allows it (``SegmentLM.splits_head``), ONE output
+        projection for every row of the cycle that wants logits (on the tiny CPU profile
+        the projection is most of a forward and costs about the same for 1 row as for 8)."""
+        split = self.lm.splits_head
+        fn = self.lm.hidden if split else self.lm.run
+        done: list[tuple[_Request, torch.Tensor]] = []  # request -> its rows' hidden states (split) or logits
         try:
             with torch.inference_mode():
-                together = [r for r in group if _mergeable(r.cache)]
-                alone = [r for r in group if not _mergeable(r.cache)]
-                if len(together) == 1:
-                    alone, together = together + alone, []
-                for r in alone:
-                    self._count([r])
-                    r.future.set_result(self.lm.run(r.cache, **_inputs(r)))
-                if together:
-                    self._count(together)
-                    for r, logits in zip(together, run_merged(self.lm, together)):
-                        r.future.set_result(logits)
+                for group in ([r for r in batch if r.width == 1], [r for r in batch if r.width > 1]):
+                    together = [r for r in group if _mergeable(r.cache)]
+                    alone = [r for r in group if not _mergeable(r.cache)]
+                    if len(together) == 1:
+                        alone, together = together + alone, []
+                    for r in alone:
+                        self._count([r])
+                        done.append((r, fn(r.cache, **_inputs(r))))
+                    if together:
+                        self._count(together)
+                        done.extend(zip(together, run_merged(self.lm, together, fn=fn)))
+                if split:
+                    wanted = [(r, h) for r, h in done if r.logits]
+                    if wanted:
+                        self.projections += 1
+                        logits = self.lm.project(torch.cat([h for _, h in wanted]))  # (rows, vocab)
+                        row = 0
+                        for r, h in wanted:
+                            r.future.set_result(logits[row : row + h.shape[0]])
+                            row += h.shape[0]
+                    for r, _ in done:
+                        if not r.logits:
+                            r.future.set_result(None)
+                else:
+                    for r, out in done:
+                        r.future.set_result(out if r.logits else None)
         except BaseException as e:  # noqa: BLE001 - handed to every caller, none is lost
-            for r in group:
+            for r in batch:
                 if not r.future.done():
                     r.future.set_exception(e)
 
@@ -242,14 +264,15 @@ def _inputs(r: _Request) -> dict[str, torch.Tensor]:
     return out
 
 
-def run_merged(lm: SegmentLM, reqs: Sequence[_Request]) -> list[torch.Tensor]:
+def run_merged(lm: SegmentLM, reqs: Sequence[_Request], *, fn=None) -> list[torch.Tensor]:
     """One forward of several requests (each with its own cache): caches left-padded to a
     common length ``C``, new positions left-padded to a common width ``T``::
 
         row of request i:  [pad C - c_i][cache_i][pad T - t_i][new_i]
 
-    Returns each request's logits ``(B_i, vocab)``; each request's cache is replaced by its
-    own rows of the grown cache without the padding (``cache_i + new_i``)."""
+    Returns each request's logits ``(B_i, vocab)`` (``fn=lm.hidden``: its last hidden states
+    ``(B_i, hidden)``; default ``lm.run``); each request's cache is replaced by its own rows
+    of the grown cache without the padding (``cache_i + new_i``)."""
     from transformers import DynamicCache
 
     lens = [_cached(r.cache) for r in reqs]
@@ -288,7 +311,8 @@ def run_merged(lm: SegmentLM, reqs: Sequence[_Request]) -> list[torch.Tensor]:
                     vs.append(v_pad)
             data.append((torch.cat(ks), torch.cat(vs)))  # (B, kv_heads, C, head_dim)
         cache = DynamicCache(ddp_cache_data=data)
-    logits = lm.run(cache, inputs_embeds=embeds, attention_mask=mask, position_ids=positions)  # (B, vocab)
+    fn = fn or lm.run
+    logits = fn(cache, inputs_embeds=embeds, attention_mask=mask, position_ids=positions)  # (B, vocab) or (B, hidden)
     out = []
     row = 0
     for r, n in zip(reqs, lens):
@@ -333,11 +357,11 @@ class BatchedLM:
 
     @torch.inference_mode()
     def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
-                         stop: int | None = None) -> torch.Tensor:
+                         stop: int | None = None, *, logits: bool = True) -> torch.Tensor | None:
         embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
         if stop is not None:
             embeds = embeds[: stop - start]
-        return self.batcher.forward(cache, embeds.unsqueeze(0))
+        return self.batcher.forward(cache, embeds.unsqueeze(0), logits=logits)
 
     @torch.inference_mode()
     def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:

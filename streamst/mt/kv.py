@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from streamst.mt.detok import ByteTable, IncrementalDetokenizer
+from streamst.mt.head import project_rows
 from streamst.mt.prompt import PromptSegment, common_prefix, embed_segments
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class SegmentLM:
         self._head_kw = self._cache_kw
         self._proj: torch.nn.Linear | None = None
         self._proj_t: torch.Tensor | None = None  # (hidden, vocab) copy, or None: use _proj
+        self._proj_np = None  # float32 numpy view of _proj_t: multiplied through numpy's BLAS (mt/head.py)
         if head == "auto":
             self._setup_head()
         # cost counters for benchmarks (approximate under threads: plain int updates)
@@ -116,6 +118,8 @@ class SegmentLM:
         w = proj.weight
         if self.device.type == "cpu" and w.numel() * w.element_size() <= HEAD_COPY_MAX_BYTES:
             self._proj_t = w.detach().t().contiguous()  # (hidden, vocab)
+            if self._proj_t.dtype == torch.float32:
+                self._proj_np = self._proj_t.numpy()
 
     @property
     def head_path(self) -> str:
@@ -145,27 +149,49 @@ class SegmentLM:
         if self._decoder is None:
             out = self.model(**inputs, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
             return out.logits[:, -1, :].float()
-        hidden = self._decoder(**inputs, use_cache=True, **{self._head_kw: cache}).last_hidden_state[:, -1, :]
-        if self._proj_t is not None:
+        return self.project(self.hidden(cache, **inputs))
+
+    @property
+    def splits_head(self) -> bool:
+        """Whether :meth:`hidden` and :meth:`project` may be called apart (``head="auto"``
+        on a plain decoder): a batcher then projects the rows of several forwards at once."""
+        return self._decoder is not None
+
+    def hidden(self, cache: DynamicCache, **inputs: torch.Tensor) -> torch.Tensor:
+        """The decoder stack only (appending to ``cache``): each row's last hidden state ``(B, hidden)``."""
+        assert self._decoder is not None, "hidden() needs head='auto' on a plain decoder (splits_head)"
+        return self._decoder(**inputs, use_cache=True, **{self._head_kw: cache}).last_hidden_state[:, -1, :]
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output projection of last hidden states ``(B, hidden)``: logits ``(B, vocab)`` float32."""
+        assert self._proj is not None, "project() needs head='auto' on a plain decoder (splits_head)"
+        if self._proj_np is not None:
+            logits = project_rows(hidden, self._proj_np)  # (B, hidden) @ (hidden, vocab), numpy's BLAS
+        elif self._proj_t is not None:
             logits = hidden @ self._proj_t  # (B, hidden) @ (hidden, vocab)
-            if self._proj.bias is not None:
-                logits = logits + self._proj.bias
         else:
-            logits = self._proj(hidden)
+            return self._proj(hidden).float()
+        if self._proj.bias is not None:
+            logits = logits + self._proj.bias
         return logits.float()  # (B, vocab)
 
     @torch.inference_mode()
     def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
-                         stop: int | None = None) -> torch.Tensor:
+                         stop: int | None = None, *, logits: bool = True) -> torch.Tensor | None:
         """Run prompt positions ``start:stop`` through the model, appending to ``cache``.
 
-        Returns the logits of the last position run, shape ``(1, vocab)``.
+        Returns the logits of the last position run, shape ``(1, vocab)``; ``logits=False``:
+        None (only the cache is wanted; the output projection is skipped where it can be).
         """
         embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
         if stop is not None:
             embeds = embeds[: stop - start]
         self._count(1, embeds.shape[0])
-        return self.run(cache, inputs_embeds=embeds.unsqueeze(0))  # (1, T, hidden) in
+        if not logits and self.splits_head:
+            self.hidden(cache, inputs_embeds=embeds.unsqueeze(0))
+            return None
+        out = self.run(cache, inputs_embeds=embeds.unsqueeze(0))  # (1, T, hidden) in
+        return out if logits else None
 
     @torch.inference_mode()
     def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
@@ -302,7 +328,7 @@ class CachedDecoder:
         t0 = time.perf_counter()
         emb = lm.model.get_input_embeddings()
         if shared > reuse:  # the common prefix, once, into this stream's cache
-            lm.forward_segments(prompts[0], reuse, self._cache, stop=shared)
+            lm.forward_segments(prompts[0], reuse, self._cache, stop=shared, logits=False)  # cache only
         self._keys = list(keys[0][:shared])
         cache = copy.deepcopy(self._cache) if shared else lm.new_cache()
         b = len(prompts)

@@ -7,7 +7,14 @@ in real time (100 ms PCM16 frames on a wall-clock schedule) for ``--seconds``, t
 received minus audio processed) stays within ``--lag-bound-ms`` at p95, does not drift
 (median lag of a session's last quarter at most ``DRIFT_MS`` above its first quarter's),
 and each flush (``end`` sent -> ``end`` received) takes under ``--flush-bound-s``. The ramp
-stops after the first round that does not (unless ``--keep-going``).
+stops after the first round that does not (unless ``--keep-going``); ``max_realtime_sessions``
+is the largest N such that every round up to N held.
+
+The client runs in the same process as the server (its own event loop), so a round's CPU
+time (``cpu_s``, process CPU during the round; ``cpu_s_per_audio_s`` per second of audio
+streamed) counts both; each row also records the 1-minute load average at the round's end
+(``loadavg``): on a shared machine a round falls behind when other processes take the cores,
+so weigh ``held_real_time`` with it.
 
 Caption delay of a committed simultaneous unit = wall time it arrived minus wall time the
 audio it translates was sent. Target units are aligned to source audio uniformly over the
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -161,7 +169,7 @@ async def _round(url: str, n: int, audio: np.ndarray, start: dict[str, Any], tim
 def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str = "zh", tgt: str = "en",
                   mode: str = "simul", policy: str = "reorder-aware", lag_bound_ms: float = 3000.0,
                   flush_bound_s: float = 5.0, device: str = "cpu", keep_going: bool = False,
-                  mt_batch_rows: int | None = None, log=print) -> dict[str, Any]:
+                  mt_batch_rows: int | None = None, continuations: int | None = None, log=print) -> dict[str, Any]:
     import tempfile
 
     from streamst.server.app import Server, ServerConfig
@@ -184,7 +192,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     asyncio.run_coroutine_threadsafe(server.start(), server_loop).result(600)
     log(f"server up in {time.monotonic() - t_load:.1f} s (profile {profile}); {seconds:g} s of {src} speech per session")
     url = f"ws://127.0.0.1:{server.port}/ws"
-    start = Start(src_lang=src, tgt_langs=(tgt,), mode=mode, policy=PolicySpec(policy)).to_message()
+    overrides = (("continuations", continuations),) if continuations is not None else ()
+    start = Start(src_lang=src, tgt_langs=(tgt,), mode=mode, policy=PolicySpec(policy, overrides)).to_message()
     del start["type"]  # _round adds it
     rounds = []
     try:
@@ -195,9 +204,9 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 time.sleep(0.05)  # deadline-bounded poll of a condition
             before = dict(server.batcher.batch_sizes)
             mt_before = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
-            t_round = time.monotonic()
+            t_round, cpu = time.monotonic(), time.process_time()
             results = asyncio.run(_round(url, n, audio, start, timeout_s=seconds * 3 + 120))
-            t_round = time.monotonic() - t_round
+            t_round, cpu = time.monotonic() - t_round, time.process_time() - cpu
             mt_after = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
             after = server.batcher.batch_sizes
             batches = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
@@ -215,7 +224,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 "caption_delay_ms_p50": pct(delays, 50), "caption_delay_ms_p95": pct(delays, 95),
                 "commit_lag_ms_p50": pct(commits, 50), "commit_lag_ms_p95": pct(commits, 95),
                 "flush_s_max": max(flush), "rtf_mean": statistics.fmean(rtf) if rtf else float("nan"),
-                "units": len(delays), "asr_batches": dict(sorted(batches.items())),
+                "units": len(delays), "cpu_s": round(cpu, 2), "cpu_s_per_audio_s": round(cpu / (n * seconds), 4),
+                "loadavg": round(os.getloadavg()[0], 2), "asr_batches": dict(sorted(batches.items())),
                 "decoder_batches": _decoder_batches(mt_before, mt_after, t_round),
             }
             rounds.append(row)
@@ -233,6 +243,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
         held_n = r["sessions"]
     best = rounds[held_n - 1] if held_n else None
     return {"profile": profile, "seconds": seconds, "pair": f"{src}-{tgt}", "mode": mode, "policy": policy,
+            "continuations": continuations, "cpus": os.cpu_count(),
             "mt_batch_rows": cfg.mt_batch_rows,
             "lag_bound_ms": lag_bound_ms, "flush_bound_s": flush_bound_s, "rounds": rounds,
             "max_realtime_sessions": best["sessions"] if best else 0,
@@ -249,6 +260,7 @@ def _decoder_batches(before: dict[str, float], after: dict[str, float], wall_s: 
     rows = after["rows"] - before["rows"]
     return {"calls": int(calls), "requests": int(after["requests"] - before["requests"]),
             "mean_rows": round(rows / calls, 2) if calls else 0.0,
+            "projections": int(after.get("projections", 0) - before.get("projections", 0)),
             "busy": round((after["busy_s"] - before["busy_s"]) / wall_s, 3) if wall_s > 0 else 0.0}
 
 
@@ -259,6 +271,7 @@ def format_row(r: dict[str, Any]) -> str:
             f"caption delay p50/p95 {r['caption_delay_ms_p50']:.0f}/{r['caption_delay_ms_p95']:.0f} ms, "
             f"commit lag p50/p95 {r['commit_lag_ms_p50']:.0f}/{r['commit_lag_ms_p95']:.0f} ms, "
             f"flush max {r['flush_s_max']:.1f} s, rtf {r['rtf_mean']:.2f}, units {r['units']}, "
+            f"cpu {r['cpu_s_per_audio_s']:.3f} s per audio s (load {r['loadavg']:.2f}), "
             f"asr batches {r['asr_batches']}"
             + (f", decoder batches {r['decoder_batches']}" if r.get("decoder_batches") else "")
             + (f", errors {r['errors']}" if r["errors"] else ""))
@@ -280,7 +293,9 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--flush-bound-s", type=float, default=5.0)
     s.add_argument("--mt-batch-rows", type=int, default=None,
                    help="rows per cross-session decoder call (0: no cross-session batching; default: the server's)")
-    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--continuations", type=int, default=None,
+                   help="reorder-aware: predicted source continuations per step (default: the policy's)")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_command)
 
 
@@ -290,9 +305,10 @@ def _command(args: argparse.Namespace) -> int:
     report = run_loadcheck(args.profile, max_sessions=args.sessions, seconds=args.seconds, src=args.src,
                            tgt=args.tgt, mode=args.mode, policy=args.policy, lag_bound_ms=args.lag_bound_ms,
                            flush_bound_s=args.flush_bound_s, device=args.device, keep_going=args.keep_going,
-                           mt_batch_rows=args.mt_batch_rows, log=(lambda s: None) if args.json else print)
+                           mt_batch_rows=args.mt_batch_rows, continuations=args.continuations,
+                           log=(lambda s: None) if args.json else print)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report))  # one line
     else:
         print(f"one process holds {report['max_realtime_sessions']} concurrent real-time session(s) "
               f"({report['pair']}, {report['mode']}, {report['policy']}); caption delay at that load "
