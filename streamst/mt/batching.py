@@ -25,15 +25,16 @@ caller (each blocks on its own), so it is bounded by the server's worker threads
 cycle serves every queued request in arrival order (up to ``max_rows`` rows, the rest in
 the next cycle), so no session waits behind another's whole decode.
 
-Cost of merging: one copy of each request's cache per forward. transformers'
-``DynamicCache`` already copies its tensors on every append (``torch.cat``), so this at most
-doubles that; for large models on an accelerator a paged cache would avoid it.
+Cost of merging: per forward, each request's cache is copied when it is left-padded into
+the merged cache, again by the model's own append (``torch.cat``, as unbatched), and once
+more when the grown cache is split back: about three copies where an unbatched forward makes
+one. Small next to the weights for the tiny profile; for large models on an accelerator a
+paged cache would avoid it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from streamst.mt.prompt import PromptSegment, embed_segments
+from streamst.requests import EMPTY, RequestQueue
 
 if TYPE_CHECKING:
     from transformers import DynamicCache
@@ -99,11 +101,10 @@ class ForwardBatcher:
         self.requests = 0
         self.busy_s = 0.0  # time spent in model calls
         self.projections = 0  # output projections run (one per cycle when the model splits its head)
-        self._queue: queue.Queue[_Request | object | None] = queue.Queue()
+        self._requests = RequestQueue("decoder batcher")
         self._held: list[_Request] = []  # taken from the queue but over max_rows: first next cycle
         self._open = 0  # chains under way
         self._lock = threading.Lock()
-        self._closed = False
         self._thread = threading.Thread(target=self._run, name="streamst-decoder-batcher", daemon=True)
         self._thread.start()
 
@@ -119,22 +120,17 @@ class ForwardBatcher:
         finally:
             with self._lock:
                 self._open -= 1
-            self._queue.put(_WAKE)  # a batcher waiting for this chain's next forward stops waiting
+            self._requests.put(_WAKE)  # a batcher waiting for this chain's next forward stops waiting
 
     def forward(self, cache: DynamicCache, embeds: torch.Tensor, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, *, logits: bool = True) -> torch.Tensor | None:
         """Blocking: run ``embeds`` ``(B, T, hidden)`` after ``cache`` (appended to, as
         :meth:`SegmentLM.run` does); the logits of each row's last position, ``(B, vocab)``
         (``logits=False``: None, and the output projection is skipped for these rows)."""
-        if self._closed:
-            raise RuntimeError("decoder batcher is closed")
-        fut: Future = Future()
-        self._queue.put(_Request(cache, embeds, mask, positions, fut, logits))
-        return fut.result()
+        return self._requests.submit(lambda fut: _Request(cache, embeds, mask, positions, fut, logits))
 
     def close(self) -> None:
-        self._closed = True
-        self._queue.put(None)
+        self._requests.close()
         self._thread.join(timeout=10)
 
     @property
@@ -150,7 +146,7 @@ class ForwardBatcher:
         """The next cycle's requests (None: closed)."""
         batch, self._held = self._held, []
         while not batch:
-            first = self._queue.get()
+            first = self._requests.get()
             if first is None:
                 return None
             if first is not _WAKE:
@@ -160,23 +156,14 @@ class ForwardBatcher:
         while rows < self.max_rows:
             with self._lock:
                 expected = self._open
-            if len(batch) >= expected:  # every chain under way has its forward queued
-                try:
-                    req = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    req = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
+            # every chain under way has its forward queued: take only what is there
+            req = self._requests.get_before(None if len(batch) >= expected else deadline)
+            if req is EMPTY:
+                break
             if req is _WAKE:  # a chain ended: look at the open count again
                 continue
             if req is None:
-                self._queue.put(None)  # close after this cycle
+                self._requests.put(None)  # close after this cycle (closed: nothing follows it)
                 break
             if rows + req.rows > self.max_rows:
                 self._held.append(req)
@@ -194,15 +181,7 @@ class ForwardBatcher:
             t0 = time.perf_counter()
             self._serve(batch)
             self.busy_s += time.perf_counter() - t0
-        for req in self._held:
-            req.future.set_exception(RuntimeError("decoder batcher is closed"))
-        while True:  # fail whatever is still queued
-            try:
-                req = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(req, _Request):
-                req.future.set_exception(RuntimeError("decoder batcher is closed"))
+        self._requests.fail_pending(self._held)
 
     def _serve(self, batch: list[_Request]) -> None:
         """One cycle: the decoder stack of the one-token steps together, of the prefills

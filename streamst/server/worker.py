@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ import numpy as np
 from streamst.asr.base import Recognition, Recognizer
 from streamst.events import Event
 from streamst.pipeline import TranslationSession
+from streamst.requests import EMPTY, RequestQueue
 from streamst.server.protocol import ProtocolError, Status
 
 log = logging.getLogger(__name__)
@@ -54,54 +54,36 @@ class AsrBatcher:
         self.asr, self.max_batch, self.max_wait = asr, max_batch, max_wait_ms / 1000.0
         self.on_batch = on_batch
         self.batch_sizes: Counter[int] = Counter()  # batch size -> number of batched calls
-        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._requests = RequestQueue("ASR batcher")
         self._thread = threading.Thread(target=self._run, name="streamst-asr-batcher", daemon=True)
-        self._closed = False
         self._thread.start()
 
     def recognize(self, window: np.ndarray, language: str) -> Recognition:
         """Blocking: the ``RecognizeFn`` handed to each session (called from worker threads)."""
-        if self._closed:
-            raise RuntimeError("ASR batcher is closed")
-        fut: Future = Future()
-        self._queue.put(_Request(window, language, fut))
-        return fut.result()
+        return self._requests.submit(lambda fut: _Request(window, language, fut))
 
     def close(self) -> None:
-        self._closed = True
-        self._queue.put(None)
+        self._requests.close()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
+        stop = False
+        while not stop:
+            first = self._requests.get()
             if first is None:
                 break
             batch = [first]
             deadline = time.monotonic() + self.max_wait
-            stop = False
             while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    req = self._queue.get(timeout=remaining)
-                except queue.Empty:
+                req = self._requests.get_before(deadline)
+                if req is EMPTY:
                     break
                 if req is None:
                     stop = True
                     break
                 batch.append(req)
             self._run_batch(batch)
-            if stop:
-                break
-        while True:  # fail whatever is still queued
-            try:
-                req = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if req is not None:
-                req.future.set_exception(RuntimeError("ASR batcher is closed"))
+        self._requests.fail_pending()
 
     def _run_batch(self, batch: list[_Request]) -> None:
         by_lang: dict[str, list[_Request]] = {}
