@@ -210,10 +210,9 @@ class Server:
             w.close(close_connections=True)
             await w.wait_closed()
         self._ws = self._funasr_ws = None
-        if self.batcher:
-            self.batcher.close()
-        if self.mt_batcher:
-            self.mt_batcher.close()
+        for batcher in (self.batcher, self.mt_batcher):  # joins their threads: off the event loop
+            if batcher:
+                await asyncio.to_thread(batcher.close)
         if self.executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
