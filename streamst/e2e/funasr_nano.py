@@ -63,6 +63,9 @@ class NanoOptions:
     local_files_only: bool = False
     # "int8": dynamic int8 quantisation of every Linear (encoder, adaptor, decoder); CPU only
     quantize: Literal["none", "int8"] = "none"
+    # verify the previous proposal of the stream as a draft in each step's prefill
+    # (CachedDecoder.decode(draft=...)): the same greedy output, fewer one-token forwards
+    draft: bool = True
 
 
 def instruction(task: Task, src_lang: str, tgt_lang: str, hotwords: Sequence[str] = ()) -> str:
@@ -200,6 +203,7 @@ class NanoStream:
     def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt) -> None:
         self.model, self.prompt = model, prompt
         self.decoder = CachedDecoder(model.lm, kv_reuse=model.options.kv_reuse)
+        self._previous: tuple[int, ...] | None = None  # target + continuation ids of the last proposal
 
     @property
     def last(self):
@@ -207,10 +211,20 @@ class NanoStream:
 
     def reset(self) -> None:
         self.decoder.keep_prefix(self.prompt.head.keys)
+        self._previous = None
+
+    def extend(self, speech: SpeechEmbeddings) -> None:
+        self.decoder.extend((self.prompt.head, AudioSegment(speech)))
 
     def propose(self, speech: SpeechEmbeddings, committed: str, *, max_new_tokens: int = 64) -> Proposal:
         segments = self.prompt.build(speech, committed, max_target_tokens=self.model.options.max_target_tokens)
-        out = self.decoder.decode(segments, max_new_tokens=max_new_tokens)
+        target = segments[-1].ids
+        draft: tuple[int, ...] = ()
+        prev = self._previous
+        if self.model.options.draft and prev is not None and prev[: len(target)] == target:
+            draft = prev[len(target):]  # what the last step proposed beyond what is now committed
+        out = self.decoder.decode(segments, max_new_tokens=max_new_tokens, draft=draft)
+        self._previous = (*target, *out.token_ids)
         return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
                         reused_tokens=out.stats.reused_tokens, complete=out.complete)
 
