@@ -139,3 +139,17 @@ def test_incremental_final_step_reuses_every_audio_kv_and_equals_cold_prefills(n
     frames = len(utterance) * 1000 // 16000 // 60
     assert source.reused_tokens > head + frames - 15  # all audio but the last chunk's frames
     assert source.computed_tokens < 40  # new frames + tail, not the utterance
+
+
+def test_session_bench_runs_a_whole_session_and_the_draft_changes_nothing(nano, utterance) -> None:
+    """`bench e2e-session` drives TranslationSession (energy VAD, e2e path, transcript); with the
+    draft on, the session's translations are the same as with it off."""
+    from streamst.e2e.session_bench import run_session
+
+    audio = np.concatenate([np.zeros(8000, np.float32), utterance, np.zeros(16000, np.float32)])
+    base = run_session(nano, audio, final_tokens=6)
+    draft = run_session(nano, audio, final_tokens=6, draft=True)
+    assert base["utterances"] >= 1 and base["chunk_steps"] >= 3 and base["decodes"] > base["chunk_steps"]
+    assert base["draft_tokens"] == 0 and draft["draft_tokens"] > 0
+    assert draft["e2e"] == base["e2e"] and any(base["e2e"])
+    assert base["rtf_cpu"] > 0 and base["chunk_cpu_p95_ms"] >= base["chunk_cpu_p50_ms"]
