@@ -67,7 +67,8 @@ class NanoOptions:
     # "int8": dynamic int8 quantisation of every Linear (encoder, adaptor, decoder); CPU only
     quantize: Literal["none", "int8"] = "none"
     # verify the previous proposal of the stream as a draft in each step's prefill
-    # (CachedDecoder.decode(draft=...)): the same greedy output, fewer one-token forwards
+    # (CachedDecoder.decode(draft=...)): the same greedy output in float (under int8 as stable as
+    # KV reuse: dynamic activation scales depend on how positions are grouped), fewer forwards
     draft: bool = True
 
 

@@ -21,6 +21,10 @@ Each configuration (``--configs``) is one session on the same audio:
   prefilled chunk by chunk), 10 frames (600 ms) of encoder left context instead of 20, and a
   policy lookahead of 1 unit instead of 4 (fewer tokens decoded per step).
 
+Under ``--quantize int8`` "same output" may read False even for ``draft``: dynamic
+quantisation scales each forward's activations as one tensor, so any regrouping of positions
+into forwards (KV reuse included) moves greedy outputs a little; in float ``draft`` is exact.
+
 It prints, per configuration, compute RTF (CPU seconds and wall seconds per audio second), the
 chunk-step p50/p95/max in CPU and wall ms, the utterance-final steps separately, the cost
 breakdown (encoder, decoder prefill positions and decode forwards) and the ratios to the
