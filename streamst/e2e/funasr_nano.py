@@ -50,9 +50,11 @@ ZH_NAMES: dict[str, str] = {
 }
 SYSTEM = "You are a helpful assistant."
 _AUDIO_SLOT = "\x00streamst-audio\x00"
-# Draft verification (NanoOptions.draft): a rejected draft position costs a prefill row and an
-# output-projection row (~1/3 of a decode forward at real size), so the verified length adapts.
-DRAFT_START, DRAFT_MAX = 4, 32
+# Draft verification (NanoOptions.draft): an agreed draft position saves a decode forward, a
+# rejected one costs a prefill row and an output-projection row (~1/4 of a forward at real size,
+# int8). So the whole previous continuation (at most DRAFT_MAX) is verified while drafts agree
+# at all, and a single probe token after a step where none of it agreed.
+DRAFT_MAX = 32
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class NanoStream:
         self.model, self.prompt = model, prompt
         self.decoder = CachedDecoder(model.lm, kv_reuse=model.options.kv_reuse)
         self._previous: tuple[int, ...] | None = None  # target + continuation ids of the last proposal
-        self._draft_len = DRAFT_START  # adaptive: how many draft tokens the next step verifies
+        self._draft_len = DRAFT_MAX  # adaptive: how many draft tokens the next step verifies
 
     @property
     def last(self):
@@ -231,8 +233,8 @@ class NanoStream:
         out = self.decoder.decode(segments, max_new_tokens=max_new_tokens, draft=draft)
         self._previous = (*target, *out.token_ids)
         offered, agreed = out.stats.draft_tokens, out.stats.draft_accepted
-        if offered:  # a draft that agrees grows, one that does not shrinks to what agreed (+1)
-            self._draft_len = min(DRAFT_MAX, 2 * offered) if agreed == offered else max(1, agreed + 1)
+        if offered:  # some agreement: verify all of the next draft; none: probe with one token
+            self._draft_len = DRAFT_MAX if agreed else 1
         return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
                         reused_tokens=out.stats.reused_tokens, complete=out.complete)
 
