@@ -11,7 +11,9 @@ new prompt, runs only the rest, then decodes greedily until a stop token or the 
     cache:        [reused ..............][recomputed this step ..............] + new tokens
 
 The output is identical to a cold run on the whole prompt (``kv_reuse=False``); only the
-cost differs (``StepStats``).
+cost differs (``StepStats``). ``decode(draft=...)`` also runs a guessed continuation (the
+previous step's proposal) in the prefill forward and keeps the prefix greedy decoding agrees
+with, so agreed tokens cost a prefill position instead of a forward each; same output.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from streamst.mt.detok import ByteTable, IncrementalDetokenizer
-from streamst.mt.prompt import PromptSegment, common_prefix, embed_segments
+from streamst.mt.prompt import PromptSegment, TokenSegment, common_prefix, embed_segments
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -280,8 +282,6 @@ class CachedDecoder:
         ids: list[int] = []
         t0 = time.perf_counter()
         if draft:
-            from streamst.mt.prompt import TokenSegment
-
             keys, reuse = self._reuse([*segments, TokenSegment(draft)])
             n = len(keys) - len(draft)  # prompt positions
             reuse = min(reuse, n - 1)  # the prompt's last position is run: its logits give token 1
