@@ -60,6 +60,11 @@ class PipelineConfig:
     max_utterance_ms: int = 20_000  # an utterance this long is closed, the next opened where it stopped
     e2e_encoding: Literal["full", "incremental"] = "incremental"  # per chunk step; the final step is always full
     e2e_context_frames: int = 20  # incremental encoding: left context of the new frames (1.2 s)
+    # the utterance-final step: "full" re-encodes the whole utterance (what offline decoding
+    # sees); "incremental" (with incremental chunk steps) encodes only the frames not yet
+    # frozen, so the decoders keep every audio K/V and the transcript's stream is prefilled
+    # chunk by chunk: the final step's cost no longer grows with the utterance (outputs differ)
+    e2e_final_encoding: Literal["full", "incremental"] = "full"
     e2e_source_text: bool | None = None  # LLM transcript per utterance; None: only in mode e2e
     hotwords: tuple[str, ...] = ()  # biasing words in the e2e prompt (ignored by the text path)
 

@@ -74,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_e2e_parser(bsub)  # `bench e2e`: end-to-end per-chunk cost vs utterance length
 
+    from streamst.e2e.session_bench import add_parser as add_e2e_session_parser
+
+    add_e2e_session_parser(bsub)  # `bench e2e-session`: one whole e2e session, compute RTF
+
     from streamst.commands.bench_stream import add_parsers as add_stream_parsers
 
     add_stream_parsers(bsub)  # `bench asr`, `bench pipeline`: one stream as fast as it goes

@@ -48,6 +48,11 @@ class SpeechStream(Protocol):
         """Forget per-utterance state (keep only the cached static prompt head)."""
         ...
 
+    def extend(self, speech: SpeechEmbeddings) -> None:
+        """Run the prompt up to the end of ``speech`` into the cache, decoding nothing (a later
+        ``propose`` on a longer encoding with the same per-position key reuses it)."""
+        ...
+
 
 class SpeechModel(Protocol):
     """A loaded end-to-end model shared by sessions."""

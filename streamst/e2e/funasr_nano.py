@@ -50,6 +50,11 @@ ZH_NAMES: dict[str, str] = {
 }
 SYSTEM = "You are a helpful assistant."
 _AUDIO_SLOT = "\x00streamst-audio\x00"
+# Draft verification (NanoOptions.draft): an agreed draft position saves a decode forward, a
+# rejected one costs a prefill row and an output-projection row (~1/4 of a forward at real size,
+# int8). So the whole previous continuation (at most DRAFT_MAX) is verified while drafts agree
+# at all, and a single probe token after a step where none of it agreed.
+DRAFT_MAX = 32
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class NanoOptions:
     local_files_only: bool = False
     # "int8": dynamic int8 quantisation of every Linear (encoder, adaptor, decoder); CPU only
     quantize: Literal["none", "int8"] = "none"
+    # verify the previous proposal of the stream as a draft in each step's prefill
+    # (CachedDecoder.decode(draft=...)): the same greedy output in float (under int8 as stable as
+    # KV reuse: dynamic activation scales depend on how positions are grouped), fewer forwards
+    draft: bool = True
 
 
 def instruction(task: Task, src_lang: str, tgt_lang: str, hotwords: Sequence[str] = ()) -> str:
@@ -200,6 +209,8 @@ class NanoStream:
     def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt) -> None:
         self.model, self.prompt = model, prompt
         self.decoder = CachedDecoder(model.lm, kv_reuse=model.options.kv_reuse)
+        self._previous: tuple[int, ...] | None = None  # target + continuation ids of the last proposal
+        self._draft_len = DRAFT_MAX  # adaptive: how many draft tokens the next step verifies
 
     @property
     def last(self):
@@ -207,10 +218,23 @@ class NanoStream:
 
     def reset(self) -> None:
         self.decoder.keep_prefix(self.prompt.head.keys)
+        self._previous = None
+
+    def extend(self, speech: SpeechEmbeddings) -> None:
+        self.decoder.extend((self.prompt.head, AudioSegment(speech)))
 
     def propose(self, speech: SpeechEmbeddings, committed: str, *, max_new_tokens: int = 64) -> Proposal:
         segments = self.prompt.build(speech, committed, max_target_tokens=self.model.options.max_target_tokens)
-        out = self.decoder.decode(segments, max_new_tokens=max_new_tokens)
+        target = segments[-1].ids
+        draft: tuple[int, ...] = ()
+        prev = self._previous
+        if self.model.options.draft and prev is not None and prev[: len(target)] == target:
+            draft = prev[len(target):][: self._draft_len]  # the last proposal beyond what is now committed
+        out = self.decoder.decode(segments, max_new_tokens=max_new_tokens, draft=draft)
+        self._previous = (*target, *out.token_ids)
+        offered, agreed = out.stats.draft_tokens, out.stats.draft_accepted
+        if offered:  # some agreement: verify all of the next draft; none: probe with one token
+            self._draft_len = DRAFT_MAX if agreed else 1
         return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
                         reused_tokens=out.stats.reused_tokens, complete=out.complete)
 

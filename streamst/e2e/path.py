@@ -127,8 +127,14 @@ class E2EPath:
         return out
 
     # -- internals -----------------------------------------------------------------------
+    @property
+    def _final_incremental(self) -> bool:
+        return self.cfg.e2e_encoding == "incremental" and self.cfg.e2e_final_encoding == "incremental"
+
     def _open(self, start: int) -> None:
         self._utt = _Utterance(self._next_index, start)
+        if self.source_stream is not None:
+            self.source_stream.reset()
         for t in self.tracks:
             t.begin(self._utt.index, start * 1000 // SR)
 
@@ -145,6 +151,8 @@ class E2EPath:
             speech = self._encode(utt, point)
             for t in self.tracks:
                 out += t.step(speech, utt.steps, False, point * 1000 // SR)
+            if self.source_stream is not None and self._final_incremental:
+                self.source_stream.extend(speech)  # the transcript's audio K/V, chunk by chunk
         return out
 
     def _close(self, end: int) -> list[Event]:
@@ -159,7 +167,6 @@ class E2EPath:
         out: list[Event] = []
         source = ""
         if self.source_stream is not None:
-            self.source_stream.reset()
             source = self.source_stream.propose(speech, "", max_new_tokens=self.cfg.e2e_final_tokens).text.strip()
             out.append(TranscriptEvent(kind="final", utterance=utt.index, text=source, stable_text=source, tokens=(),
                                        language=self.cfg.src_lang, audio_ms=self.audio_ms, start_ms=utt.start * 1000 // SR,
@@ -173,18 +180,20 @@ class E2EPath:
     def _encode(self, utt: _Utterance, end: int, final: bool = False) -> SpeechEmbeddings:
         """Speech embeddings of the utterance up to ``end``.
 
-        ``full`` (and every utterance's final step): the whole utterance is re-encoded, so the
-        final step sees exactly what offline decoding of the utterance sees. ``incremental``
-        (chunk steps only): only the new frames are encoded, with ``e2e_context_frames`` of left
-        context; earlier embeddings stay frozen, so their keys (and the decoder's K/V for them)
-        survive from chunk to chunk and per-chunk cost stays flat as the utterance grows.
+        ``full`` (and, by default, every utterance's final step): the whole utterance is
+        re-encoded, so the final step sees exactly what offline decoding of the utterance sees.
+        ``incremental`` (chunk steps; the final step too with ``e2e_final_encoding=incremental``):
+        only the new frames are encoded, with ``e2e_context_frames`` of left context; earlier
+        embeddings stay frozen, so their keys (and the decoder's K/V for them) survive from
+        chunk to chunk and per-chunk cost stays flat as the utterance grows.
         """
         samples = self._buf[utt.start - self._buf_start : end - self._buf_start]
         feats = self.model.features(samples)
-        if final or self.cfg.e2e_encoding == "full":
+        if self.cfg.e2e_encoding == "full" or (final and not self._final_incremental):
             return self.model.encode([feats], [("e2e", utt.index, utt.steps, final)])[0]
         done = 0 if utt.frozen is None else utt.frozen.shape[0]
-        ready = max(done, feats.shape[0] - 1)  # the last LFR frame is right-padded: wait for it
+        # the last LFR frame is right-padded: wait for it, except at the end (no more audio)
+        ready = max(done, feats.shape[0] - (0 if final else 1))
         if ready > done:
             lo = max(0, done - self.cfg.e2e_context_frames)
             [window] = self.model.encode([feats[lo:ready]], [("e2e-window",)])

@@ -22,8 +22,9 @@ import torch
 
 
 def project_rows(hidden: torch.Tensor, w_t: np.ndarray) -> torch.Tensor:
-    """``hidden`` ``(B, hidden)`` float32 CPU times ``w_t`` ``(hidden, vocab)`` float32:
-    the logits ``(B, vocab)`` as a torch tensor (sharing numpy's result, no copy)."""
-    h = np.ascontiguousarray(hidden.detach().numpy(), dtype=np.float32)  # (B, hidden)
-    out = np.matmul(h, w_t)  # (B, vocab)
+    """``hidden`` ``(B, hidden)`` (or ``(B, T, hidden)``) float32 CPU times ``w_t``
+    ``(hidden, vocab)`` float32: the logits ``(B, vocab)`` (``(B, T, vocab)``) as a torch
+    tensor (sharing numpy's result, no copy)."""
+    h = np.ascontiguousarray(hidden.detach().numpy(), dtype=np.float32)  # (..., hidden)
+    out = np.matmul(h, w_t)  # (..., vocab)
     return torch.from_numpy(out)

@@ -11,7 +11,9 @@ new prompt, runs only the rest, then decodes greedily until a stop token or the 
     cache:        [reused ..............][recomputed this step ..............] + new tokens
 
 The output is identical to a cold run on the whole prompt (``kv_reuse=False``); only the
-cost differs (``StepStats``).
+cost differs (``StepStats``). ``decode(draft=...)`` also runs a guessed continuation (the
+previous step's proposal) in the prefill forward and keeps the prefix greedy decoding agrees
+with, so agreed tokens cost a prefill position instead of a forward each; same output.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 
 from streamst.mt.detok import ByteTable, IncrementalDetokenizer
 from streamst.mt.head import project_rows
-from streamst.mt.prompt import PromptSegment, common_prefix, embed_segments
+from streamst.mt.prompt import PromptSegment, TokenSegment, common_prefix, embed_segments
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -44,6 +46,9 @@ class StepStats:
     new_tokens: int  # tokens generated
     prefill_ms: float  # prompt forward up to the first token's argmax
     decode_ms: float  # the remaining generated tokens
+    draft_tokens: int = 0  # draft tokens verified in the prefill (``decode(draft=...)``)
+    draft_accepted: int = 0  # of which greedy decoding agreed with (generated without a forward each)
+    decode_forwards: int = 0  # one-token forwards after the prefill
 
 
 @dataclass(frozen=True)
@@ -142,14 +147,15 @@ class SegmentLM:
         self._rows += batch
         self._positions += positions
 
-    def run(self, cache: DynamicCache, **inputs: torch.Tensor) -> torch.Tensor:
+    def run(self, cache: DynamicCache, *, keep: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
         """One forward appending to ``cache``; the logits of each row's last position, ``(B, vocab)``
-        float32. ``inputs``: ``input_ids`` or ``inputs_embeds``, optionally ``attention_mask``
-        and ``position_ids`` (the model's keyword arguments)."""
+        float32, or with ``keep`` > 0 of its last ``keep`` positions, ``(B, keep, vocab)``.
+        ``inputs``: ``input_ids`` or ``inputs_embeds``, optionally ``attention_mask`` and
+        ``position_ids`` (the model's keyword arguments)."""
         if self._decoder is None:
-            out = self.model(**inputs, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
-            return out.logits[:, -1, :].float()
-        return self.project(self.hidden(cache, **inputs))
+            out = self.model(**inputs, use_cache=True, logits_to_keep=max(1, keep), **{self._cache_kw: cache})
+            return out.logits[:, -keep:, :].float() if keep else out.logits[:, -1, :].float()
+        return self.project(self.hidden(cache, keep=keep, **inputs))
 
     @property
     def splits_head(self) -> bool:
@@ -157,23 +163,25 @@ class SegmentLM:
         on a plain decoder): a batcher then projects the rows of several forwards at once."""
         return self._decoder is not None
 
-    def hidden(self, cache: DynamicCache, **inputs: torch.Tensor) -> torch.Tensor:
-        """The decoder stack only (appending to ``cache``): each row's last hidden state ``(B, hidden)``."""
+    def hidden(self, cache: DynamicCache, *, keep: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
+        """The decoder stack only (appending to ``cache``): each row's last hidden state
+        ``(B, hidden)``, or with ``keep`` > 0 its last ``keep`` ones ``(B, keep, hidden)``."""
         assert self._decoder is not None, "hidden() needs head='auto' on a plain decoder (splits_head)"
-        return self._decoder(**inputs, use_cache=True, **{self._head_kw: cache}).last_hidden_state[:, -1, :]
+        hidden = self._decoder(**inputs, use_cache=True, **{self._head_kw: cache}).last_hidden_state
+        return hidden[:, -keep:, :] if keep else hidden[:, -1, :]
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Output projection of last hidden states ``(B, hidden)``: logits ``(B, vocab)`` float32."""
+        """Output projection of hidden states ``(..., hidden)``: logits ``(..., vocab)`` float32."""
         assert self._proj is not None, "project() needs head='auto' on a plain decoder (splits_head)"
         if self._proj_np is not None:
-            logits = project_rows(hidden, self._proj_np)  # (B, hidden) @ (hidden, vocab), numpy's BLAS
+            logits = project_rows(hidden, self._proj_np)  # (..., hidden) @ (hidden, vocab), numpy's BLAS
         elif self._proj_t is not None:
-            logits = hidden @ self._proj_t  # (B, hidden) @ (hidden, vocab)
+            logits = hidden @ self._proj_t  # (..., hidden) @ (hidden, vocab)
         else:
             return self._proj(hidden).float()
         if self._proj.bias is not None:
             logits = logits + self._proj.bias
-        return logits.float()  # (B, vocab)
+        return logits.float()  # (..., vocab)
 
     @torch.inference_mode()
     def forward_segments(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
@@ -192,6 +200,15 @@ class SegmentLM:
             return None
         out = self.run(cache, inputs_embeds=embeds.unsqueeze(0))  # (1, T, hidden) in
         return out if logits else None
+
+    @torch.inference_mode()
+    def forward_segments_rows(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
+                              keep: int) -> torch.Tensor:
+        """As :meth:`forward_segments`, returning the logits of the last ``keep`` positions run,
+        ``(keep, vocab)`` (the prompt's end and a draft after it, verified in one forward)."""
+        embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
+        self._count(1, embeds.shape[0])
+        return self.run(cache, keep=keep, inputs_embeds=embeds.unsqueeze(0))[0]  # (keep, vocab)
 
     @torch.inference_mode()
     def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
@@ -250,24 +267,72 @@ class CachedDecoder:
             self._crop(n)
         self.last = None
 
-    def decode(self, segments: Sequence[PromptSegment], *, max_new_tokens: int) -> Decoded:
-        """Greedy continuation of the prompt ``segments`` (at most ``max_new_tokens``)."""
+    @torch.inference_mode()
+    def extend(self, segments: Sequence[PromptSegment]) -> int:
+        """Bring the cache to exactly the prompt ``segments`` (reusing its common prefix),
+        decoding nothing; returns the positions run. A no-op without KV reuse."""
+        if not self.kv_reuse:
+            return 0
+        keys = [k for s in segments for k in s.keys]
+        if self._cache is None:
+            self._cache, self._keys = self.lm.new_cache(), []
+        reuse = common_prefix(self._keys, keys)
+        self._crop(reuse)
+        if reuse < len(keys):
+            with self.lm.chain():
+                self.lm.forward_segments(segments, reuse, self._cache)
+            self._keys = keys
+        return len(keys) - reuse
+
+    def decode(self, segments: Sequence[PromptSegment], *, max_new_tokens: int,
+               draft: Sequence[int] = ()) -> Decoded:
+        """Greedy continuation of the prompt ``segments`` (at most ``max_new_tokens``).
+
+        ``draft``: a guess of the continuation's first tokens (e.g. the previous step's
+        proposal). They are run in the prefill forward after the prompt; greedy decoding keeps
+        the longest prefix of them that equals its own argmax at each position, then goes on
+        one forward per token from there. The result is the greedy continuation without a
+        draft (equal up to the float rounding of a longer prefill, as with KV reuse); a good
+        draft saves one forward per agreed token, a bad one costs its positions in the prefill.
+        """
+        # the last budgeted token is never run (as without a draft): verify at most max - 1
+        draft = tuple(draft)[: max(0, max_new_tokens - 1)]
+        if draft and not hasattr(self.lm, "forward_segments_rows"):
+            draft = ()  # a stand-in LM (batching) without multi-position logits: plain decode
         with self.lm.chain():
-            return self._decode(segments, max_new_tokens)
+            return self._decode(segments, max_new_tokens, draft)
 
     @torch.inference_mode()
-    def _decode(self, segments: Sequence[PromptSegment], max_new_tokens: int) -> Decoded:
+    def _decode(self, segments: Sequence[PromptSegment], max_new_tokens: int, draft: tuple[int, ...] = ()) -> Decoded:
         lm = self.lm
-        keys, reuse = self._reuse(segments)
-
-        t0 = time.perf_counter()
-        logits = lm.forward_segments(segments, reuse, self._cache)  # (1, vocab)
-        self._keys = keys
-        nxt = int(logits.argmax(-1))
-        t1 = time.perf_counter()
-
         detok = IncrementalDetokenizer(lm.bytes)
         ids: list[int] = []
+        t0 = time.perf_counter()
+        if draft:
+            keys, reuse = self._reuse([*segments, TokenSegment(draft)])
+            n = len(keys) - len(draft)  # prompt positions
+            reuse = min(reuse, n - 1)  # the prompt's last position is run: its logits give token 1
+            self._crop(reuse)
+            rows = lm.forward_segments_rows([*segments, TokenSegment(draft)], reuse, self._cache, len(draft) + 1)
+            pred = rows.argmax(-1).tolist()  # pred[i]: greedy token after prompt + draft[:i]
+            m = 0
+            while m < len(draft) and pred[m] == draft[m] and draft[m] not in lm.stop_ids:
+                m += 1
+            for t in draft[:m]:
+                detok.push(t)
+                ids.append(t)
+            self._keys = list(keys)
+            self._crop(n + m)  # drop the K/V of the rejected draft positions
+            nxt = pred[m]
+            keys = keys[:n]
+        else:
+            keys, reuse = self._reuse(segments)
+            logits = lm.forward_segments(segments, reuse, self._cache)  # (1, vocab)
+            self._keys = list(keys)
+            nxt = int(logits.argmax(-1))
+            m = 0
+        t1 = time.perf_counter()
+
         steps = 1
         while nxt not in lm.stop_ids and len(ids) < max_new_tokens:
             detok.push(nxt)
@@ -285,6 +350,7 @@ class CachedDecoder:
         self.last = StepStats(
             prompt_tokens=len(keys), reused_tokens=reuse, computed_tokens=len(keys) - reuse,
             new_tokens=len(ids), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
+            draft_tokens=len(draft), draft_accepted=m, decode_forwards=steps - 1,
         )
         return Decoded(text=detok.text, token_ids=tuple(ids), complete=complete, steps=steps, stats=self.last)
 
@@ -390,7 +456,8 @@ class CachedDecoder:
         out = []
         for i in range(b):
             stats = StepStats(prompt_tokens=len(keys[i]), reused_tokens=reuse, computed_tokens=len(keys[i]) - reuse,
-                              new_tokens=len(ids[i]), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3)
+                              new_tokens=len(ids[i]), prefill_ms=(t1 - t0) * 1e3, decode_ms=(t2 - t1) * 1e3,
+                              decode_forwards=steps - 1)
             out.append(Decoded(text=detoks[i].text, token_ids=tuple(ids[i]), complete=stopped[i], steps=steps,
                                stats=stats))
         if not self.kv_reuse:

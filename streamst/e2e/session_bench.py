@@ -1,0 +1,297 @@
+"""``streamst bench e2e-session``: can one simultaneous end-to-end session keep up with real time?
+
+A whole session runs through :class:`~streamst.pipeline.TranslationSession` in mode ``e2e``
+(the path of ``translate --mode e2e``: energy VAD, :class:`~streamst.e2e.path.E2EPath`,
+incremental encoding, the policy, the per-utterance source transcript) over at least
+``--seconds`` of synthesised speech (espeak-ng, the test set's sources with pauses between
+them). Audio is fed one chunk at a time, each ``process()`` timed in CPU time
+(``time.process_time``: all of this process's threads) and wall time. Compute does not depend on
+weight values, so the ``random-real`` profile (real sizes, random weights) measures the real
+cost, except that random weights rarely emit a stop token: every decode runs to its budget,
+so the final step of each utterance decodes ``--final-tokens`` tokens (the rest of the
+translation a trained model would write; default 16) where a trained model stops earlier.
+
+Each configuration (``--configs``) is one session on the same audio:
+
+* ``base``: the path as it was before the levers below (no proposal reuse);
+* ``draft``: the previous step's proposal is verified in the prefill (``NanoOptions.draft``,
+  greedy-exact): decode steps are only spent where the new proposal departs from the old one;
+* ``lean``: ``draft`` plus the opt-in levers that change outputs: the final step encodes only
+  the unfrozen frames (``e2e_final_encoding=incremental``, the transcript's audio K/V
+  prefilled chunk by chunk), 10 frames (600 ms) of encoder left context instead of 20, and a
+  policy lookahead of 1 unit instead of 4 (fewer tokens decoded per step).
+
+Under ``--quantize int8`` "same output" may read False even for ``draft``: dynamic
+quantisation scales each forward's activations as one tensor, so any regrouping of positions
+into forwards (KV reuse included) moves greedy outputs a little; in float ``draft`` is exact.
+
+It prints, per configuration, compute RTF (CPU seconds and wall seconds per audio second), the
+chunk-step p50/p95/max in CPU and wall ms, the utterance-final steps separately, the cost
+breakdown (encoder, decoder prefill positions and decode forwards) and the ratios to the
+first configuration. No figure is asserted: this is a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamst.errors import UserError
+
+CONFIGS = ("base", "draft", "lean")
+# "lean": the opt-in levers that change outputs (bounded work per step, by config only)
+LEAN = dict(e2e_final_encoding="incremental", e2e_context_frames=10)
+LEAN_POLICY = dict(lookahead=1)
+SR = 16000
+
+
+def add_parser(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("e2e-session", help="one whole simultaneous e2e session: compute RTF, step p50/p95")
+    p.add_argument("--profile", default="random-real", help="profile whose e2e model runs (default random-real)")
+    p.add_argument("--quantize", default="int8", choices=("none", "int8"), help="default int8 (CPU)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="weights dtype when not quantised (bfloat16: AVX512-BF16 / AMX kernels)")
+    p.add_argument("--seconds", type=float, default=30.0, help="at least this much speech (default 30)")
+    p.add_argument("--chunk-ms", type=int, default=600)
+    p.add_argument("--final-tokens", type=int, default=16, help="decode budget of an utterance's final step")
+    p.add_argument("--source-text", action=argparse.BooleanOptionalAction, default=True,
+                   help="the per-utterance LLM transcript (on in translate --mode e2e)")
+    p.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}, in order")
+    p.add_argument("--policy", default="reorder-aware", help="simultaneous policy (default: translate's)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: streamst's, 1)")
+    p.add_argument("--wav", help="use this 16 kHz wav instead of synthesised speech")
+    p.add_argument("--json", action="store_true", help="one JSON line per configuration, then a summary")
+    p.set_defaults(func=_command)
+
+
+def speech(seconds: float, workdir: Path) -> np.ndarray:
+    """At least ``seconds`` of Mandarin test-set speech, sentences separated by 700 ms pauses."""
+    from streamst import tts
+    from streamst.audio import read_audio
+    from streamst.testset import load_testset
+
+    parts: list[np.ndarray] = []
+    total = 0
+    for i, pair in enumerate(load_testset(["zh-en"])):
+        wav = tts.synthesize(pair.source, "zh", workdir / f"s{i}.wav", gap_ms=700)
+        x, _ = read_audio(wav)
+        parts.append(x.astype(np.float32))
+        total += x.size
+        if total >= seconds * SR:
+            break
+    if total < seconds * SR:
+        raise UserError(f"the test set speaks only {total / SR:.1f} s of zh; ask for less --seconds")
+    return np.concatenate(parts)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+class _Meter:
+    """Wraps the shared model: times ``encode`` and collects every decode's :class:`StepStats`."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.encode_cpu = 0.0
+        self.encode_frames = 0
+        self.decodes: list[Any] = []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def encode(self, features, keys):
+        t0 = time.process_time()
+        out = self.model.encode(features, keys)
+        self.encode_cpu += time.process_time() - t0
+        self.encode_frames += sum(f.shape[0] for f in features)
+        return out
+
+    def open_stream(self, *args, **kwargs):
+        stream = self.model.open_stream(*args, **kwargs)
+        meter = self
+
+        class _Stream:
+            def reset(self) -> None:
+                stream.reset()
+
+            def propose(self, speech, committed, *, max_new_tokens=64):
+                out = stream.propose(speech, committed, max_new_tokens=max_new_tokens)
+                meter.decodes.append(stream.last)
+                return out
+
+            def __getattr__(self, name):
+                return getattr(stream, name)
+
+        return _Stream()
+
+
+def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: int = 16,
+                source_text: bool = True, draft: bool = False, lean: bool = False,
+                policy: str = "reorder-aware") -> dict[str, Any]:
+    """One ``zh -> en`` e2e session over ``audio`` through :class:`TranslationSession`."""
+    from streamst.pipeline import PipelineConfig, TranslationSession
+
+    meter = _Meter(model)
+    models = _E2EModels(meter)
+    cfg = replace(PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms, **(LEAN_POLICY if lean else {})),
+                  e2e_final_tokens=final_tokens, e2e_source_text=source_text, **(LEAN if lean else {}))
+    session = TranslationSession(models, cfg)
+    old = model.options
+    model.options = replace(old, draft=draft)
+    step = chunk_ms * SR // 1000
+    chunk_cpu: list[float] = []
+    chunk_wall: list[float] = []
+    final_cpu: list[float] = []
+    final_wall: list[float] = []
+    total_cpu = total_wall = 0.0
+    events = 0
+    try:
+        for i in range(0, audio.size, step):
+            session.insert_audio(audio[i : i + step])
+            n_dec = len(meter.decodes)
+            c0, w0 = time.process_time(), time.perf_counter()
+            evs = session.process()
+            dc, dw = time.process_time() - c0, time.perf_counter() - w0
+            total_cpu += dc
+            total_wall += dw
+            events += len(evs)
+            if len(meter.decodes) == n_dec:
+                continue  # nothing decoded (silence)
+            finals = any(getattr(e, "final", False) or type(e).__name__ == "LatencyEvent" for e in evs)
+            (final_cpu if finals else chunk_cpu).append(dc * 1e3)
+            (final_wall if finals else chunk_wall).append(dw * 1e3)
+        c0, w0 = time.process_time(), time.perf_counter()
+        events += len(session.finish())
+        dc, dw = time.process_time() - c0, time.perf_counter() - w0
+        total_cpu += dc
+        total_wall += dw
+        final_cpu.append(dc * 1e3)
+        final_wall.append(dw * 1e3)
+    finally:
+        model.options = old
+    audio_s = audio.size / SR
+    stats = [s for s in meter.decodes if s is not None]
+    return {
+        "audio_s": round(audio_s, 1), "utterances": len(session.results), "events": events,
+        "rtf_cpu": round(total_cpu / audio_s, 3), "rtf_wall": round(total_wall / audio_s, 3),
+        "chunk_steps": len(chunk_cpu),
+        "chunk_cpu_p50_ms": round(statistics.median(chunk_cpu), 1) if chunk_cpu else None,
+        "chunk_cpu_p95_ms": round(_pct(chunk_cpu, 0.95), 1),
+        "chunk_cpu_max_ms": round(max(chunk_cpu), 1) if chunk_cpu else None,
+        "chunk_wall_p50_ms": round(statistics.median(chunk_wall), 1) if chunk_wall else None,
+        "chunk_wall_p95_ms": round(_pct(chunk_wall, 0.95), 1),
+        "chunk_cpu_mean_ms": round(statistics.fmean(chunk_cpu), 1) if chunk_cpu else None,
+        "final_steps": len(final_cpu), "final_cpu_p50_ms": round(statistics.median(final_cpu), 1),
+        "final_cpu_max_ms": round(max(final_cpu), 1),
+        "encoder_cpu_s": round(meter.encode_cpu, 2), "encoder_frames": meter.encode_frames,
+        "decodes": len(stats),
+        "prefill_positions": sum(s.computed_tokens for s in stats),
+        "reused_positions": sum(s.reused_tokens for s in stats),
+        "decode_forwards": sum(s.decode_forwards for s in stats),
+        "new_tokens": sum(s.new_tokens for s in stats),
+        "draft_tokens": sum(s.draft_tokens for s in stats),
+        "draft_accepted": sum(s.draft_accepted for s in stats),
+        "prefill_s": round(sum(s.prefill_ms for s in stats) / 1e3, 2),
+        "decode_s": round(sum(s.decode_ms for s in stats) / 1e3, 2),
+        "e2e": [r.e2e for r in session.results],
+    }
+
+
+class _E2EModels:
+    """What a mode-``e2e`` session takes from :class:`~streamst.loading.Models`: the e2e model
+    (here metered) and a fresh VAD (the profiles' energy VAD)."""
+
+    def __init__(self, e2e) -> None:
+        self.e2e = e2e
+
+    def new_vad(self):
+        from streamst.asr.vad import EnergyVad
+
+        return EnergyVad()
+
+
+def _load_avg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _command(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
+    from streamst.profiles import load_profile
+    from streamst.threads import pin_torch_threads
+
+    configs = tuple(c for c in args.configs.split(",") if c)
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad or not configs:
+        raise UserError(f"--configs must be a subset of {','.join(CONFIGS)}")
+    if args.seconds <= 0 or args.chunk_ms <= 0 or args.final_tokens <= 0:
+        raise UserError("--seconds, --chunk-ms and --final-tokens must be positive")
+    pin_torch_threads("cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = load_profile(args.profile)
+    if profile.e2e is None:
+        raise UserError(f"profile '{profile.name}' has no e2e model")
+    model = FunAsrNanoSpeech(profile.require(profile.e2e),
+                             NanoOptions(dtype=args.dtype, quantize=args.quantize), hint=profile.e2e.hint(profile.name))
+    if args.wav:
+        from streamst.audio import read_audio
+
+        audio, _ = read_audio(args.wav)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            audio = speech(args.seconds, Path(tmp))
+    # warm-up: one short session, so that one-time costs do not count
+    run_session(model, audio[: 3 * SR], chunk_ms=args.chunk_ms, final_tokens=2, source_text=False)
+    rows = []
+    for name in configs:
+        load_before = _load_avg()
+        row = run_session(model, audio, chunk_ms=args.chunk_ms, final_tokens=args.final_tokens,
+                          source_text=args.source_text, draft=name != "base", lean=name == "lean", policy=args.policy)
+        row = {"config": name, "load_before": load_before, "load_after": _load_avg(), **row}
+        rows.append(row)
+    ref = rows[0]
+    for r in rows:
+        for k in ("rtf_cpu", "rtf_wall", "chunk_cpu_p50_ms", "chunk_cpu_p95_ms", "final_cpu_p50_ms"):
+            if r.get(k) and ref.get(k):
+                r[f"x_{k}"] = round(ref[k] / r[k], 2)
+        r["same_output_as_first"] = r["e2e"] == ref["e2e"]
+    summary = {"type": "summary", "profile": profile.name, "quantize": args.quantize, "dtype": str(model.model.dtype),
+               "threads": torch.get_num_threads(), "chunk_ms": args.chunk_ms, "final_tokens": args.final_tokens,
+               "source_text": args.source_text, "policy": args.policy, "cpus": os.cpu_count()}
+    if args.json:
+        for r in rows:
+            print(json.dumps({k: v for k, v in r.items() if k != "e2e"}, ensure_ascii=False))
+        print(json.dumps(summary))
+        return 0
+    print(f"e2e session {profile.name}: {summary['dtype']} quantize={args.quantize}, {summary['threads']} threads, "
+          f"policy {args.policy}, chunk {args.chunk_ms} ms, final budget {args.final_tokens} tokens, source text {args.source_text}")
+    for r in rows:
+        print(f"[{r['config']}] {r['audio_s']} s audio, {r['utterances']} utterances, load {r['load_before']} -> {r['load_after']}")
+        print(f"  RTF cpu {r['rtf_cpu']} wall {r['rtf_wall']} (x{r.get('x_rtf_cpu', 1.0)} / x{r.get('x_rtf_wall', 1.0)} vs {ref['config']})")
+        print(f"  chunk steps {r['chunk_steps']}: cpu p50 {r['chunk_cpu_p50_ms']} p95 {r['chunk_cpu_p95_ms']} "
+              f"max {r['chunk_cpu_max_ms']} mean {r['chunk_cpu_mean_ms']} ms; wall p50 {r['chunk_wall_p50_ms']} "
+              f"p95 {r['chunk_wall_p95_ms']} ms (chunk {args.chunk_ms} ms)")
+        print(f"  final steps {r['final_steps']}: cpu p50 {r['final_cpu_p50_ms']} max {r['final_cpu_max_ms']} ms")
+        print(f"  encoder {r['encoder_cpu_s']} s cpu over {r['encoder_frames']} frames; {r['decodes']} decodes: "
+              f"prefill {r['prefill_positions']} positions ({r['reused_positions']} reused) {r['prefill_s']} s, "
+              f"{r['decode_forwards']} decode forwards {r['decode_s']} s, {r['new_tokens']} tokens, "
+              f"{r['draft_accepted']} of {r['draft_tokens']} draft tokens agreed; same output as {ref['config']}: {r['same_output_as_first']}")
+    return 0
