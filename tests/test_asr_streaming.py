@@ -10,7 +10,7 @@ import torch
 
 from streamst.asr.features import StreamingFeatures, load_cmvn
 from streamst.asr.streaming import StreamingASRConfig, StreamingRecognizer
-from streamst.asr.vad import EnergyVad
+from streamst.asr.vad import AlwaysSpeech, EnergyVad
 from streamst.audio import read_audio
 from tests.conftest import concat_wavs
 
@@ -248,27 +248,6 @@ def test_partial_pass_is_bounded_and_final_equals_offline(tiny_asr, speech):
     assert g.text == pieces_to_text([t.piece for t in offline.tokens])
 
 
-class _AlwaysSpeech:
-    """A VAD that hears one utterance from the first sample to the end of the stream."""
-
-    def __init__(self) -> None:
-        self.started = False
-
-    def accept(self, samples):
-        from streamst.asr.vad import VadEvent
-
-        if self.started:
-            return []
-        self.started = True
-        return [VadEvent("start", 0)]
-
-    def finish(self):
-        return []
-
-    def reset(self) -> None:
-        self.started = False
-
-
 def test_a_long_unstable_stretch_does_not_stall_the_stable_point(tiny_asr):
     """A recogniser whose last 2.4 s keep changing for the first 10 s, then only its last 0.3 s:
     once it settles, the stable point catches up within a few chunks, with or without the
@@ -290,7 +269,7 @@ def test_a_long_unstable_stretch_does_not_stall_the_stable_point(tiny_asr):
             return Recognition(tuple(toks), lang, torch.zeros(w.shape[0], 4))
 
         cfg = StreamingASRConfig(language="zh", partial_ms=partial_ms)
-        rec = StreamingRecognizer(tiny_asr, _AlwaysSpeech(), cfg, recognize=recognize)
+        rec = StreamingRecognizer(tiny_asr, AlwaysSpeech(), cfg, recognize=recognize)
         x = (np.random.default_rng(0).standard_normal(16000 * 25) * 0.1).astype(np.float32)
         lags = []
         for i in range(0, len(x), 9600):

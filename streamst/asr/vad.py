@@ -39,6 +39,26 @@ class Vad(Protocol):
     def reset(self) -> None: ...
 
 
+class AlwaysSpeech:
+    """A VAD stand-in for benchmarks and tests: the whole stream is one utterance, from the
+    first sample; ``finish`` leaves it open (the caller's own finish closes it)."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def accept(self, samples: np.ndarray) -> list[VadEvent]:
+        if self._started:
+            return []
+        self._started = True
+        return [VadEvent("start", 0)]
+
+    def finish(self) -> list[VadEvent]:
+        return []
+
+    def reset(self) -> None:
+        self._started = False
+
+
 @dataclass(frozen=True)
 class EnergyVadOptions:
     threshold_db: float = 12.0  # speech when frame energy exceeds the noise floor by this

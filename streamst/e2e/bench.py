@@ -60,6 +60,7 @@ def _percentile(xs: list[float], q: float) -> float:
 def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens: int = 4, final_tokens: int = 8,
               configs: tuple[str, ...] = CONFIGS, seed: int = 0) -> list[dict[str, Any]]:
     """Time chunk steps of one utterance per length and configuration; one row per pair."""
+    from streamst.asr.vad import AlwaysSpeech
     from streamst.e2e.path import E2EPath
     from streamst.mt.kv import CachedDecoder
     from streamst.pipeline import PipelineConfig
@@ -74,7 +75,7 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
             cfg = replace(base, e2e_step_tokens=step_tokens, e2e_final_tokens=final_tokens, e2e_source_text=False,
                           max_utterance_ms=max(int(length * 1000) + 2 * chunk_ms, base.max_utterance_ms),
                           e2e_encoding="incremental" if name == "incremental" else "full")
-            path = E2EPath(model, _AllSpeech(), cfg, clock=lambda: 0.0, results=deque())
+            path = E2EPath(model, AlwaysSpeech(), cfg, clock=lambda: 0.0, results=deque())
             if name == "full-nokv":
                 for t in path.tracks:
                     t.stream.decoder = CachedDecoder(model.lm, kv_reuse=False)
@@ -116,27 +117,6 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
         if ref is not None and r["chunk_p50_ms"]:
             r["speedup_p50_vs_nokv"] = round(ref["chunk_p50_ms"] / r["chunk_p50_ms"], 2)
     return rows
-
-
-class _AllSpeech:
-    """A VAD stand-in: the whole stream is one utterance (the benchmark times decoding only)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def accept(self, samples):
-        if self._started:
-            return []
-        from streamst.asr.vad import VadEvent
-
-        self._started = True
-        return [VadEvent("start", 0)]
-
-    def finish(self):
-        return []
-
-    def reset(self) -> None:
-        self._started = False
 
 
 def _command(args: argparse.Namespace) -> int:
