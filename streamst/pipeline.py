@@ -58,7 +58,7 @@ class PipelineConfig:
     e2e_step_tokens: int = 16  # budget of a proposal while the utterance is open
     e2e_final_tokens: int = 96  # budget once it ended (the rest of the translation)
     max_utterance_ms: int = 20_000  # an utterance this long is closed, the next opened where it stopped
-    e2e_encoding: Literal["full", "incremental"] = "incremental"  # per chunk step; the final step is always full
+    e2e_encoding: Literal["full", "incremental"] = "incremental"  # per chunk step; the final step: e2e_final_encoding
     e2e_context_frames: int = 20  # incremental encoding: left context of the new frames (1.2 s)
     # the utterance-final step: "full" re-encodes the whole utterance (what offline decoding
     # sees); "incremental" (with incremental chunk steps) encodes only the frames not yet

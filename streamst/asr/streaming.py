@@ -243,7 +243,7 @@ class StreamingRecognizer:
                 hyp = hyp[n:]
                 grown = True
         if (end - utt.window_start) * FRAME_MS > self.cfg.max_window_ms:
-            grown |= self._bound_window(utt, end, hyp)
+            grown |= self._bound_window(utt, end)  # utt.hyps[-1] is hyp here
             hyp = utt.hyps[-1] if utt.hyps else []
         elif (end - utt.window_start) * FRAME_MS > self.cfg.trim_ms:  # soft trim: no forced commit
             utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // FRAME_MS)
@@ -259,7 +259,8 @@ class StreamingRecognizer:
 
     def _force_commit(self, utt: _Utterance, cut: int) -> bool:
         """Commit the last hypothesis' tokens that start before ``cut``; the stable point
-        moves to ``cut`` at least. Returns True when the stable prefix grew."""
+        moves to ``cut`` at least (the partial window's edge, and ``max_window_ms``). Returns
+        True when the stable prefix grew."""
         forced = [t for t in (utt.hyps[-1] if utt.hyps else []) if t.start_frame < cut]
         utt.stable.extend(forced)
         utt.stable_end = max(utt.stable_end, cut, forced[-1].end_frame if forced else 0)
@@ -267,20 +268,14 @@ class StreamingRecognizer:
         self.stats["forced_commits"] += bool(forced)
         return bool(forced)
 
-    def _bound_window(self, utt: _Utterance, end: int, hyp: list[CtcToken]) -> bool:
+    def _bound_window(self, utt: _Utterance, end: int) -> bool:
         """Trim the window to ``context_ms`` before the stable point, forcing a commit of
         tokens older than half the window if agreement has not moved it. Returns True when
         the stable prefix grew."""
         frames_max = self.cfg.max_window_ms // FRAME_MS
         grown = False
         if utt.stable_end - frames_max // 2 < utt.window_start:
-            cut = end - frames_max // 2
-            forced = [t for t in hyp if t.end_frame <= cut]
-            if forced:
-                utt.stable.extend(forced)
-                grown = True
-            utt.stable_end = max(utt.stable_end, cut, forced[-1].end_frame if forced else 0)
-            utt.hyps = [[t for t in h if t.start_frame >= utt.stable_end] for h in utt.hyps]
+            grown = self._force_commit(utt, end - frames_max // 2)
         utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // FRAME_MS)
         return grown
 
