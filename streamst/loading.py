@@ -27,8 +27,14 @@ class RuntimeOptions:
     # "int8": dynamic int8 Linear layers in the ASR, MT and e2e models (CPU only; about 2x
     # faster at real sizes, greedy output checked against float32 by `streamst bench dtype`)
     quantize: str = "none"
+    # torch intra-op threads per model call on CPU (None: STREAMST_TORCH_THREADS, else 1; 0:
+    # torch's own default). 1 suits a server of many sessions; one real-size session on an
+    # otherwise idle machine runs faster with every core (streamst/threads.py)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):
+            raise UserError(f"threads must be an integer >= 0, got {self.threads!r}")
         if self.quantize not in QUANTIZE:
             raise UserError(f"quantize must be one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
         if self.quantize == "int8" and not self.device.startswith("cpu"):
@@ -49,7 +55,7 @@ class Models:
         from streamst.threads import pin_torch_threads
 
         self.profile.check_available(self.root)  # every missing model in one line, before any loading
-        pin_torch_threads(self.options.device)  # one torch thread per model call on CPU (streamst/threads.py)
+        pin_torch_threads(self.options.device, self.options.threads)  # one per model call by default (streamst/threads.py)
 
     @classmethod
     def from_profile(cls, name: str, options: RuntimeOptions = RuntimeOptions()) -> "Models":

@@ -24,6 +24,7 @@ utterance's ``_CA`` figures grow by all the compute of the earlier ones).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -36,12 +37,23 @@ from streamst.languages import ASR_LANGUAGES
 from streamst.modes import AUTO, AUTO_FALLBACK, MODES, PATHS, Mode, paths_of
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
-from streamst.mt.budget import tokens_for_units  # perf
+from streamst.mt.budget import final_tokens, tokens_for_units  # perf
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
 from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import is_char_lang, join_units, split_units
 
 __all__ = ["MODES", "Mode", "PATHS", "PipelineConfig", "TranslationSession", "UtteranceResult", "paths_of"]
+
+CASCADE_MAX_TOKENS = 256  # one sentence translation of the cascade, at most (less: mt/budget.length_bound)
+
+# The e2e path's opt-in cost levers (``--e2e-lean``; issue 13): each utterance's final step
+# encodes only the frames not frozen yet (no whole-utterance re-encode and re-prefill, for the
+# translation and the transcript), 600 ms of encoder left context instead of 1.2 s, and a
+# policy lookahead of 1 unit (fewer tokens decoded per chunk step). Outputs differ from the
+# offline decode of each utterance, which the default keeps; with them one real-size session
+# (Fun-ASR-Nano, int8) keeps up with real time on a 2-core CPU (docs/architecture.md).
+E2E_LEAN: dict[str, Any] = {"e2e_final_encoding": "incremental", "e2e_context_frames": 10, "e2e_lookahead": 1}
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -65,6 +77,7 @@ class PipelineConfig:
     # frozen, so the decoders keep every audio K/V and the transcript's stream is prefilled
     # chunk by chunk: the final step's cost no longer grows with the utterance (outputs differ)
     e2e_final_encoding: Literal["full", "incremental"] = "full"
+    e2e_lookahead: int | None = None  # the e2e policy's lookahead (units); None: the policy's (both paths')
     e2e_source_text: bool | None = None  # LLM transcript per utterance; None: only in mode e2e
     hotwords: tuple[str, ...] = ()  # biasing words in the e2e prompt (ignored by the text path)
 
@@ -85,6 +98,10 @@ class PipelineConfig:
             if "e2e" in self.paths:
                 self.e2e_policy_for(tgt)
 
+    def e2e_lean(self) -> "PipelineConfig":
+        """This config with the e2e path's opt-in cost levers (:data:`E2E_LEAN`)."""
+        return dataclasses.replace(self, **E2E_LEAN)
+
     @property
     def paths(self) -> tuple[str, ...]:
         return paths_of(self.mode)
@@ -99,7 +116,10 @@ class PipelineConfig:
         """The e2e path's policy: units are audio chunks (:func:`streamst.e2e.path.e2e_policy_config`)."""
         from streamst.e2e.path import e2e_policy_config
 
-        return e2e_policy_config(self.src_lang, tgt_lang, self.asr.chunk_ms, self.policy, **dict(self.policy_overrides))
+        overrides = dict(self.policy_overrides)
+        if self.e2e_lookahead is not None:
+            overrides["lookahead"] = self.e2e_lookahead
+        return e2e_policy_config(self.src_lang, tgt_lang, self.asr.chunk_ms, self.policy, **overrides)
 
     @classmethod
     def create(cls, src_lang: str, tgt_langs: str | Sequence[str], mode: Mode = "simul",
@@ -201,7 +221,9 @@ class _Track:
         if src == self.src:
             return
         self.src = src
-        self.policy = make_policy(self.session.cfg.policy_for(self.tgt, src))
+        policy = self.session.cfg.policy_for(self.tgt, src)
+        self.ratio = policy.ratio  # expected target units per source unit (the final step's length bound)
+        self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
         if self.simul:
             lm = self.session.mt_lm
@@ -253,6 +275,8 @@ class _Track:
         max_new = self.session.cfg.max_new_tokens
         if budget is not None:
             max_new = tokens_for_units(budget, self.tgt, max_new)
+        elif finished:  # the rest of the translation, bounded against a runaway decode (mt/budget.py)
+            max_new = final_tokens(len(sources[0]) * self.ratio, len(self.state.target), self.tgt, max_new)
         many = getattr(self.stream, "propose_many", None)
         if many is not None and len(srcs) > 1:
             props = many(srcs, committed, max_new_tokens=max_new, follow_first=self._agreement_only)
@@ -313,7 +337,8 @@ class _Track:
         if text:
             models = self.session.models
             punctuated = models.punc.punctuate(text)
-            translation = models.mt.translate(punctuated, self.src, self.tgt).strip()
+            budget = final_tokens(len(split_units(text, self.src)) * self.ratio, 0, self.tgt, CASCADE_MAX_TOKENS)
+            translation = models.mt.translate(punctuated, self.src, self.tgt, max_new_tokens=budget).strip()
         delay = float(ev.audio_ms)
         cur.cascade, cur.cascade_delay_ms = translation, delay
         units = split_units(translation, self.tgt)

@@ -55,6 +55,14 @@ def test_translate_checks_arguments_before_loading_models(no_models, tone, capsy
     assert needle in last_err(capsys)
 
 
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_threads_must_be_a_count(no_models, tone, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        main(["translate", str(tone), "--profile", "tiny", "--threads", value])
+    assert e.value.code == 2
+    assert f"--threads: must be an integer >= 0, got '{value}'" in last_err(capsys)
+
+
 def test_audio_path_errors_name_the_fix(no_models, tmp_path, capsys):
     assert main(["translate", str(tmp_path), "--profile", "tiny"]) == 2
     assert f"{tmp_path} is a directory: give an audio file (wav, flac, ogg)" in last_err(capsys)
@@ -280,3 +288,49 @@ def test_eval_merges_each_path_from_its_own_results(tmp_path):
     assert (e2e.prediction, list(e2e.delays), list(e2e.elapsed), list(e2e.displays)) == ("e1", [450.0], [480.0], ["e1 x"])
     assert (simul.prediction, list(simul.delays), list(simul.committed)) == ("s1 s2", [300.0, 600.0], ["s1", "s1 s2"])
     assert (cascade.prediction, list(cascade.delays), list(cascade.elapsed)) == ("c1 c2 c3", [1200.0] * 3, [])
+
+
+def test_translate_realtime_reports_how_far_behind_it_ran(tiny_models_root, monkeypatch, capsys, tmp_path):
+    """``--realtime --json``: the summary says how far processing was behind the audio after
+    each chunk and when the last results were out; ``--e2e-lean`` and ``--threads`` reach the
+    session's config and the models' runtime options."""
+    import soundfile as sf
+    import torch
+
+    from streamst.commands import translate
+
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    sessions = []
+    real = translate.TranslationSession
+
+    def keep(*a, **kw):
+        sessions.append(real(*a, **kw))
+        return sessions[-1]
+
+    monkeypatch.setattr(translate, "TranslationSession", keep)
+    wav = tmp_path / "noise.wav"
+    rng = np.random.default_rng(0)
+    sf.write(str(wav), (0.2 * rng.standard_normal(19200)).astype(np.float32), 16000, subtype="PCM_16")  # 1.2 s
+    threads = torch.get_num_threads()
+    try:
+        assert main(["translate", str(wav), "--profile", "tiny", "--mode", "e2e", "--e2e-lean", "--threads", "1",
+                     "--realtime", "--json"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["type"] == "summary" and summary["audio_s"] == 1.2
+    lag = summary["lag_ms"]
+    assert 0 <= lag["p50"] <= lag["p95"] <= lag["max"]
+    assert summary["done_after_end_ms"] >= 0
+    assert summary["wall_s"] >= 1.2  # paced: not before the audio's own duration
+    [session] = sessions
+    assert session.cfg.e2e_final_encoding == "incremental" and session.cfg.e2e_lookahead == 1
+    assert session.models.options.threads == 1
+
+
+def test_realtime_lag_figures():
+    from streamst.commands.translate import realtime_lag
+
+    figures = realtime_lag([-5.0, 10.0, 30.0, 20.0, 400.0], 150.0)
+    assert figures == {"lag_ms": {"p50": 20.0, "p95": 400.0, "max": 400.0}, "done_after_end_ms": 150.0}
+    assert realtime_lag([], -3.0) == {"lag_ms": {"p50": 0.0, "p95": 0.0, "max": 0.0}, "done_after_end_ms": 0.0}

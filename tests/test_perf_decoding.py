@@ -14,13 +14,15 @@ No timing is asserted here: speed is measured by ``streamst bench pipeline|asr|m
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
 from streamst.builders.qwen import build_tiny
-from streamst.mt.budget import tokens_for_units
+from streamst.mt.budget import LENGTH_MARGIN, LENGTH_SLACK, final_tokens, length_bound, tokens_for_units
 from streamst.mt.kv import CachedDecoder, SegmentLM
 from streamst.mt.qwen import QwenOptions, QwenTranslator
 from streamst.policy import PolicyConfig, PolicyState, common_prefix_length, make_policy, run_policy
@@ -95,6 +97,101 @@ def test_tokens_for_units() -> None:
     assert tokens_for_units(4, "zh", 48) == 9  # ceil(5 * 1.5) + 1
     assert tokens_for_units(100, "en", 48) == 48
     assert tokens_for_units(0, "en", 48) >= 1
+
+
+def test_runtime_threads_and_the_e2e_lean_config() -> None:
+    from streamst.errors import UserError
+    from streamst.loading import RuntimeOptions
+    from streamst.pipeline import E2E_LEAN, PipelineConfig
+
+    with pytest.raises(UserError, match="threads must be an integer >= 0"):
+        RuntimeOptions(threads=-2)
+    assert RuntimeOptions(threads=2).threads == 2
+    cfg = PipelineConfig.create("zh", ["en", "ja"], mode="all", lookahead=3)
+    lean = cfg.e2e_lean()
+    for key, value in E2E_LEAN.items():
+        assert getattr(lean, key) == value and getattr(cfg, key) != value
+    for tgt in ("en", "ja"):
+        assert lean.e2e_policy_for(tgt).lookahead == 1 and cfg.e2e_policy_for(tgt).lookahead == 3
+        assert lean.policy_for(tgt) == cfg.policy_for(tgt)  # the text path is untouched
+
+
+def test_final_length_bound() -> None:
+    assert length_bound(10) == 10 * LENGTH_MARGIN + LENGTH_SLACK
+    assert length_bound(0) == LENGTH_SLACK and length_bound(-3) == LENGTH_SLACK
+    assert final_tokens(10, 0, "en", 256) == tokens_for_units(length_bound(10), "en", 256)
+    assert final_tokens(10, 5, "en", 256) == tokens_for_units(length_bound(10) - 5, "en", 256)
+    assert final_tokens(1, 100, "zh", 256) == tokens_for_units(1, "zh", 256)  # past the bound: one unit
+    assert final_tokens(1000, 0, "en", 96) == 96  # never above the cap
+
+
+def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
+    """A model that never emits its stop token (random weights) no longer decodes every
+    utterance's final translation, transcript and cascade sentence to the caps (96, 48, 256
+    tokens): each final decode gets what the length bound leaves for its input's length."""
+    from streamst.audio import read_audio
+    from streamst.e2e.path import UNITS_PER_SECOND
+    from streamst.loading import Models
+    from streamst.pipeline import CASCADE_MAX_TOKENS, PipelineConfig, TranslationSession
+    from streamst.profiles import load_profile
+
+    models = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
+    x, _ = read_audio(speech("今天天气很好", "zh", gap_ms=600))
+    config = PipelineConfig.create("zh", "en", mode="all")
+    config = dataclasses.replace(config, e2e_source_text=True)
+    session = TranslationSession(models, config)
+    e2e, track = session.e2e, session.tracks[0]
+    seen: dict[str, list] = {"e2e": [], "transcript": [], "cascade": [], "simul": []}
+
+    def spy(name, obj, attr, record):
+        original = getattr(obj, attr)
+
+        def wrapper(*a, **kw):
+            out = original(*a, **kw)
+            record(out, *a, **kw)
+            return out
+        setattr(obj, attr, wrapper)
+
+    e2e_track = e2e.tracks[0]
+    spy("e2e", e2e_track.stream, "propose", lambda out, speech, committed, max_new_tokens: seen["e2e"].append(
+        (e2e_track.state.source_finished, len(e2e_track.state.source), len(e2e_track.state.target), max_new_tokens, out)))
+    spy("transcript", e2e.source_stream, "propose", lambda out, speech, committed, max_new_tokens: seen["transcript"].append(
+        (speech.embeds.shape[0], max_new_tokens, out)))
+    spy("simul", track.stream, "propose", lambda out, source, committed, max_new_tokens: seen["simul"].append(
+        (track.state.source_finished, len(track.state.source), len(track.state.target), max_new_tokens)))
+
+    class Mt:  # the cascade's sentence translation
+        def __getattr__(self, name):
+            return getattr(models.mt, name)
+
+        def translate(self, source, src, tgt, *, max_new_tokens=256):
+            out = models.mt.translate(source, src, tgt, max_new_tokens=max_new_tokens)
+            seen["cascade"].append((max_new_tokens, out))
+            return out
+
+    session.models = types.SimpleNamespace(mt=Mt(), punc=models.punc, asr=models.asr)
+    for i in range(0, len(x), 9600):
+        session.insert_audio(x[i : i + 9600])
+        session.process()
+    session.finish()
+
+    finals = [f for f in seen["e2e"] if f[0]]
+    assert finals, seen
+    for _, chunks, committed, budget, out in finals:
+        assert budget == final_tokens(chunks * e2e_track.ratio, committed, "en", config.e2e_final_tokens)
+        assert budget < config.e2e_final_tokens
+        assert out.steps - 1 <= budget and not out.complete  # random weights: it ran to the bound
+    [(frames, budget, out)] = seen["transcript"]
+    rate = 0.06 * UNITS_PER_SECOND["zh"]  # source units per 60 ms speech frame
+    bounds = [final_tokens(n * rate, 0, "zh", config.e2e_final_tokens) for n in (frames - 1, frames + 1)]
+    assert bounds[0] <= budget <= bounds[1] < config.e2e_final_tokens
+    assert seen["cascade"], seen
+    for budget, _ in seen["cascade"]:
+        assert budget < CASCADE_MAX_TOKENS
+    simul_finals = [f for f in seen["simul"] if f[0]]
+    assert simul_finals, seen
+    for _, units, committed, budget in simul_finals:
+        assert budget == final_tokens(units * track.ratio, committed, "en", config.max_new_tokens)
 
 
 def test_unit_budgets_follow_the_schedule_and_end_unbounded() -> None:
@@ -212,6 +309,10 @@ def test_pin_torch_threads(monkeypatch) -> None:
             threads.pin_torch_threads("cpu")
         monkeypatch.setenv(threads.ENV, "0")
         assert threads.pin_torch_threads("cpu") == 2  # 0: torch's own setting stays
+        monkeypatch.setenv(threads.ENV, "1")
+        assert threads.pin_torch_threads("cpu", 2) == 2  # --threads / RuntimeOptions.threads win
+        with pytest.raises(ValueError, match="threads must be an integer >= 0"):
+            threads.pin_torch_threads("cpu", -1)
     finally:
         torch.set_num_threads(n)
 

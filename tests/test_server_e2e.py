@@ -60,3 +60,28 @@ def test_e2e_on_a_profile_without_an_e2e_model_is_refused(models, tiny_models_ro
         assert "end-to-end" in err["message"]
     finally:
         srv.close()
+
+
+def test_a_lean_server_runs_e2e_sessions_with_the_lean_levers_and_says_so(models, zh_audio):
+    """``serve --e2e-lean``: every session's e2e path runs PipelineConfig.e2e_lean (incremental
+    final step, 10 context frames, lookahead 1), echoed in ``ready.config.e2e``; the text path's
+    policy keeps its own lookahead."""
+    from dataclasses import replace
+
+    from streamst.pipeline import E2E_LEAN
+
+    for lean in (False, True):
+        srv = ServerThread(replace(CFG, e2e_lean=lean), models)
+        try:
+            msgs, code = run_session(srv.url(), {"src_lang": "zh", "tgt_langs": ["en"], "mode": "all"}, zh_audio)
+        finally:
+            srv.close()
+        assert code == 1000, msgs[-3:]
+        e2e = msgs[0]["config"]["e2e"]
+        assert e2e["final_encoding"] == ("incremental" if lean else "full")
+        assert e2e["context_frames"] == (E2E_LEAN["e2e_context_frames"] if lean else 20)
+        assert e2e["policy"]["en"]["lookahead"] == (1 if lean else 4)
+        assert e2e["policy"]["en"]["continuations"] == 0
+        assert msgs[0]["config"]["policy"]["en"]["lookahead"] == 4  # the simul path's
+        finals = [m for m in msgs if m["type"] == "translation" and m["mode"] == "e2e" and m["final"]]
+        assert finals and finals[-1]["committed"]

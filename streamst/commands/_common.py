@@ -28,6 +28,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default="none", choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
+    p.add_argument("--threads", type=threads_arg, default=None,
+                   help="torch threads per model call on CPU (default 1, or $STREAMST_TORCH_THREADS; one "
+                        "real-size session on an idle machine: the number of cores)")
+
+
+def threads_arg(text: str) -> int:
+    """argparse type of --threads: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return n
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -152,14 +166,15 @@ def roles_for(paths: Sequence[str] | None) -> set[str]:
     return roles
 
 
-def load_models(profile: str, device: str, paths: Sequence[str] | None = None, *, quantize: str = "none"):
+def load_models(profile: str, device: str, paths: Sequence[str] | None = None, *, quantize: str = "none",
+                threads: int | None = None):
     """The shared models of ``profile`` (loaded lazily), after checking that it can serve
     ``paths`` and that the offline models those need are built: one line naming the profile
     and the command to run otherwise."""
     from streamst.errors import ModelNotFoundError
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(profile, RuntimeOptions(device=device, quantize=quantize))
+    models = Models.from_profile(profile, RuntimeOptions(device=device, quantize=quantize, threads=threads))
     if paths and hasattr(models, "require"):
         models.require(paths)  # e.g. mode e2e on a profile without an e2e model
     needed = roles_for(paths)

@@ -129,7 +129,7 @@ def _command(args: argparse.Namespace) -> int:
 
     from streamst.loading import Models, RuntimeOptions
 
-    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device, quantize=args.quantize))
+    models = Models.from_profile(args.profile, RuntimeOptions(device=args.device, quantize=args.quantize, threads=getattr(args, "threads", None)))
     inputs = _audio(args)
     t = time.perf_counter()
     _ = models.asr

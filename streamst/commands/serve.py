@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import os
 
+from streamst.commands._common import threads_arg
+from streamst.commands.translate import add_e2e_lean_arg
 from streamst.server.app import ServerConfig
 
 
@@ -20,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default=d.quantize, choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
+    p.add_argument("--threads", type=threads_arg, default=d.threads,
+                   help="torch threads per model call on CPU (default 1, or $STREAMST_TORCH_THREADS)")
+    add_e2e_lean_arg(p)
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
     p.add_argument("--max-session-s", type=float, default=d.max_session_s, help="longest session (wall clock or audio)")
@@ -36,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         profile=args.profile, host=args.host, port=args.port, funasr_port=args.funasr_port, device=args.device,
-        quantize=args.quantize,
+        quantize=args.quantize, threads=args.threads, e2e_lean=args.e2e_lean,
         max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes, max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers, mt_batch_rows=args.mt_batch_rows,

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(str(e)) from e
     audio = open_audio(args.file, declared_rate=args.rate)  # checked before models load
-    models = load_models(args.profile, args.device, quantize=args.quantize)
+    models = load_models(args.profile, args.device, quantize=args.quantize, threads=args.threads)
     rec = StreamingRecognizer(models.asr, models.new_vad(), config)
     counts: Counter[str] = Counter()
     finals = []

@@ -58,7 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="simul", choices=modes.MODES, help="translation path(s) to run")
     add_model_args(p)
     add_stream_args(p)
+    add_e2e_lean_arg(p)
     p.set_defaults(func=run)
+
+
+def add_e2e_lean_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--e2e-lean", action="store_true",
+                   help="e2e path: the cost levers that let one real-size session keep up on a small CPU "
+                        "(incremental final step, shorter encoder context, lookahead 1); outputs differ from "
+                        "the offline decode")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
                                        chunk_ms=args.chunk_ms, **policy_overrides(args))
     except ValueError as e:
         raise UserError(str(e)) from e
+    if args.e2e_lean:
+        config = config.e2e_lean()
     audio = open_audio(args.file, declared_rate=args.rate)
     live = interactive(args.json)
     if live:
         print(f"loading models (profile {args.profile})…", file=sys.stderr, flush=True)
     # a mode the profile cannot serve, or unbuilt models, fail before any model loads
-    models = load_models(args.profile, args.device, config.paths, quantize=args.quantize)
+    models = load_models(args.profile, args.device, config.paths, quantize=args.quantize,
+                         threads=args.threads)
     session = TranslationSession(models, config)
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()
@@ -86,9 +97,17 @@ def run(args: argparse.Namespace) -> int:
             else:
                 show(out, ev)
 
+    fed = 0  # samples processed
+    lags: list[float] = []  # --realtime: how far processing is behind the audio after each chunk (ms)
+
+    def on_chunk(n: int) -> None:
+        nonlocal fed
+        fed += n
+        out.advance(n / 16000)
+        lags.append((time.perf_counter() - t0) * 1000 - fed / 16)
+
     try:
-        stream_file(session, audio.chunks(args.chunk_ms, realtime=args.realtime), handle,
-                    on_chunk=lambda n: out.advance(n / 16000))
+        stream_file(session, audio.chunks(args.chunk_ms, realtime=args.realtime), handle, on_chunk=on_chunk)
     finally:
         out.close()
     wall = time.perf_counter() - t0
@@ -104,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         "tgt_langs": list(config.tgt_langs),
         "wall_s": round(wall, 3),
         "rtf": rtf,
+        **(realtime_lag(lags, wall * 1000 - fed / 16) if args.realtime else {}),
         "utterances": [
             {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms, "source": r.source,
              "path": r.path, "simul": r.simul, "e2e": r.e2e, "cascade": r.cascade, "delays_ms": r.delays_ms,
@@ -119,8 +139,25 @@ def run(args: argparse.Namespace) -> int:
     n = len({r.utterance for r in session.results})
     print(f"summary: {audio_s:.1f} s of audio, {n} utterance{'s' if n != 1 else ''}, mode {config.mode}, "
           f"profile {args.profile}; {wall:.1f} s of processing (RTF {rtf})")
+    if args.realtime:
+        lag = summary["lag_ms"]
+        print(f"real time: processing was behind the audio by {fmt_s(lag['p50'])} s (p50), {fmt_s(lag['p95'])} s "
+              f"(p95), {fmt_s(lag['max'])} s at most; done {fmt_s(summary['done_after_end_ms'])} s after the audio ended")
     utterance_table(list(session.results), sys.stdout)
     return 0
+
+
+def realtime_lag(lags: list[float], end_lag_ms: float) -> dict:
+    """``--realtime`` figures: after each chunk's processing, how far it was behind the audio
+    fed so far (ms; p50/p95/max, never below 0), and how long after the end of the audio
+    the last results (the final flush) were out."""
+    xs = sorted(max(0.0, x) for x in lags) or [0.0]
+
+    def pick(q: float) -> float:
+        return round(xs[min(len(xs) - 1, round(q * (len(xs) - 1)))], 1)
+
+    return {"lag_ms": {"p50": pick(0.5), "p95": pick(0.95), "max": round(xs[-1], 1)},
+            "done_after_end_ms": round(max(0.0, end_lag_ms), 1)}
 
 
 def show(out: LiveLines, ev: Event) -> None:

@@ -25,7 +25,7 @@ import torch
 from streamst.asr.vad import Vad
 from streamst.e2e.base import SpeechEmbeddings, SpeechModel, SpeechStream
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.mt.budget import tokens_for_units
+from streamst.mt.budget import final_tokens, tokens_for_units
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
 from streamst.policy.config import default_ratio
 from streamst.results import UtteranceResult, utterance_metrics
@@ -167,7 +167,10 @@ class E2EPath:
         out: list[Event] = []
         source = ""
         if self.source_stream is not None:
-            source = self.source_stream.propose(speech, "", max_new_tokens=self.cfg.e2e_final_tokens).text.strip()
+            src = self.cfg.src_lang
+            expected = (end - utt.start) / SR * UNITS_PER_SECOND.get(src.split("-")[0], 3.0)  # source units spoken
+            budget = final_tokens(expected, 0, src, self.cfg.e2e_final_tokens)
+            source = self.source_stream.propose(speech, "", max_new_tokens=budget).text.strip()
             out.append(TranscriptEvent(kind="final", utterance=utt.index, text=source, stable_text=source, tokens=(),
                                        language=self.cfg.src_lang, audio_ms=self.audio_ms, start_ms=utt.start * 1000 // SR,
                                        end_ms=end_ms, path="e2e"))
@@ -220,7 +223,9 @@ class E2ETrack:
     def __init__(self, path: E2EPath, tgt_lang: str) -> None:
         cfg = path.cfg
         self.path, self.tgt = path, tgt_lang
-        self.policy = make_policy(cfg.e2e_policy_for(tgt_lang))
+        policy = cfg.e2e_policy_for(tgt_lang)
+        self.ratio = policy.ratio  # expected target units per chunk (the final step's length bound)
+        self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
         self.stream = path.model.open_stream("translate", cfg.src_lang, tgt_lang, hotwords=cfg.hotwords)
         self.current: UtteranceResult | None = None
@@ -243,6 +248,8 @@ class E2ETrack:
         budget = cfg.e2e_final_tokens if finished else cfg.e2e_step_tokens
         if units is not None:
             budget = tokens_for_units(units, self.tgt, budget)
+        elif finished:  # the rest of the translation, bounded against a runaway decode (mt/budget.py)
+            budget = final_tokens(len(self.state.source) * self.ratio, len(self.state.target), self.tgt, budget)
         prop = self.stream.propose(self._speech, committed, max_new_tokens=budget)
         out = split_units(prop.text, self.tgt)
         if not finished and not prop.complete and len(out) > len(self.state.target):

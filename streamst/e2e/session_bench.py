@@ -16,7 +16,8 @@ Each configuration (``--configs``) is one session on the same audio:
 * ``base``: the path as it was before the levers below (no proposal reuse);
 * ``draft``: the previous step's proposal is verified in the prefill (``NanoOptions.draft``,
   greedy-exact): decode steps are only spent where the new proposal departs from the old one;
-* ``lean``: ``draft`` plus the opt-in levers that change outputs: the final step encodes only
+* ``lean``: ``draft`` plus the opt-in levers that change outputs (``PipelineConfig.e2e_lean``,
+  ``translate``/``serve --e2e-lean``): the final step encodes only
   the unfrozen frames (``e2e_final_encoding=incremental``, the transcript's audio K/V
   prefilled chunk by chunk), 10 frames (600 ms) of encoder left context instead of 20, and a
   policy lookahead of 1 unit instead of 4 (fewer tokens decoded per step).
@@ -48,9 +49,6 @@ import numpy as np
 from streamst.errors import UserError
 
 CONFIGS = ("base", "draft", "lean")
-# "lean": the opt-in levers that change outputs (bounded work per step, by config only)
-LEAN = dict(e2e_final_encoding="incremental", e2e_context_frames=10)
-LEAN_POLICY = dict(lookahead=1)
 SR = 16000
 
 
@@ -146,8 +144,10 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
 
     meter = _Meter(model)
     models = _E2EModels(meter)
-    cfg = replace(PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms, **(LEAN_POLICY if lean else {})),
-                  e2e_final_tokens=final_tokens, e2e_source_text=source_text, **(LEAN if lean else {}))
+    cfg = replace(PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms),
+                  e2e_final_tokens=final_tokens, e2e_source_text=source_text)
+    if lean:
+        cfg = cfg.e2e_lean()  # translate/serve --e2e-lean
     session = TranslationSession(models, cfg)
     old = model.options
     model.options = replace(old, draft=draft)

@@ -82,6 +82,8 @@ class ServerConfig:
     funasr_port: int | None = None  # also serve FunASR at the root path of this port (FunASR: 10095)
     device: str = "cpu"
     quantize: str = "none"  # "int8": dynamic int8 Linear layers in every model (CPU)
+    threads: int | None = None  # torch threads per model call on CPU (None: $STREAMST_TORCH_THREADS, else 1)
+    e2e_lean: bool = False  # every session's e2e path with PipelineConfig.e2e_lean's cost levers
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
     max_session_s: float = 4 * 3600.0  # wall clock (or audio) length of one session
@@ -141,7 +143,7 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         if self.models is None:
-            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device, cfg.quantize), root=cfg.models_root)
+            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device, cfg.quantize, cfg.threads), root=cfg.models_root)
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)

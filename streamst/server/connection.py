@@ -432,6 +432,8 @@ class NativeConnection(Connection):
 
     def begin(self, start: Start) -> None:
         cfg = start.pipeline_config()
+        if self.cfg.e2e_lean:
+            cfg = cfg.e2e_lean()
         if "e2e" in cfg.paths and not self.server.e2e_available:
             raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                                 f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")

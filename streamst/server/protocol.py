@@ -274,8 +274,12 @@ class ErrorMessage(ServerMessage):
 def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
     """The configuration a session actually runs with (echoed in ``ready``)."""
     policies = {t: dataclasses.asdict(cfg.policy_for(t)) for t in cfg.tgt_langs}
-    return {
+    out: dict[str, Any] = {
         "sample_rate": start.sample_rate, "encoding": start.encoding, "src_lang": cfg.src_lang,
         "tgt_langs": list(cfg.tgt_langs), "mode": cfg.mode, "chunk_ms": cfg.asr.chunk_ms,
         "policy": policies,
     }
+    if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
+        out["e2e"] = {"final_encoding": cfg.e2e_final_encoding, "context_frames": cfg.e2e_context_frames,
+                      "policy": {t: dataclasses.asdict(cfg.e2e_policy_for(t)) for t in cfg.tgt_langs}}
+    return out
