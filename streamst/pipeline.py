@@ -139,10 +139,11 @@ class TranslationSession:
     a time (the server serialises per session)."""
 
     def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None,
-                 mt_lm: Any = None) -> None:
-        """``recognize`` / ``mt_lm``: what runs this session's ASR windows and simultaneous
-        decoder forwards (the server's batchers, :class:`~streamst.server.worker.AsrBatcher`
-        and :class:`~streamst.mt.batching.BatchedLM`); default: the models themselves."""
+                 mt_lm: Any = None, e2e_lm: Any = None) -> None:
+        """``recognize`` / ``mt_lm`` / ``e2e_lm``: what runs this session's ASR windows, its
+        simultaneous text decoder's and its e2e decoder's forwards (the server's batchers,
+        :class:`~streamst.server.worker.AsrBatcher` and one
+        :class:`~streamst.mt.batching.BatchedLM` per decoder); default: the models themselves."""
         self.models, self.cfg = models, config
         self.mt_lm = mt_lm
         self.compute_ms = 0.0  # processing time spent by this session so far
@@ -156,7 +157,8 @@ class TranslationSession:
         if "e2e" in paths:
             from streamst.e2e.path import E2EPath
 
-            self.e2e = E2EPath(models.e2e, models.new_vad(), config, clock=self._elapsed_now, results=self.results)
+            self.e2e = E2EPath(models.e2e, models.new_vad(), config, clock=self._elapsed_now, results=self.results,
+                               lm=e2e_lm)
 
     # -- the three verbs -----------------------------------------------------------------
     def insert_audio(self, samples) -> None:

@@ -153,3 +153,45 @@ def test_session_bench_runs_a_whole_session_and_the_draft_changes_nothing(nano, 
     assert base["draft_tokens"] == 0 and draft["draft_tokens"] > 0
     assert draft["e2e"] == base["e2e"] and any(base["e2e"])
     assert base["rtf_cpu"] > 0 and base["chunk_cpu_p95_ms"] >= base["chunk_cpu_p50_ms"]
+
+
+def _run_path(nano, audio, *, lm=None, start=None):
+    """One e2e session (wait-k, draft on, transcript on) over ``audio``; its translation events
+    and results. ``lm``: the decoder forwards' runner (a BatchedLM: sessions batched)."""
+    cfg = PipelineConfig.create("zh", "en", mode="e2e", policy="wait-k", chunk_ms=600)
+    cfg = replace(cfg, e2e_step_tokens=6, e2e_final_tokens=10, e2e_source_text=True)
+    results: deque = deque()
+    path = E2EPath(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results, lm=lm)
+    if start is not None:
+        start.wait()
+    events = []
+    for i in range(0, len(audio), 1600):
+        path.insert_audio(audio[i : i + 1600])
+        events += path.process()
+    events += path.finish()
+    out = [(e.committed, e.new_units, e.tentative, e.final) for e in events if isinstance(e, TranslationEvent)]
+    return out, [(r.e2e, r.source) for r in results]
+
+
+def test_concurrent_e2e_sessions_through_the_batcher_decode_as_alone(nano, utterance) -> None:
+    """The server batches the e2e decoder's forwards across sessions (one ForwardBatcher per
+    decoder): three sessions decoding at once (draft verification included: multi-position
+    logits through the batcher) emit exactly what each emits alone, and their forwards met."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+    audios = [utterance, utterance[8000:], np.concatenate([utterance[:24000], utterance])]
+    alone = [_run_path(nano, a) for a in audios]
+    batcher = ForwardBatcher(nano.lm, max_rows=32, max_wait_ms=5000, name="e2e")  # waits for every open chain
+    try:
+        lm = BatchedLM(nano.lm, batcher)
+        start = threading.Barrier(len(audios))
+        with ThreadPoolExecutor(len(audios)) as pool:
+            together = list(pool.map(lambda a: _run_path(nano, a, lm=lm, start=start), audios))
+    finally:
+        batcher.close()
+    assert together == alone
+    assert any(rows > 1 for rows in batcher.batch_rows), batcher.batch_rows
+    assert batcher.stats["verified"] > 0  # drafts were verified through the batcher

@@ -281,3 +281,32 @@ def test_numpy_head_matches_torch(mt, monkeypatch) -> None:
     monkeypatch.setenv(ENV, "1")
     pin_torch_threads("cpu")
     assert blas_threads() and all(n == 1 for n in blas_threads())  # one BLAS thread per call, like torch
+
+
+def test_run_merged_keeps_each_requests_last_positions(mt) -> None:
+    """Prefills that want the logits of their last ``keep`` positions (draft verification)
+    merged into one forward: each gets what its own forward gives, from its own positions."""
+    lm = mt.lm
+    emb = mt.model.get_input_embeddings()
+    specs = [(list(range(300, 340)), list(range(40, 45)), 3), (list(range(500, 512)), list(range(60, 62)), 2),
+             ([], list(range(600, 604)), 4)]  # (cached ids, new ids, keep)
+    reqs, refs = [], []
+    for cached, new, keep in specs:
+        ids = torch.tensor([new])
+        ref_cache = _cache_with(lm, cached)
+        with torch.inference_mode():
+            refs.append(lm.run(ref_cache, keep=keep, input_ids=ids)[0])  # (keep, vocab)
+            reqs.append(_Request(_cache_with(lm, cached), emb(ids), None, None, Future(), keep=keep))
+    with torch.inference_mode():
+        outs = run_merged(lm, reqs, fn=lm.hidden)
+    for out, ref, (_, _, keep) in zip(outs, refs, specs):
+        assert out.shape == (1, keep, mt.model.config.hidden_size)
+        logits = lm.project(out[0])
+        torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4)
+        assert torch.equal(logits.argmax(-1), ref.argmax(-1))
+    batcher = ForwardBatcher(lm)
+    try:
+        with pytest.raises(ValueError, match="keep must be from 0 to the 2 new positions"):
+            batcher.forward(lm.new_cache(), emb(torch.tensor([[1, 2]])), keep=3)
+    finally:
+        batcher.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -67,5 +67,9 @@ class SpeechModel(Protocol):
         """A batch of utterances' frames -> their speech embeddings (one batched encoder pass)."""
         ...
 
-    def open_stream(self, task: Task, src_lang: str, tgt_lang: str, *, hotwords: Sequence[str] = ()) -> SpeechStream:
+    def open_stream(self, task: Task, src_lang: str, tgt_lang: str, *, hotwords: Sequence[str] = (),
+                    lm: Any = None) -> SpeechStream:
+        """A new per-session stream. ``lm``: what runs its decoder forwards (default: the
+        model's own; the server passes a :class:`~streamst.mt.batching.BatchedLM` of the same
+        model, batching sessions)."""
         ...

@@ -43,6 +43,8 @@ from streamst.sources import local_path
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from streamst.mt.batching import BatchedLM
+
 # Language names as the checkpoint's instructions spell them ("语音转写成中文：").
 ZH_NAMES: dict[str, str] = {
     "zh": "中文", "en": "英文", "ja": "日文", "ko": "韩文", "yue": "粤语", "de": "德文", "fr": "法文",
@@ -172,8 +174,11 @@ class FunAsrNanoSpeech:
         chunks = torch.split(flat, lengths)
         return [SpeechEmbeddings(c, tuple(k)) for c, k in zip(chunks, keys)]
 
-    def open_stream(self, task: Task, src_lang: str, tgt_lang: str, *, hotwords: Sequence[str] = ()) -> NanoStream:
-        return NanoStream(self, SpeechPrompt(self.tokenizer, task, src_lang, tgt_lang, hotwords))
+    def open_stream(self, task: Task, src_lang: str, tgt_lang: str, *, hotwords: Sequence[str] = (),
+                    lm: SegmentLM | BatchedLM | None = None) -> NanoStream:
+        """A per-session stream; ``lm``: what runs its forwards (default: this model's
+        :class:`SegmentLM`; the server passes a :class:`~streamst.mt.batching.BatchedLM`)."""
+        return NanoStream(self, SpeechPrompt(self.tokenizer, task, src_lang, tgt_lang, hotwords), lm=lm)
 
     @torch.inference_mode()
     def generate(self, samples: np.ndarray, task: Task, src_lang: str, tgt_lang: str, *, committed: str = "",
@@ -206,9 +211,9 @@ class NanoStream:
     """One session's decoding state for one task: a KV cache whose static head survives
     every chunk and utterance. Not thread-safe; one per session and task."""
 
-    def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt) -> None:
+    def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt, *, lm: SegmentLM | BatchedLM | None = None) -> None:
         self.model, self.prompt = model, prompt
-        self.decoder = CachedDecoder(model.lm, kv_reuse=model.options.kv_reuse)
+        self.decoder = CachedDecoder(lm or model.lm, kv_reuse=model.options.kv_reuse)
         self._previous: tuple[int, ...] | None = None  # target + continuation ids of the last proposal
         self._draft_len = DRAFT_MAX  # adaptive: how many draft tokens the next step verifies
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -67,8 +67,11 @@ class E2EPath:
     """Per-session end-to-end path over a shared :class:`~streamst.e2e.base.SpeechModel`."""
 
     def __init__(self, model: SpeechModel, vad: Vad, config: PipelineConfig, *,
-                 clock: Callable[[], float], results: deque[UtteranceResult]) -> None:
+                 clock: Callable[[], float], results: deque[UtteranceResult], lm: Any = None) -> None:
+        """``lm``: what runs the decoder forwards of this session's streams (default: the
+        model's own; the server's :class:`~streamst.mt.batching.BatchedLM` batches sessions)."""
         self.model, self.vad, self.cfg = model, vad, config
+        self.lm = lm
         self.results = results  # the session's, shared with the other paths
         self.chunk = config.asr.chunk_ms * SR // 1000
         self.max_utt = config.max_utterance_ms * SR // 1000
@@ -77,7 +80,7 @@ class E2EPath:
         self.tracks = [E2ETrack(self, tgt) for tgt in config.tgt_langs]
         src = config.src_lang
         self.source_stream: SpeechStream | None = (
-            model.open_stream("transcribe", src, src, hotwords=config.hotwords) if config.e2e_source_text else None
+            model.open_stream("transcribe", src, src, hotwords=config.hotwords, lm=lm) if config.e2e_source_text else None
         )
         self.reset()
 
@@ -227,7 +230,7 @@ class E2ETrack:
         self.ratio = policy.ratio  # expected target units per chunk (the final step's length bound)
         self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
-        self.stream = path.model.open_stream("translate", cfg.src_lang, tgt_lang, hotwords=cfg.hotwords)
+        self.stream = path.model.open_stream("translate", cfg.src_lang, tgt_lang, hotwords=cfg.hotwords, lm=path.lm)
         self.current: UtteranceResult | None = None
         self.tentative = ""
         self._speech: SpeechEmbeddings | None = None

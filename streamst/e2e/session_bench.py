@@ -67,6 +67,11 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default="reorder-aware", help="simultaneous policy (default: translate's)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: streamst's, 1)")
     p.add_argument("--wav", help="use this 16 kHz wav instead of synthesised speech")
+    p.add_argument("--sessions", type=int, default=1,
+                   help="run N sessions at once (one thread each, the same audio), as the server does")
+    p.add_argument("--batch", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --sessions: batch their decoder forwards across sessions (the server's default)")
+    p.add_argument("--compare-unbatched", action="store_true", help="with --sessions: run batched and unbatched")
     p.add_argument("--json", action="store_true", help="one JSON line per configuration, then a summary")
     p.set_defaults(func=_command)
 
@@ -138,8 +143,10 @@ class _Meter:
 
 def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: int = 16,
                 source_text: bool = True, draft: bool = False, lean: bool = False,
-                policy: str = "reorder-aware") -> dict[str, Any]:
-    """One ``zh -> en`` e2e session over ``audio`` through :class:`TranslationSession`."""
+                policy: str = "reorder-aware", lm: Any = None) -> dict[str, Any]:
+    """One ``zh -> en`` e2e session over ``audio`` through :class:`TranslationSession`;
+    ``lm``: the decoder forwards' runner (a :class:`~streamst.mt.batching.BatchedLM` shared
+    by concurrent sessions, as the server does)."""
     from streamst.pipeline import PipelineConfig, TranslationSession
 
     meter = _Meter(model)
@@ -148,7 +155,7 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
                   e2e_final_tokens=final_tokens, e2e_source_text=source_text)
     if lean:
         cfg = cfg.e2e_lean()  # translate/serve --e2e-lean
-    session = TranslationSession(models, cfg)
+    session = TranslationSession(models, cfg, e2e_lm=lm)
     old = model.options
     model.options = replace(old, draft=draft)
     step = chunk_ms * SR // 1000
@@ -230,6 +237,38 @@ def _load_avg() -> str:
         return "n/a"
 
 
+def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: Any) -> dict[str, Any]:
+    """``n`` sessions over the same audio at once, one thread each, their decoder forwards
+    batched through one :class:`~streamst.mt.batching.ForwardBatcher` (``batch``) as the
+    server batches them. Returns the whole run's figures: wall and process CPU time per
+    second of one session's audio, and the batcher's rows per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+    batcher = ForwardBatcher(model.lm, name="e2e") if batch else None
+    lm = BatchedLM(model.lm, batcher) if batcher is not None else None
+    c0, w0 = time.process_time(), time.perf_counter()
+    try:
+        with ThreadPoolExecutor(n, thread_name_prefix="bench-session") as pool:
+            rows = list(pool.map(lambda _: run_session(model, audio, lm=lm, **kw), range(n)))
+    finally:
+        if batcher is not None:
+            batcher.close()
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    audio_s = audio.size / SR
+    out: dict[str, Any] = {
+        "sessions": n, "batched": batch, "audio_s": round(audio_s, 1), "utterances": sum(r["utterances"] for r in rows),
+        "wall_s": round(wall, 2), "rtf_wall": round(wall / audio_s, 3), "cpu_s_per_audio_s": round(cpu / (n * audio_s), 3),
+        "decode_forwards": sum(r["decode_forwards"] for r in rows), "prefill_positions": sum(r["prefill_positions"] for r in rows),
+        "e2e": [r["e2e"] for r in rows],
+    }
+    if batcher is not None:
+        st = batcher.stats
+        out["decoder_batches"] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in st.items()}
+    return out
+
+
 def _command(args: argparse.Namespace) -> int:
     import torch
 
@@ -241,8 +280,8 @@ def _command(args: argparse.Namespace) -> int:
     bad = [c for c in configs if c not in CONFIGS]
     if bad or not configs:
         raise UserError(f"--configs must be a subset of {','.join(CONFIGS)}")
-    if args.seconds <= 0 or args.chunk_ms <= 0 or args.final_tokens <= 0:
-        raise UserError("--seconds, --chunk-ms and --final-tokens must be positive")
+    if args.seconds <= 0 or args.chunk_ms <= 0 or args.final_tokens <= 0 or args.sessions < 1:
+        raise UserError("--seconds, --chunk-ms, --final-tokens and --sessions must be positive")
     pin_torch_threads("cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -260,6 +299,8 @@ def _command(args: argparse.Namespace) -> int:
             audio = speech(args.seconds, Path(tmp))
     # warm-up: one short session, so that one-time costs do not count
     run_session(model, audio[: 3 * SR], chunk_ms=args.chunk_ms, final_tokens=2, source_text=False)
+    if args.sessions > 1:
+        return _command_sessions(args, model, audio, configs)
     rows = []
     for name in configs:
         load_before = _load_avg()
@@ -294,4 +335,38 @@ def _command(args: argparse.Namespace) -> int:
               f"prefill {r['prefill_positions']} positions ({r['reused_positions']} reused) {r['prefill_s']} s, "
               f"{r['decode_forwards']} decode forwards {r['decode_s']} s, {r['new_tokens']} tokens, "
               f"{r['draft_accepted']} of {r['draft_tokens']} draft tokens agreed; same output as {ref['config']}: {r['same_output_as_first']}")
+    return 0
+
+
+def _command_sessions(args: argparse.Namespace, model, audio: np.ndarray, configs: tuple[str, ...]) -> int:
+    """``--sessions N``: per configuration, N concurrent sessions (batched, and with
+    ``--compare-unbatched`` also unbatched); one line each."""
+    import torch
+
+    rows = []
+    for name in configs:
+        for batch in (True, False) if args.compare_unbatched else (args.batch,):
+            load_before = _load_avg()
+            row = run_sessions(model, audio, args.sessions, batch=batch, chunk_ms=args.chunk_ms,
+                               final_tokens=args.final_tokens, source_text=args.source_text, draft=name != "base",
+                               lean=name == "lean", policy=args.policy)
+            rows.append({"config": name, "load_before": load_before, "load_after": _load_avg(), **row})
+    ref = rows[0]
+    for r in rows:
+        r["x_cpu_s_per_audio_s"] = round(ref["cpu_s_per_audio_s"] / r["cpu_s_per_audio_s"], 2)
+        r["same_output_as_first"] = r["e2e"] == ref["e2e"]
+    for r in rows:
+        if args.json:
+            print(json.dumps({k: v for k, v in r.items() if k != "e2e"}, ensure_ascii=False))
+        else:
+            batches = r.get("decoder_batches")
+            rows_per = f", {batches['mean_rows']:.2f} rows per decoder call" if batches else ""
+            print(f"[{r['config']}] {r['sessions']} sessions {'batched' if r['batched'] else 'unbatched'}: "
+                  f"{r['audio_s']} s audio each, wall {r['wall_s']} s (RTF {r['rtf_wall']}), "
+                  f"{r['cpu_s_per_audio_s']} cpu-s per audio-s (x{r['x_cpu_s_per_audio_s']}){rows_per}; "
+                  f"load {r['load_before']} -> {r['load_after']}; same output: {r['same_output_as_first']}")
+    if args.json:
+        print(json.dumps({"type": "summary", "profile": args.profile, "quantize": args.quantize, "sessions": args.sessions,
+                          "threads": torch.get_num_threads(), "chunk_ms": args.chunk_ms, "final_tokens": args.final_tokens,
+                          "source_text": args.source_text, "policy": args.policy, "cpus": os.cpu_count()}))
     return 0

@@ -65,6 +65,7 @@ class _Request:
     positions: torch.Tensor | None  # (B, T); None: cached + arange(T)
     future: Future
     logits: bool = True  # False: only the cache is wanted (the future gets None)
+    keep: int = 0  # > 0: the logits of each row's last ``keep`` positions (draft verification)
 
     @property
     def rows(self) -> int:
@@ -93,7 +94,7 @@ def _cached(cache: DynamicCache) -> int:
 class ForwardBatcher:
     """One thread running every session's decoder forwards, batching concurrent ones."""
 
-    def __init__(self, lm: SegmentLM, *, max_rows: int = 32, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, lm: SegmentLM, *, max_rows: int = 32, max_wait_ms: float = 2.0, name: str = "decoder") -> None:
         if max_rows < 1 or max_wait_ms < 0:
             raise ValueError("need max_rows >= 1 and max_wait_ms >= 0")
         self.lm, self.max_rows, self.max_wait = lm, max_rows, max_wait_ms / 1000.0
@@ -101,11 +102,12 @@ class ForwardBatcher:
         self.requests = 0
         self.busy_s = 0.0  # time spent in model calls
         self.projections = 0  # output projections run (one per cycle when the model splits its head)
-        self._requests = RequestQueue("decoder batcher")
+        self.verified = 0  # requests for several positions' logits (draft verification)
+        self._requests = RequestQueue(f"{name} batcher")
         self._held: list[_Request] = []  # taken from the queue but over max_rows: first next cycle
         self._open = 0  # chains under way
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="streamst-decoder-batcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"streamst-{name}-batcher", daemon=True)
         self._thread.start()
 
     # -- callers (session worker threads) ------------------------------------------------------
@@ -123,11 +125,14 @@ class ForwardBatcher:
             self._requests.put(_WAKE)  # a batcher waiting for this chain's next forward stops waiting
 
     def forward(self, cache: DynamicCache, embeds: torch.Tensor, mask: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None, *, logits: bool = True) -> torch.Tensor | None:
+                positions: torch.Tensor | None = None, *, logits: bool = True, keep: int = 0) -> torch.Tensor | None:
         """Blocking: run ``embeds`` ``(B, T, hidden)`` after ``cache`` (appended to, as
         :meth:`SegmentLM.run` does); the logits of each row's last position, ``(B, vocab)``
-        (``logits=False``: None, and the output projection is skipped for these rows)."""
-        return self._requests.submit(lambda fut: _Request(cache, embeds, mask, positions, fut, logits))
+        (``logits=False``: None, and the output projection is skipped for these rows;
+        ``keep`` > 0: of its last ``keep`` positions, ``(B, keep, vocab)``)."""
+        if not 0 <= keep <= embeds.shape[1]:
+            raise ValueError(f"keep must be from 0 to the {embeds.shape[1]} new positions, got {keep}")
+        return self._requests.submit(lambda fut: _Request(cache, embeds, mask, positions, fut, logits, keep))
 
     def close(self) -> None:
         self._requests.close()
@@ -138,7 +143,7 @@ class ForwardBatcher:
         calls = sum(self.batch_rows.values())
         rows = sum(k * v for k, v in self.batch_rows.items())
         return {"calls": calls, "requests": self.requests, "rows": rows, "busy_s": round(self.busy_s, 3),
-                "projections": self.projections,
+                "projections": self.projections, "verified": self.verified,
                 "mean_rows": rows / calls if calls else 0.0, "max_rows": max(self.batch_rows, default=0)}
 
     # -- the batching thread -------------------------------------------------------------------
@@ -178,6 +183,7 @@ class ForwardBatcher:
             if batch is None:
                 break
             self.requests += len(batch)
+            self.verified += sum(1 for r in batch if r.keep)
             t0 = time.perf_counter()
             self._serve(batch)
             self.busy_s += time.perf_counter() - t0
@@ -193,14 +199,19 @@ class ForwardBatcher:
         done: list[tuple[_Request, torch.Tensor]] = []  # request -> its rows' hidden states (split) or logits
         try:
             with torch.inference_mode():
-                for group in ([r for r in batch if r.width == 1], [r for r in batch if r.width > 1]):
+                # one-token steps; prefills; prefills that want several positions' logits (drafts):
+                # a row is never padded to a wider group's width, nor projected at positions it
+                # does not need
+                groups = ([r for r in batch if r.width == 1], [r for r in batch if r.width > 1 and not r.keep],
+                          [r for r in batch if r.width > 1 and r.keep])
+                for group in groups:
                     together = [r for r in group if _mergeable(r.cache)]
                     alone = [r for r in group if not _mergeable(r.cache)]
                     if len(together) == 1:
                         alone, together = together + alone, []
                     for r in alone:
                         self._count([r])
-                        done.append((r, fn(r.cache, **_inputs(r))))
+                        done.append((r, fn(r.cache, keep=r.keep, **_inputs(r))))
                     if together:
                         self._count(together)
                         done.extend(zip(together, run_merged(self.lm, together, fn=fn)))
@@ -208,11 +219,12 @@ class ForwardBatcher:
                     wanted = [(r, h) for r, h in done if r.logits]
                     if wanted:
                         self.projections += 1
-                        logits = self.lm.project(torch.cat([h for _, h in wanted]))  # (rows, vocab)
+                        flat = [h.reshape(-1, h.shape[-1]) for _, h in wanted]  # (rows [* keep], hidden)
+                        logits = self.lm.project(torch.cat(flat))  # (all rows, vocab)
                         row = 0
-                        for r, h in wanted:
-                            r.future.set_result(logits[row : row + h.shape[0]])
-                            row += h.shape[0]
+                        for (r, h), f in zip(wanted, flat):
+                            r.future.set_result(logits[row : row + f.shape[0]].reshape(*h.shape[:-1], -1))
+                            row += f.shape[0]
                     for r, _ in done:
                         if not r.logits:
                             r.future.set_result(None)
@@ -291,7 +303,9 @@ def run_merged(lm: SegmentLM, reqs: Sequence[_Request], *, fn=None) -> list[torc
             data.append((torch.cat(ks), torch.cat(vs)))  # (B, kv_heads, C, head_dim)
         cache = DynamicCache(ddp_cache_data=data)
     fn = fn or lm.run
-    logits = fn(cache, inputs_embeds=embeds, attention_mask=mask, position_ids=positions)  # (B, vocab) or (B, hidden)
+    keep = max(r.keep for r in reqs)  # rows are right-aligned: each row's last positions are its own
+    logits = fn(cache, keep=keep, inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+    # (B, vocab) or (B, hidden); with keep: (B, keep, vocab) or (B, keep, hidden)
     out = []
     row = 0
     for r, n in zip(reqs, lens):
@@ -305,7 +319,7 @@ def run_merged(lm: SegmentLM, reqs: Sequence[_Request], *, fn=None) -> list[torc
                 data.append((torch.cat([k[:, :, c - n : c], k[:, :, c + t - r.width :]], dim=2),
                              torch.cat([v[:, :, c - n : c], v[:, :, c + t - r.width :]], dim=2)))
         r.cache.layers = DynamicCache(ddp_cache_data=data).layers
-        out.append(logits[rows])
+        out.append(logits[rows, -r.keep :] if keep else logits[rows])
         row += r.rows
     return out
 
@@ -341,6 +355,14 @@ class BatchedLM:
         if stop is not None:
             embeds = embeds[: stop - start]
         return self.batcher.forward(cache, embeds.unsqueeze(0), logits=logits)
+
+    @torch.inference_mode()
+    def forward_segments_rows(self, segments: Sequence[PromptSegment], start: int, cache: DynamicCache,
+                              keep: int) -> torch.Tensor:
+        """The logits of the last ``keep`` positions run, ``(keep, vocab)`` (a draft verified in
+        the prefill: :meth:`CachedDecoder.decode`)."""
+        embeds = embed_segments(segments, start, self.model.get_input_embeddings())  # (T, hidden)
+        return self.batcher.forward(cache, embeds.unsqueeze(0), keep=keep)[0]
 
     @torch.inference_mode()
     def forward_tokens(self, ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:

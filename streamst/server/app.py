@@ -105,7 +105,7 @@ class ServerConfig:
     workers: int = 0  # inference threads; 0: max_sessions
     asr_batch: int = 8  # max windows per batched ASR call
     asr_batch_wait_ms: float = 5.0  # how long the batcher waits for more requests
-    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions; 0: no cross-session batching
+    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions (text and e2e decoders); 0: none
     mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
 
@@ -134,6 +134,8 @@ class Server:
         self.batcher: AsrBatcher | None = None
         self.mt_batcher: Any = None  # streamst.mt.batching.ForwardBatcher (imports torch)
         self.mt_lm: Any = None  # its BatchedLM: the simultaneous decoders' forwards, batched across sessions
+        self.e2e_batcher: Any = None  # the same for the e2e model's decoder (modes e2e / all)
+        self.e2e_lm: Any = None
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
@@ -147,14 +149,9 @@ class Server:
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
-        lm = getattr(self.models.mt, "lm", None)
-        from streamst.mt.kv import SegmentLM
-
-        if cfg.mt_batch_rows and isinstance(lm, SegmentLM):
-            from streamst.mt.batching import BatchedLM, ForwardBatcher
-
-            self.mt_batcher = ForwardBatcher(lm, max_rows=cfg.mt_batch_rows, max_wait_ms=cfg.mt_batch_wait_ms)
-            self.mt_lm = BatchedLM(lm, self.mt_batcher)
+        self.mt_batcher, self.mt_lm = self._decoder_batcher(self.models.mt, "decoder")
+        if self.e2e_available:  # the e2e model's decoder forwards, batched across sessions the same way
+            self.e2e_batcher, self.e2e_lm = self._decoder_batcher(self.models.e2e, "e2e")
         self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
                                            thread_name_prefix="streamst-session")
         options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
@@ -167,6 +164,21 @@ class Server:
                                           process_request=self._process_funasr_request, **options)
         self.started = time.monotonic()
         log.info("streamst serving profile %s on ws://%s:%d/ws", cfg.profile, cfg.host, self.port)
+
+    def _decoder_batcher(self, model: Any, name: str) -> tuple[Any, Any]:
+        """A :class:`~streamst.mt.batching.ForwardBatcher` over ``model``'s local decoder and the
+        :class:`~streamst.mt.batching.BatchedLM` sessions decode through; (None, None) when
+        batching is off (``mt_batch_rows`` 0) or the decoder is not local (an HTTP backend)."""
+        from streamst.mt.kv import SegmentLM
+
+        lm = getattr(model, "lm", None)
+        if not self.config.mt_batch_rows or not isinstance(lm, SegmentLM):
+            return None, None
+        from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+        batcher = ForwardBatcher(lm, max_rows=self.config.mt_batch_rows, max_wait_ms=self.config.mt_batch_wait_ms,
+                                 name=name)
+        return batcher, BatchedLM(lm, batcher)
 
     def _load_models(self) -> None:
         """Load every model once, before the first client (start-up cost, not a session's)."""
@@ -212,7 +224,7 @@ class Server:
             w.close(close_connections=True)
             await w.wait_closed()
         self._ws = self._funasr_ws = None
-        for batcher in (self.batcher, self.mt_batcher):  # joins their threads: off the event loop
+        for batcher in (self.batcher, self.mt_batcher, self.e2e_batcher):  # joins their threads: off the event loop
             if batcher:
                 await asyncio.to_thread(batcher.close)
         if self.executor:

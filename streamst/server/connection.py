@@ -439,7 +439,7 @@ class NativeConnection(Connection):
                                 f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
         self.start = start
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm)
+                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
         self.resample = StreamResampler(start.sample_rate)
         self.runner = SessionRunner(self.session, self.server.executor, max_pending_ms=int(self.cfg.max_pending_s * 1000),
                                     step_ms=self.cfg.step_ms, on_update=self.on_update)

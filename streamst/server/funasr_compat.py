@@ -209,7 +209,7 @@ class FunasrConnection(Connection):
     def begin(self) -> None:
         cfg = self.opts.pipeline()
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm)
+                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
         self.resample = StreamResampler(self.opts.audio_fs)
         self.runner = SessionRunner(self.session, self.server.executor,
                                     max_pending_ms=int(self.cfg.max_pending_s * 1000), step_ms=self.cfg.step_ms,

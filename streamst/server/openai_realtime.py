@@ -273,7 +273,7 @@ class OpenAIConnection(Connection):
     def begin(self) -> None:
         cfg = PipelineConfig.create(AUTO, [self.settings.language], mode="simul")
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm)
+                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
         self.resample = StreamResampler(INPUT_RATE)
         self.runner = SessionRunner(self.session, self.server.executor,
                                     max_pending_ms=int(self.cfg.max_pending_s * 1000), on_update=self.on_update)
