@@ -65,15 +65,21 @@ def test_e2e_on_a_profile_without_an_e2e_model_is_refused(models, tiny_models_ro
 def test_a_lean_server_runs_e2e_sessions_with_the_lean_levers_and_says_so(models, zh_audio):
     """``serve --e2e-lean``: every session's e2e path runs PipelineConfig.e2e_lean (incremental
     final step, 10 context frames, lookahead 1), echoed in ``ready.config.e2e``; the text path's
-    policy keeps its own lookahead."""
+    policy keeps its own lookahead. ``e2e_batch_rows``: the e2e decoder's forwards go through the
+    server's batcher (on CPU only when asked)."""
     from dataclasses import replace
 
     from streamst.pipeline import E2E_LEAN
 
     for lean in (False, True):
-        srv = ServerThread(replace(CFG, e2e_lean=lean), models)
+        # the lean run also batches the e2e decoder's forwards (off by default on CPU)
+        srv = ServerThread(replace(CFG, e2e_lean=lean, e2e_batch_rows=8 if lean else None), models)
         try:
             msgs, code = run_session(srv.url(), {"src_lang": "zh", "tgt_langs": ["en"], "mode": "all"}, zh_audio)
+            batcher = srv.server.e2e_batcher
+            assert (batcher is not None) == lean
+            if lean:
+                assert batcher.requests > 0 and batcher.stats["verified"] > 0  # drafts through the batcher
         finally:
             srv.close()
         assert code == 1000, msgs[-3:]
@@ -85,3 +91,14 @@ def test_a_lean_server_runs_e2e_sessions_with_the_lean_levers_and_says_so(models
         assert msgs[0]["config"]["policy"]["en"]["lookahead"] == 4  # the simul path's
         finals = [m for m in msgs if m["type"] == "translation" and m["mode"] == "e2e" and m["final"]]
         assert finals and finals[-1]["committed"]
+
+
+def test_e2e_decoder_batching_defaults_by_device():
+    from dataclasses import replace
+
+    assert CFG.e2e_rows == 0  # CPU: each session's own thread (faster at real size on a few cores)
+    assert replace(CFG, device="cuda").e2e_rows == CFG.mt_batch_rows
+    assert replace(CFG, device="cuda", e2e_batch_rows=0).e2e_rows == 0
+    assert replace(CFG, e2e_batch_rows=4).e2e_rows == 4
+    with pytest.raises(ValueError, match="e2e_batch_rows >= 0"):
+        replace(CFG, e2e_batch_rows=-1)

@@ -105,7 +105,10 @@ class ServerConfig:
     workers: int = 0  # inference threads; 0: max_sessions
     asr_batch: int = 8  # max windows per batched ASR call
     asr_batch_wait_ms: float = 5.0  # how long the batcher waits for more requests
-    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions (text and e2e decoders); 0: none
+    mt_batch_rows: int = 32  # max rows per batched decoder forward across sessions; 0: no cross-session batching
+    # the same for the e2e model's decoder; None: mt_batch_rows on an accelerator, 0 on CPU (at real size
+    # on a few cores one batching thread is slower than the sessions' own threads: docs/architecture.md)
+    e2e_batch_rows: int | None = None
     mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
 
@@ -115,8 +118,15 @@ class ServerConfig:
         if self.send_queue < 2 or self.send_queue_bytes < 2 * self.max_frame_bytes or self.slow_consumer_s <= 0 \
                 or self.start_timeout_s <= 0:
             raise ValueError("need send_queue >= 2, send_queue_bytes >= 2 * max_frame_bytes, positive timeouts")
-        if self.mt_batch_rows < 0 or self.mt_batch_wait_ms < 0:
-            raise ValueError("need mt_batch_rows >= 0 and mt_batch_wait_ms >= 0")
+        if self.mt_batch_rows < 0 or self.mt_batch_wait_ms < 0 or (self.e2e_batch_rows or 0) < 0:
+            raise ValueError("need mt_batch_rows >= 0, e2e_batch_rows >= 0 and mt_batch_wait_ms >= 0")
+
+    @property
+    def e2e_rows(self) -> int:
+        """Rows per batched e2e decoder forward in effect (0: none)."""
+        if self.e2e_batch_rows is not None:
+            return self.e2e_batch_rows
+        return 0 if self.device.startswith("cpu") else self.mt_batch_rows
         if self.step_ms < 10 or self.step_ms % 10:
             raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
@@ -149,9 +159,9 @@ class Server:
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
-        self.mt_batcher, self.mt_lm = self._decoder_batcher(self.models.mt, "decoder")
+        self.mt_batcher, self.mt_lm = self._decoder_batcher(self.models.mt, "decoder", cfg.mt_batch_rows)
         if self.e2e_available:  # the e2e model's decoder forwards, batched across sessions the same way
-            self.e2e_batcher, self.e2e_lm = self._decoder_batcher(self.models.e2e, "e2e")
+            self.e2e_batcher, self.e2e_lm = self._decoder_batcher(self.models.e2e, "e2e", cfg.e2e_rows)
         self.executor = ThreadPoolExecutor(max_workers=cfg.workers or cfg.max_sessions,
                                            thread_name_prefix="streamst-session")
         options = dict(max_size=2 * cfg.max_frame_bytes, max_queue=MAX_QUEUE, write_limit=cfg.write_limit,
@@ -165,19 +175,18 @@ class Server:
         self.started = time.monotonic()
         log.info("streamst serving profile %s on ws://%s:%d/ws", cfg.profile, cfg.host, self.port)
 
-    def _decoder_batcher(self, model: Any, name: str) -> tuple[Any, Any]:
+    def _decoder_batcher(self, model: Any, name: str, rows: int) -> tuple[Any, Any]:
         """A :class:`~streamst.mt.batching.ForwardBatcher` over ``model``'s local decoder and the
         :class:`~streamst.mt.batching.BatchedLM` sessions decode through; (None, None) when
-        batching is off (``mt_batch_rows`` 0) or the decoder is not local (an HTTP backend)."""
+        batching is off (``rows`` 0) or the decoder is not local (an HTTP backend)."""
         from streamst.mt.kv import SegmentLM
 
         lm = getattr(model, "lm", None)
-        if not self.config.mt_batch_rows or not isinstance(lm, SegmentLM):
+        if not rows or not isinstance(lm, SegmentLM):
             return None, None
         from streamst.mt.batching import BatchedLM, ForwardBatcher
 
-        batcher = ForwardBatcher(lm, max_rows=self.config.mt_batch_rows, max_wait_ms=self.config.mt_batch_wait_ms,
-                                 name=name)
+        batcher = ForwardBatcher(lm, max_rows=rows, max_wait_ms=self.config.mt_batch_wait_ms, name=name)
         return batcher, BatchedLM(lm, batcher)
 
     def _load_models(self) -> None:
