@@ -39,6 +39,7 @@ from streamst.loading import Models
 from streamst.metrics.quality import chrf
 from streamst.mt.budget import final_tokens, tokens_for_units  # perf
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
+from streamst.policy.config import default_ratio
 from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import is_char_lang, join_units, split_units
 
@@ -77,7 +78,7 @@ class PipelineConfig:
     # frozen, so the decoders keep every audio K/V and the transcript's stream is prefilled
     # chunk by chunk: the final step's cost no longer grows with the utterance (outputs differ)
     e2e_final_encoding: Literal["full", "incremental"] = "full"
-    e2e_lookahead: int | None = None  # the e2e policy's lookahead (units); None: the policy's (both paths')
+    e2e_lookahead: int | None = None  # the e2e policy's lookahead (units) unless set explicitly; None: the policy's
     e2e_source_text: bool | None = None  # LLM transcript per utterance; None: only in mode e2e
     hotwords: tuple[str, ...] = ()  # biasing words in the e2e prompt (ignored by the text path)
 
@@ -117,7 +118,7 @@ class PipelineConfig:
         from streamst.e2e.path import e2e_policy_config
 
         overrides = dict(self.policy_overrides)
-        if self.e2e_lookahead is not None:
+        if self.e2e_lookahead is not None and "lookahead" not in overrides:  # a client's own lookahead wins
             overrides["lookahead"] = self.e2e_lookahead
         return e2e_policy_config(self.src_lang, tgt_lang, self.asr.chunk_ms, self.policy, **overrides)
 
@@ -224,7 +225,9 @@ class _Track:
             return
         self.src = src
         policy = self.session.cfg.policy_for(self.tgt, src)
-        self.ratio = policy.ratio  # expected target units per source unit (the final step's length bound)
+        # expected target units per source unit, for the final step's length bound: the pair's
+        # typical ratio, or the client's schedule ratio when larger (a low one must not cut text)
+        self.ratio = max(policy.ratio, default_ratio(src, self.tgt))
         self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
         if self.simul:

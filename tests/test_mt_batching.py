@@ -289,19 +289,20 @@ def test_run_merged_keeps_each_requests_last_positions(mt) -> None:
     lm = mt.lm
     emb = mt.model.get_input_embeddings()
     specs = [(list(range(300, 340)), list(range(40, 45)), 3), (list(range(500, 512)), list(range(60, 62)), 2),
-             ([], list(range(600, 604)), 4)]  # (cached ids, new ids, keep)
+             ([], list(range(600, 604)), 4), (list(range(800, 810)), [70], 1),
+             (list(range(900, 905)), list(range(80, 83)), 0)]  # (cached ids, new ids, keep); 0: the last position
     reqs, refs = [], []
     for cached, new, keep in specs:
         ids = torch.tensor([new])
         ref_cache = _cache_with(lm, cached)
         with torch.inference_mode():
-            refs.append(lm.run(ref_cache, keep=keep, input_ids=ids)[0])  # (keep, vocab)
+            refs.append(lm.run(ref_cache, keep=keep, input_ids=ids).reshape(-1, lm.model.config.vocab_size))  # (keep|1, vocab)
             reqs.append(_Request(_cache_with(lm, cached), emb(ids), None, None, Future(), keep=keep))
     with torch.inference_mode():
         outs = run_merged(lm, reqs, fn=lm.hidden)
     for out, ref, (_, _, keep) in zip(outs, refs, specs):
-        assert out.shape == (1, keep, mt.model.config.hidden_size)
-        logits = lm.project(out[0])
+        assert out.shape == ((1, keep, mt.model.config.hidden_size) if keep else (1, mt.model.config.hidden_size))
+        logits = lm.project(out.reshape(-1, out.shape[-1]))
         torch.testing.assert_close(logits, ref, rtol=1e-4, atol=1e-4)
         assert torch.equal(logits.argmax(-1), ref.argmax(-1))
     batcher = ForwardBatcher(lm)

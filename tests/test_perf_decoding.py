@@ -107,13 +107,15 @@ def test_runtime_threads_and_the_e2e_lean_config() -> None:
     with pytest.raises(UserError, match="threads must be an integer >= 0"):
         RuntimeOptions(threads=-2)
     assert RuntimeOptions(threads=2).threads == 2
-    cfg = PipelineConfig.create("zh", ["en", "ja"], mode="all", lookahead=3)
+    cfg = PipelineConfig.create("zh", ["en", "ja"], mode="all", k=4)
     lean = cfg.e2e_lean()
     for key, value in E2E_LEAN.items():
         assert getattr(lean, key) == value and getattr(cfg, key) != value
     for tgt in ("en", "ja"):
-        assert lean.e2e_policy_for(tgt).lookahead == 1 and cfg.e2e_policy_for(tgt).lookahead == 3
+        assert lean.e2e_policy_for(tgt).lookahead == 1 and cfg.e2e_policy_for(tgt).lookahead == 4
         assert lean.policy_for(tgt) == cfg.policy_for(tgt)  # the text path is untouched
+    explicit = PipelineConfig.create("zh", "en", mode="e2e", lookahead=3).e2e_lean()
+    assert explicit.e2e_policy_for("en").lookahead == 3  # a client's own lookahead wins
 
 
 def test_final_length_bound() -> None:
@@ -192,6 +194,10 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
     assert simul_finals, seen
     for _, units, committed, budget in simul_finals:
         assert budget == final_tokens(units * track.ratio, committed, "en", config.max_new_tokens)
+    # a client's low schedule ratio must not shrink the bound below the pair's typical length
+    slow = TranslationSession(models, PipelineConfig.create("zh", "en", mode="all", ratio=0.05))
+    assert slow.tracks[0].ratio == track.ratio == 0.625
+    assert slow.e2e.tracks[0].ratio == e2e_track.ratio > slow.e2e.tracks[0].policy.ratio
 
 
 def test_unit_budgets_follow_the_schedule_and_end_unbounded() -> None:

@@ -71,7 +71,7 @@ class E2EPath:
         """``lm``: what runs the decoder forwards of this session's streams (default: the
         model's own; the server's :class:`~streamst.mt.batching.BatchedLM` batches sessions)."""
         self.model, self.vad, self.cfg = model, vad, config
-        self.lm = lm
+        self.lm_kw = {"lm": lm} if lm is not None else {}  # open_stream's: only when given
         self.results = results  # the session's, shared with the other paths
         self.chunk = config.asr.chunk_ms * SR // 1000
         self.max_utt = config.max_utterance_ms * SR // 1000
@@ -80,7 +80,7 @@ class E2EPath:
         self.tracks = [E2ETrack(self, tgt) for tgt in config.tgt_langs]
         src = config.src_lang
         self.source_stream: SpeechStream | None = (
-            model.open_stream("transcribe", src, src, hotwords=config.hotwords, lm=lm) if config.e2e_source_text else None
+            model.open_stream("transcribe", src, src, hotwords=config.hotwords, **self.lm_kw) if config.e2e_source_text else None
         )
         self.reset()
 
@@ -227,10 +227,13 @@ class E2ETrack:
         cfg = path.cfg
         self.path, self.tgt = path, tgt_lang
         policy = cfg.e2e_policy_for(tgt_lang)
-        self.ratio = policy.ratio  # expected target units per chunk (the final step's length bound)
+        # expected target units per chunk, for the final step's length bound: the pair's typical
+        # rate, or the configured schedule's when larger (a low one must not cut text)
+        typical = e2e_policy_config(cfg.src_lang, tgt_lang, cfg.asr.chunk_ms, cfg.policy).ratio
+        self.ratio = max(policy.ratio, typical)
         self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
-        self.stream = path.model.open_stream("translate", cfg.src_lang, tgt_lang, hotwords=cfg.hotwords, lm=path.lm)
+        self.stream = path.model.open_stream("translate", cfg.src_lang, tgt_lang, hotwords=cfg.hotwords, **path.lm_kw)
         self.current: UtteranceResult | None = None
         self.tentative = ""
         self._speech: SpeechEmbeddings | None = None

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from streamst.commands._common import threads_arg
 from streamst.errors import UserError
 
 CONFIGS = ("base", "draft", "lean")
@@ -65,7 +66,7 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
                    help="the per-utterance LLM transcript (on in translate --mode e2e)")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}, in order")
     p.add_argument("--policy", default="reorder-aware", help="simultaneous policy (default: translate's)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: streamst's, 1)")
+    p.add_argument("--threads", type=threads_arg, default=None, help="torch intra-op threads (default: streamst's, 1)")
     p.add_argument("--wav", help="use this 16 kHz wav instead of synthesised speech")
     p.add_argument("--sessions", type=int, default=1,
                    help="run N sessions at once (one thread each, the same audio), as the server does")
@@ -143,10 +144,11 @@ class _Meter:
 
 def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: int = 16,
                 source_text: bool = True, draft: bool = False, lean: bool = False,
-                policy: str = "reorder-aware", lm: Any = None) -> dict[str, Any]:
+                policy: str = "reorder-aware", lm: Any = None, set_options: bool = True) -> dict[str, Any]:
     """One ``zh -> en`` e2e session over ``audio`` through :class:`TranslationSession`;
     ``lm``: the decoder forwards' runner (a :class:`~streamst.mt.batching.BatchedLM` shared
-    by concurrent sessions, as the server does)."""
+    by concurrent sessions, as the server does). ``set_options``: set the model's ``draft``
+    option for the session and restore it after (concurrent sessions: the caller does)."""
     from streamst.pipeline import PipelineConfig, TranslationSession
 
     meter = _Meter(model)
@@ -157,7 +159,8 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
         cfg = cfg.e2e_lean()  # translate/serve --e2e-lean
     session = TranslationSession(models, cfg, e2e_lm=lm)
     old = model.options
-    model.options = replace(old, draft=draft)
+    if set_options:
+        model.options = replace(old, draft=draft)
     step = chunk_ms * SR // 1000
     chunk_cpu: list[float] = []
     chunk_wall: list[float] = []
@@ -248,11 +251,14 @@ def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: 
 
     batcher = ForwardBatcher(model.lm, name="e2e") if batch else None
     lm = BatchedLM(model.lm, batcher) if batcher is not None else None
+    old = model.options
+    model.options = replace(old, draft=kw.get("draft", False))  # once for all sessions: they share the model
     c0, w0 = time.process_time(), time.perf_counter()
     try:
         with ThreadPoolExecutor(n, thread_name_prefix="bench-session") as pool:
-            rows = list(pool.map(lambda _: run_session(model, audio, lm=lm, **kw), range(n)))
+            rows = list(pool.map(lambda _: run_session(model, audio, lm=lm, set_options=False, **kw), range(n)))
     finally:
+        model.options = old
         if batcher is not None:
             batcher.close()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
@@ -282,9 +288,7 @@ def _command(args: argparse.Namespace) -> int:
         raise UserError(f"--configs must be a subset of {','.join(CONFIGS)}")
     if args.seconds <= 0 or args.chunk_ms <= 0 or args.final_tokens <= 0 or args.sessions < 1:
         raise UserError("--seconds, --chunk-ms, --final-tokens and --sessions must be positive")
-    pin_torch_threads("cpu")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    pin_torch_threads("cpu", args.threads)
     profile = load_profile(args.profile)
     if profile.e2e is None:
         raise UserError(f"profile '{profile.name}' has no e2e model")

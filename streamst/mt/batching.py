@@ -202,8 +202,8 @@ class ForwardBatcher:
                 # one-token steps; prefills; prefills that want several positions' logits (drafts):
                 # a row is never padded to a wider group's width, nor projected at positions it
                 # does not need
-                groups = ([r for r in batch if r.width == 1], [r for r in batch if r.width > 1 and not r.keep],
-                          [r for r in batch if r.width > 1 and r.keep])
+                groups = ([r for r in batch if r.width == 1 and not r.keep],
+                          [r for r in batch if r.width > 1 and not r.keep], [r for r in batch if r.keep])
                 for group in groups:
                     together = [r for r in group if _mergeable(r.cache)]
                     alone = [r for r in group if not _mergeable(r.cache)]
@@ -319,7 +319,7 @@ def run_merged(lm: SegmentLM, reqs: Sequence[_Request], *, fn=None) -> list[torc
                 data.append((torch.cat([k[:, :, c - n : c], k[:, :, c + t - r.width :]], dim=2),
                              torch.cat([v[:, :, c - n : c], v[:, :, c + t - r.width :]], dim=2)))
         r.cache.layers = DynamicCache(ddp_cache_data=data).layers
-        out.append(logits[rows, -r.keep :] if keep else logits[rows])
+        out.append(logits[rows] if not keep else logits[rows, -r.keep :] if r.keep else logits[rows, -1])
         row += r.rows
     return out
 

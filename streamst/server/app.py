@@ -120,6 +120,8 @@ class ServerConfig:
             raise ValueError("need send_queue >= 2, send_queue_bytes >= 2 * max_frame_bytes, positive timeouts")
         if self.mt_batch_rows < 0 or self.mt_batch_wait_ms < 0 or (self.e2e_batch_rows or 0) < 0:
             raise ValueError("need mt_batch_rows >= 0, e2e_batch_rows >= 0 and mt_batch_wait_ms >= 0")
+        if self.step_ms < 10 or self.step_ms % 10:
+            raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
     @property
     def e2e_rows(self) -> int:
@@ -127,8 +129,6 @@ class ServerConfig:
         if self.e2e_batch_rows is not None:
             return self.e2e_batch_rows
         return 0 if self.device.startswith("cpu") else self.mt_batch_rows
-        if self.step_ms < 10 or self.step_ms % 10:
-            raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
 
 
 class Server:
