@@ -155,6 +155,23 @@ def test_session_bench_runs_a_whole_session_and_the_draft_changes_nothing(nano, 
     assert base["rtf_cpu"] > 0 and base["chunk_cpu_p95_ms"] >= base["chunk_cpu_p50_ms"]
 
 
+def test_session_bench_runs_concurrent_sessions_batched_and_not(nano, utterance) -> None:
+    """``bench e2e-session --sessions N``: N sessions at once through one batcher (or each
+    alone) give the same translations as one session (float32) and report the batching."""
+    from streamst.e2e.session_bench import run_session, run_sessions
+
+    audio = np.concatenate([utterance, np.zeros(16000, np.float32)])
+    one = run_session(nano, audio, final_tokens=6, draft=True)
+    old = nano.options
+    batched = run_sessions(nano, audio, 2, batch=True, final_tokens=6, draft=True)
+    alone = run_sessions(nano, audio, 2, batch=False, final_tokens=6, draft=True)
+    assert nano.options == old  # restored
+    assert batched["e2e"] == alone["e2e"] == [one["e2e"]] * 2 and any(one["e2e"])
+    assert batched["decoder_batches"]["requests"] > batched["decoder_batches"]["calls"] > 0  # rows met
+    assert "decoder_batches" not in alone
+    assert batched["cpu_s_per_audio_s"] > 0 and batched["rtf_wall"] > 0
+
+
 def _run_path(nano, audio, *, lm=None, start=None):
     """One e2e session (wait-k, draft on, transcript on) over ``audio``; its translation events
     and results. ``lm``: the decoder forwards' runner (a BatchedLM: sessions batched)."""

@@ -474,3 +474,17 @@ def test_bench_server_load_check_runs(tiny_models_root, monkeypatch, speech):
     assert row["flush_s_max"] < 30 and row["lag_ms_max"] >= 0
     assert row["cpu_s"] > 0 and row["cpu_s_per_audio_s"] > 0 and row["loadavg"] >= 0  # to weigh the load
     assert report["max_realtime_sessions"] in (0, 1) and any("N= 1" in line for line in lines)
+
+
+def test_bench_server_takes_server_options_and_reports_e2e_batching(tiny_models_root, monkeypatch, speech):
+    """``bench server --mode e2e --e2e-lean --e2e-batch-rows N`` (what a GPU run at real size
+    uses): the options reach the server, and each round reports the e2e decoder's batching."""
+    from streamst.server.loadcheck import run_loadcheck
+
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    report = run_loadcheck("tiny", max_sessions=1, seconds=4, mode="e2e", log=lambda line: None,
+                           server_options={"e2e_lean": True, "e2e_batch_rows": 4, "threads": 1})
+    assert report["e2e_lean"] is True and report["e2e_batch_rows"] == 4 and report["threads"] == 1
+    row = report["rounds"][0]
+    assert not row["errors"], row
+    assert row["e2e_batches"]["requests"] > 0 and row["e2e_batches"]["calls"] > 0

@@ -56,7 +56,8 @@ SR = 16000
 def add_parser(bsub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("e2e-session", help="one whole simultaneous e2e session: compute RTF, step p50/p95")
     p.add_argument("--profile", default="random-real", help="profile whose e2e model runs (default random-real)")
-    p.add_argument("--quantize", default="int8", choices=("none", "int8"), help="default int8 (CPU)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--quantize", default=None, choices=("none", "int8"), help="default: int8 on CPU, none on a GPU")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                    help="weights dtype when not quantised (bfloat16: AVX512-BF16 / AMX kernels)")
     p.add_argument("--seconds", type=float, default=30.0, help="at least this much speech (default 30)")
@@ -288,12 +289,15 @@ def _command(args: argparse.Namespace) -> int:
         raise UserError(f"--configs must be a subset of {','.join(CONFIGS)}")
     if args.seconds <= 0 or args.chunk_ms <= 0 or args.final_tokens <= 0 or args.sessions < 1:
         raise UserError("--seconds, --chunk-ms, --final-tokens and --sessions must be positive")
-    pin_torch_threads("cpu", args.threads)
+    pin_torch_threads(args.device, args.threads)
+    if args.quantize is None:
+        args.quantize = "int8" if args.device.startswith("cpu") else "none"
     profile = load_profile(args.profile)
     if profile.e2e is None:
         raise UserError(f"profile '{profile.name}' has no e2e model")
     model = FunAsrNanoSpeech(profile.require(profile.e2e),
-                             NanoOptions(dtype=args.dtype, quantize=args.quantize), hint=profile.e2e.hint(profile.name))
+                             NanoOptions(device=args.device, dtype=args.dtype, quantize=args.quantize),
+                             hint=profile.e2e.hint(profile.name))
     if args.wav:
         from streamst.audio import read_audio
 

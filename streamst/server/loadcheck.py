@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from streamst.commands._common import threads_arg
 from streamst.pipeline import MODES
 from streamst.server.protocol import PolicySpec, Start
 
@@ -169,7 +170,11 @@ async def _round(url: str, n: int, audio: np.ndarray, start: dict[str, Any], tim
 def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str = "zh", tgt: str = "en",
                   mode: str = "simul", policy: str = "reorder-aware", lag_bound_ms: float = 3000.0,
                   flush_bound_s: float = 5.0, device: str = "cpu", keep_going: bool = False,
-                  mt_batch_rows: int | None = None, continuations: int | None = None, log=print) -> dict[str, Any]:
+                  mt_batch_rows: int | None = None, continuations: int | None = None, log=print,
+                  server_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ramp 1..``max_sessions`` concurrent real-time clients against one in-process server.
+    ``server_options``: more :class:`ServerConfig` fields (quantize, threads, e2e_lean,
+    e2e_batch_rows...)."""
     import tempfile
 
     from streamst.server.app import Server, ServerConfig
@@ -181,7 +186,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
         audio = bench_audio(seconds, src, Path(tmp))
     cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=max_sessions,
                        idle_timeout_s=60, max_session_s=seconds * 4 + 60,
-                       **({} if mt_batch_rows is None else {"mt_batch_rows": mt_batch_rows}))
+                       **({} if mt_batch_rows is None else {"mt_batch_rows": mt_batch_rows}), **(server_options or {}))
     server_loop = asyncio.new_event_loop()
     import threading
 
@@ -204,10 +209,12 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 time.sleep(0.05)  # deadline-bounded poll of a condition
             before = dict(server.batcher.batch_sizes)
             mt_before = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
+            e2e_before = dict(server.e2e_batcher.stats) if server.e2e_batcher is not None else {}
             t_round, cpu = time.monotonic(), time.process_time()
             results = asyncio.run(_round(url, n, audio, start, timeout_s=seconds * 3 + 120))
             t_round, cpu = time.monotonic() - t_round, time.process_time() - cpu
             mt_after = dict(server.mt_batcher.stats) if server.mt_batcher is not None else {}
+            e2e_after = dict(server.e2e_batcher.stats) if server.e2e_batcher is not None else {}
             after = server.batcher.batch_sizes
             batches = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
             lags = [v for r in results for v in r.status_lags_ms]
@@ -227,6 +234,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 "units": len(delays), "cpu_s": round(cpu, 2), "cpu_s_per_audio_s": round(cpu / (n * seconds), 4),
                 "loadavg": round(os.getloadavg()[0], 2), "asr_batches": dict(sorted(batches.items())),
                 "decoder_batches": _decoder_batches(mt_before, mt_after, t_round),
+                **({"e2e_batches": _decoder_batches(e2e_before, e2e_after, t_round)} if e2e_after else {}),
             }
             rounds.append(row)
             log(format_row(row))
@@ -244,7 +252,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     best = rounds[held_n - 1] if held_n else None
     return {"profile": profile, "seconds": seconds, "pair": f"{src}-{tgt}", "mode": mode, "policy": policy,
             "continuations": continuations, "cpus": os.cpu_count(),
-            "mt_batch_rows": cfg.mt_batch_rows,
+            "mt_batch_rows": cfg.mt_batch_rows, "e2e_batch_rows": cfg.e2e_rows, "quantize": cfg.quantize,
+            "threads": cfg.threads, "e2e_lean": cfg.e2e_lean,
             "lag_bound_ms": lag_bound_ms, "flush_bound_s": flush_bound_s, "rounds": rounds,
             "max_realtime_sessions": best["sessions"] if best else 0,
             "caption_delay_ms_p50": best["caption_delay_ms_p50"] if best else None,
@@ -295,6 +304,11 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
                    help="rows per cross-session decoder call (0: no cross-session batching; default: the server's)")
     s.add_argument("--continuations", type=int, default=None,
                    help="reorder-aware: predicted source continuations per step (default: the policy's)")
+    s.add_argument("--e2e-batch-rows", type=int, default=None,
+                   help="rows per cross-session e2e decoder call (default: the server's: on a GPU only)")
+    s.add_argument("--quantize", default="none", choices=("none", "int8"), help="as serve --quantize")
+    s.add_argument("--threads", type=threads_arg, default=None, help="as serve --threads")
+    s.add_argument("--e2e-lean", action="store_true", help="as serve --e2e-lean")
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_command)
 
@@ -306,7 +320,9 @@ def _command(args: argparse.Namespace) -> int:
                            tgt=args.tgt, mode=args.mode, policy=args.policy, lag_bound_ms=args.lag_bound_ms,
                            flush_bound_s=args.flush_bound_s, device=args.device, keep_going=args.keep_going,
                            mt_batch_rows=args.mt_batch_rows, continuations=args.continuations,
-                           log=(lambda s: None) if args.json else print)
+                           log=(lambda s: None) if args.json else print,
+                           server_options={"quantize": args.quantize, "threads": args.threads, "e2e_lean": args.e2e_lean,
+                                           "e2e_batch_rows": args.e2e_batch_rows})
     if args.json:
         print(json.dumps(report))  # one line
     else:
