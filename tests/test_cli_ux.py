@@ -184,14 +184,13 @@ def test_mic_without_an_audio_device_suggests_file(monkeypatch):
     assert "1 the server could not be reached" in " ".join(help_text.split())
 
 
-def test_translate_prints_lines_and_a_latency_table(tiny_models_root, speech, monkeypatch, capsys):
-    """The human output agrees with what the session measured (tiny random models: the text
-    itself is noise, so the test compares against the session's own results)."""
+@pytest.fixture()
+def translate_sessions(tiny_models_root, monkeypatch) -> list:
+    """The tiny models for ``streamst translate`` (in-process), and the sessions it makes."""
     from streamst.commands import translate
-    from streamst.commands._common import one_line
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    sessions = []
+    sessions: list = []
     real = translate.TranslationSession
 
     def keep(*a, **kw):
@@ -199,6 +198,16 @@ def test_translate_prints_lines_and_a_latency_table(tiny_models_root, speech, mo
         return sessions[-1]
 
     monkeypatch.setattr(translate, "TranslationSession", keep)
+    return sessions
+
+
+def test_translate_prints_lines_and_a_latency_table(translate_sessions, speech, capsys):
+    """The human output agrees with what the session measured (tiny random models: the text
+    itself is noise, so the test compares against the session's own results)."""
+    from streamst.commands._common import one_line
+
+    sessions = translate_sessions
+
     wav = speech("今天天气很好", "zh", gap_ms=600)
     assert main(["translate", str(wav), "--profile", "tiny", "--mode", "both"]) == 0
     out = capsys.readouterr().out
@@ -290,24 +299,14 @@ def test_eval_merges_each_path_from_its_own_results(tmp_path):
     assert (cascade.prediction, list(cascade.delays), list(cascade.elapsed)) == ("c1 c2 c3", [1200.0] * 3, [])
 
 
-def test_translate_realtime_reports_how_far_behind_it_ran(tiny_models_root, monkeypatch, capsys, tmp_path):
+def test_translate_realtime_reports_how_far_behind_it_ran(translate_sessions, capsys, tmp_path):
     """``--realtime --json``: the summary says how far processing was behind the audio after
     each chunk and when the last results were out; ``--e2e-lean`` and ``--threads`` reach the
     session's config and the models' runtime options."""
     import soundfile as sf
     import torch
 
-    from streamst.commands import translate
-
-    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    sessions = []
-    real = translate.TranslationSession
-
-    def keep(*a, **kw):
-        sessions.append(real(*a, **kw))
-        return sessions[-1]
-
-    monkeypatch.setattr(translate, "TranslationSession", keep)
+    sessions = translate_sessions
     wav = tmp_path / "noise.wav"
     rng = np.random.default_rng(0)
     sf.write(str(wav), (0.2 * rng.standard_normal(19200)).astype(np.float32), 16000, subtype="PCM_16")  # 1.2 s
