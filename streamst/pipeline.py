@@ -24,11 +24,10 @@ utterance's ``_CA`` figures grow by all the compute of the earlier ones).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
@@ -101,7 +100,7 @@ class PipelineConfig:
 
     def e2e_lean(self) -> "PipelineConfig":
         """This config with the e2e path's opt-in cost levers (:data:`E2E_LEAN`)."""
-        return dataclasses.replace(self, **E2E_LEAN)
+        return replace(self, **E2E_LEAN)
 
     @property
     def paths(self) -> tuple[str, ...]:

@@ -80,7 +80,8 @@ class E2EPath:
         self.tracks = [E2ETrack(self, tgt) for tgt in config.tgt_langs]
         src = config.src_lang
         self.source_stream: SpeechStream | None = (
-            model.open_stream("transcribe", src, src, hotwords=config.hotwords, **self.lm_kw) if config.e2e_source_text else None
+            model.open_stream("transcribe", src, src, hotwords=config.hotwords, **self.lm_kw)
+            if config.e2e_source_text else None
         )
         self.reset()
 
