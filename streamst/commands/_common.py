@@ -28,9 +28,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default="none", choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
+    add_threads_arg(p)
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads`` (``RuntimeOptions.threads``), the same on every command that loads models."""
     p.add_argument("--threads", type=threads_arg, default=None,
                    help="torch threads per model call on CPU (default 1, or $STREAMST_TORCH_THREADS; one "
                         "real-size session on an idle machine: the number of cores)")
+
+
+def add_e2e_lean_arg(p: argparse.ArgumentParser) -> None:
+    """``--e2e-lean`` (``PipelineConfig.e2e_lean``): translate, serve, bench server."""
+    p.add_argument("--e2e-lean", action="store_true",
+                   help="e2e path: the cost levers that let one real-size session keep up on a small CPU "
+                        "(incremental final step, shorter encoder context, lookahead 1); outputs differ from "
+                        "the offline decode")
 
 
 def threads_arg(text: str) -> int:

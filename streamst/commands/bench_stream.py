@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import threads_arg
+from streamst.commands._common import add_threads_arg
 from streamst.errors import UserError
 
 
@@ -47,7 +47,7 @@ def add_parsers(bsub: argparse._SubParsersAction) -> None:
                             "audio is still fed in --chunk-ms pieces")
         p.add_argument("--quantize", choices=("none", "int8"), default="none",
                        help="int8: dynamic int8 SenseVoice (asr) and Qwen (pipeline) Linear layers on CPU")
-        p.add_argument("--threads", type=threads_arg, default=None, help="torch threads per model call on CPU (default 1)")
+        add_threads_arg(p)
         if name == "pipeline":
             p.add_argument("--tgt", default="en")
             p.add_argument("--mode", default="simul", choices=("simul", "cascade", "both"))

@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import os
 
-from streamst.commands._common import threads_arg
-from streamst.commands.translate import add_e2e_lean_arg
+from streamst.commands._common import add_e2e_lean_arg, add_threads_arg
 from streamst.server.app import ServerConfig
 
 
@@ -22,8 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N")
     p.add_argument("--quantize", default=d.quantize, choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
-    p.add_argument("--threads", type=threads_arg, default=d.threads,
-                   help="torch threads per model call on CPU (default 1, or $STREAMST_TORCH_THREADS)")
+    add_threads_arg(p)  # ServerConfig.threads
     add_e2e_lean_arg(p)
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")

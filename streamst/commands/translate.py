@@ -12,8 +12,11 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 from streamst.commands._common import (
     LiveLines,
+    add_e2e_lean_arg,
     add_model_args,
     add_stream_args,
     check_languages,
@@ -60,13 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_stream_args(p)
     add_e2e_lean_arg(p)
     p.set_defaults(func=run)
-
-
-def add_e2e_lean_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--e2e-lean", action="store_true",
-                   help="e2e path: the cost levers that let one real-size session keep up on a small CPU "
-                        "(incremental final step, shorter encoder context, lookahead 1); outputs differ from "
-                        "the offline decode")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,12 +147,9 @@ def realtime_lag(lags: list[float], end_lag_ms: float) -> dict:
     """``--realtime`` figures: after each chunk's processing, how far it was behind the audio
     fed so far (ms; p50/p95/max, never below 0), and how long after the end of the audio
     the last results (the final flush) were out."""
-    xs = sorted(max(0.0, x) for x in lags) or [0.0]
-
-    def pick(q: float) -> float:
-        return round(xs[min(len(xs) - 1, round(q * (len(xs) - 1)))], 1)
-
-    return {"lag_ms": {"p50": pick(0.5), "p95": pick(0.95), "max": round(xs[-1], 1)},
+    xs = np.maximum(np.asarray(lags or [0.0], dtype=float), 0.0)
+    p50, p95, top = np.percentile(xs, [50, 95, 100], method="nearest")
+    return {"lag_ms": {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "max": round(float(top), 1)},
             "done_after_end_ms": round(max(0.0, end_lag_ms), 1)}
 
 

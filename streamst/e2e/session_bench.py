@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import threads_arg
+from streamst.commands._common import add_threads_arg
 from streamst.errors import UserError
 
 CONFIGS = ("base", "draft", "lean")
@@ -67,7 +67,7 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
                    help="the per-utterance LLM transcript (on in translate --mode e2e)")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}, in order")
     p.add_argument("--policy", default="reorder-aware", help="simultaneous policy (default: translate's)")
-    p.add_argument("--threads", type=threads_arg, default=None, help="torch intra-op threads (default: streamst's, 1)")
+    add_threads_arg(p)
     p.add_argument("--wav", help="use this 16 kHz wav instead of synthesised speech")
     p.add_argument("--sessions", type=int, default=1,
                    help="run N sessions at once (one thread each, the same audio), as the server does")

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import threads_arg
+from streamst.commands._common import add_e2e_lean_arg, add_threads_arg
 from streamst.pipeline import MODES
 from streamst.server.protocol import PolicySpec, Start
 
@@ -307,8 +307,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--e2e-batch-rows", type=int, default=None,
                    help="rows per cross-session e2e decoder call (default: the server's: on a GPU only)")
     s.add_argument("--quantize", default="none", choices=("none", "int8"), help="as serve --quantize")
-    s.add_argument("--threads", type=threads_arg, default=None, help="as serve --threads")
-    s.add_argument("--e2e-lean", action="store_true", help="as serve --e2e-lean")
+    add_threads_arg(s)
+    add_e2e_lean_arg(s)
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_command)
 
