@@ -8,8 +8,18 @@ grid), ``connection`` (the base connection and the native ``/ws`` protocol),
 (``/v1/realtime/translations``), ``metrics`` (``/metrics``), ``app`` (the :class:`Server`:
 HTTP, limits, lifecycle), ``loadcheck`` (``streamst bench server``), ``soak``
 (``streamst bench soak``).
+
+``Server`` is imported on first use: the protocol modules load without the models (torch).
 """
 
-from streamst.server.app import Server, ServerConfig
+from typing import Any
 
 __all__ = ["Server", "ServerConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from streamst.server import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ import struct
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -36,7 +36,7 @@ from websockets.protocol import State
 from streamst.audio import StreamResampler, decode_pcm
 from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent
-from streamst.pipeline import TranslationSession
+from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.server import strict
 from streamst.server.guard import guarded, log_failure, watch
 from streamst.server.protocol import (
@@ -50,12 +50,9 @@ from streamst.server.protocol import (
     ServerMessage,
     Start,
     parse_text,
-    resolved_config,
 )
-from streamst.server.worker import SessionRunner
-
-if TYPE_CHECKING:
-    from streamst.server.app import Server
+from streamst.server.session import SessionHost, native_config, open_session, resolved_config
+from streamst.server.worker import PostProcess, SessionRunner
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +223,13 @@ class Connection(abc.ABC):
 
     endpoint = "ws"
 
-    def __init__(self, server: Server, ws: ServerConnection) -> None:
+    def __init__(self, server: SessionHost, ws: ServerConnection) -> None:
         self.server, self.ws = server, ws
         self.cfg = server.config
         self.id = uuid.uuid4().hex[:12]
         self.outbox = Outbox(self.cfg.send_queue, self.cfg.send_queue_bytes)
+        self.session: TranslationSession | None = None
+        self.resample: StreamResampler | None = None
         self.runner: SessionRunner | None = None
         self.runner_task: asyncio.Task | None = None
         self.closing = False
@@ -345,6 +344,17 @@ class Connection(abc.ABC):
         assert self.runner is not None
         await self.runner.run()
 
+    def open_session(self, cfg: PipelineConfig, sample_rate: int, postprocess: PostProcess | None = None) -> PipelineConfig:
+        """Open the session (:func:`streamst.server.session.open_session`, the same for every
+        endpoint) and start its runner; returns the config it runs with."""
+        opened = open_session(self.server, cfg, sample_rate, on_update=self.on_update, postprocess=postprocess)
+        self.session, self.resample, self.runner = opened.pipeline, opened.resample, opened.runner
+        self.runner_task = self._spawn(self.run_runner())
+        return opened.cfg
+
+    def on_update(self, events: list[Any], samples: int, compute_ms: float) -> None:
+        """The runner's results (worker thread -> event loop): the endpoint sends them."""
+
     async def run(self) -> None:
         """Serve until the session ends or fails; then end the TCP connection, bounded.
 
@@ -395,11 +405,9 @@ class NativeConnection(Connection):
 
     endpoint = "ws"
 
-    def __init__(self, server: Server, ws: ServerConnection) -> None:
+    def __init__(self, server: SessionHost, ws: ServerConnection) -> None:
         super().__init__(server, ws)
         self.start: Start | None = None
-        self.session: TranslationSession | None = None
-        self.resample: StreamResampler | None = None
         self.finals = 0
 
     async def serve(self) -> None:
@@ -431,20 +439,9 @@ class NativeConnection(Connection):
                 return
 
     def begin(self, start: Start) -> None:
-        cfg = start.pipeline_config()
-        if self.cfg.e2e_lean:
-            cfg = cfg.e2e_lean()
-        if "e2e" in cfg.paths and not self.server.e2e_available:
-            raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
-                                f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
+        cfg = self.open_session(native_config(start), start.sample_rate)
         self.start = start
-        self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
-        self.resample = StreamResampler(start.sample_rate)
-        self.runner = SessionRunner(self.session, self.server.executor, max_pending_ms=int(self.cfg.max_pending_s * 1000),
-                                    step_ms=self.cfg.step_ms, on_update=self.on_update)
         self.send(Ready(session=self.id, config=resolved_config(start, cfg)))
-        self.runner_task = self._spawn(self.run_runner())
 
     def feed(self, frame: bytes) -> None:
         assert self.start is not None and self.runner is not None and self.resample is not None

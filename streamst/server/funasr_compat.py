@@ -38,11 +38,10 @@ from websockets.asyncio.server import ServerConnection
 from streamst.audio import MAX_RATE, MIN_RATE, StreamResampler, wav_header
 from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
+from streamst.pipeline import AUTO, PipelineConfig
 from streamst.server.connection import Connection, decode_samples
 from streamst.server import strict
 from streamst.server.protocol import CHUNK_MS_RANGE, SOURCE_LANGS, TARGET_LANGS, ProtocolError
-from streamst.server.worker import SessionRunner
 
 MODES = ("offline", "online", "2pass")
 LFR_MS = 60  # one FunASR chunk_size unit
@@ -177,8 +176,6 @@ class FunasrConnection(Connection):
     def __init__(self, server, ws: ServerConnection) -> None:
         super().__init__(server, ws)
         self.opts = FunasrOptions()
-        self.session: TranslationSession | None = None
-        self.resample: StreamResampler | None = None
         self._carry = b""  # an odd trailing byte of PCM16 kept for the next frame
         self._first_frame = True
         self._utt: int | None = None
@@ -207,14 +204,7 @@ class FunasrConnection(Connection):
                 self.send(self._message("offline", "", final=True) | ack)  # nothing was sent: still answer
 
     def begin(self) -> None:
-        cfg = self.opts.pipeline()
-        self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
-        self.resample = StreamResampler(self.opts.audio_fs)
-        self.runner = SessionRunner(self.session, self.server.executor,
-                                    max_pending_ms=int(self.cfg.max_pending_s * 1000), step_ms=self.cfg.step_ms,
-                                    on_update=self.on_update, postprocess=self._punctuate)
-        self.runner_task = self._spawn(self.run_runner())
+        self.open_session(self.opts.pipeline(), self.opts.audio_fs, postprocess=self._punctuate)
         self._first_frame, self._carry, self.opts.is_speaking = True, b"", True
         self._began = True
 

@@ -30,24 +30,21 @@ import binascii
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from streamst.audio import StreamResampler
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.pipeline import AUTO, PipelineConfig, TranslationSession
+from streamst.pipeline import AUTO, PipelineConfig
 from streamst.server import strict
 from streamst.server.connection import Connection
 from streamst.server.protocol import TARGET_LANGS, ProtocolError
-from streamst.server.worker import SessionRunner
 from streamst.text import is_char_lang
 
-if TYPE_CHECKING:
-    from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection
 
-    from streamst.server.app import Server
+from streamst.server.session import SessionHost
 
 PATH = "/v1/realtime/translations"
 INPUT_RATE = 24000  # the only input format of the API: 24 kHz PCM16 mono little-endian
@@ -191,15 +188,13 @@ class OpenAIConnection(Connection):
 
     endpoint = "openai"
 
-    def __init__(self, server: Server, ws: ServerConnection) -> None:
+    def __init__(self, server: SessionHost, ws: ServerConnection) -> None:
         super().__init__(server, ws)
         query = parse_qs(urlsplit(ws.request.path).query)
         self.model = (query.get("model") or [DEFAULT_MODEL])[0]
         self.session_id = f"sess_{self.id}"
         self.expires_at = int(time.time() + self.cfg.max_session_s)
         self.settings = TranslationSettings()
-        self.session: TranslationSession | None = None
-        self.resample: StreamResampler | None = None
         self.offset_ms = 0  # stream position where the current pipeline began
         self.generation = 0  # pipelines run so far (a new one after a language change)
         self._out, self._in = _Deltas(), _Deltas()
@@ -271,13 +266,7 @@ class OpenAIConnection(Connection):
         self.send(self.session_event("session.updated"))
 
     def begin(self) -> None:
-        cfg = PipelineConfig.create(AUTO, [self.settings.language], mode="simul")
-        self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
-        self.resample = StreamResampler(INPUT_RATE)
-        self.runner = SessionRunner(self.session, self.server.executor,
-                                    max_pending_ms=int(self.cfg.max_pending_s * 1000), on_update=self.on_update)
-        self.runner_task = self._spawn(self.run_runner())
+        self.open_session(PipelineConfig.create(AUTO, [self.settings.language], mode="simul"), INPUT_RATE)
 
     def append(self, samples: np.ndarray) -> None:
         if self.runner is None:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
 from streamst.languages import LANGUAGES as MT_LANGUAGES
-from streamst.pipeline import AUTO, MODES, PipelineConfig
+from streamst.modes import AUTO, MODES, paths_of
 from streamst.policy.config import POLICY_NAMES, PolicyConfig
 from streamst.server import strict
 from streamst.server.codes import (  # noqa: F401 - re-exported: the protocol's codes live here too
@@ -136,15 +136,6 @@ class Start:
                 "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
                 "policy": policy, "chunk_ms": self.chunk_ms}
 
-    def pipeline_config(self) -> PipelineConfig:
-        try:
-            return PipelineConfig.create(self.src_lang, self.tgt_langs, mode=self.mode,  # type: ignore[arg-type]
-                                         policy=self.policy.name, chunk_ms=self.chunk_ms,
-                                         **dict(self.policy.overrides))
-        except (ValueError, TypeError) as e:
-            code = "bad_policy" if "policy" in str(e) else "bad_value"
-            raise ProtocolError(code, strict.clip(str(e), 300)) from e
-
 
 @dataclass(frozen=True)
 class Ping:
@@ -196,7 +187,12 @@ def parse_start(obj: dict[str, Any]) -> Start:
     overrides = tuple(sorted((k, v) for k, v in pol.model_dump(exclude={"name"}).items() if v is not None))
     start = Start(version=msg.version, sample_rate=msg.sample_rate, encoding=msg.encoding, src_lang=src,
                   tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms)
-    start.pipeline_config()  # validates the policy values against the pair (max_lag >= k, ...)
+    if "simul" in paths_of(start.mode):  # the policy values against each pair's defaults (max_lag >= k, ...)
+        try:
+            for tgt in start.tgt_langs:
+                PolicyConfig.for_pair(src, tgt, name=pol.name, **dict(overrides))
+        except (ValueError, TypeError) as e:
+            raise ProtocolError("bad_policy", strict.clip(str(e), 300)) from e
     return start
 
 
@@ -269,17 +265,3 @@ class ErrorMessage(ServerMessage):
     code: str
     message: str
     type = "error"
-
-
-def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
-    """The configuration a session actually runs with (echoed in ``ready``)."""
-    policies = {t: dataclasses.asdict(cfg.policy_for(t)) for t in cfg.tgt_langs}
-    out: dict[str, Any] = {
-        "sample_rate": start.sample_rate, "encoding": start.encoding, "src_lang": cfg.src_lang,
-        "tgt_langs": list(cfg.tgt_langs), "mode": cfg.mode, "chunk_ms": cfg.asr.chunk_ms,
-        "policy": policies,
-    }
-    if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
-        out["e2e"] = {"final_encoding": cfg.e2e_final_encoding, "context_frames": cfg.e2e_context_frames,
-                      "policy": {t: dataclasses.asdict(cfg.e2e_policy_for(t)) for t in cfg.tgt_langs}}
-    return out

@@ -1,0 +1,88 @@
+"""The one place a session is opened, for every endpoint (``/ws``, ``/funasr``, OpenAI
+Realtime): the pipeline config as the server runs it (``serve --e2e-lean``), the
+``mode_unavailable`` check, the :class:`~streamst.pipeline.TranslationSession` over the
+server's shared models and batchers, the resampler to 16 kHz and the
+:class:`~streamst.server.worker.SessionRunner` on the server's chunk grid (``serve --step-ms``).
+
+An endpoint needs only a :class:`SessionHost` (what :class:`~streamst.server.app.Server`
+offers its connections), so the endpoints do not import the server that dispatches to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streamst.audio import StreamResampler
+from streamst.pipeline import PipelineConfig, TranslationSession
+from streamst.server import strict
+from streamst.server.config import ServerConfig
+from streamst.server.metrics import ServerMetrics
+from streamst.server.protocol import ProtocolError, Start
+from streamst.server.worker import PostProcess, SessionRunner, UpdateHook
+
+
+class SessionHost(Protocol):
+    """What a connection uses of the server: its config, metrics, models and batchers."""
+
+    config: ServerConfig
+    metrics: ServerMetrics
+    models: Any  # streamst.loading.Models
+    executor: Executor | None
+    mt_lm: Any  # the decoders' cross-session batching (None: each session's own model)
+    e2e_lm: Any
+    e2e_available: bool
+
+    def recognize(self, window: Any, language: str) -> Any: ...
+
+
+@dataclass
+class OpenSession:
+    """One opened session: the pipeline, the resampler of the client's audio, the runner."""
+
+    cfg: PipelineConfig
+    pipeline: TranslationSession
+    resample: StreamResampler
+    runner: SessionRunner
+
+
+def open_session(host: SessionHost, cfg: PipelineConfig, sample_rate: int, *, on_update: UpdateHook,
+                 postprocess: PostProcess | None = None) -> OpenSession:
+    """Open a session with ``cfg`` on ``host`` for audio at ``sample_rate`` (every endpoint)."""
+    if host.config.e2e_lean:
+        cfg = cfg.e2e_lean()
+    if "e2e" in cfg.paths and not host.e2e_available:
+        raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
+                            f"'{host.models.profile.name}' has none (use mode simul, cascade or both)")
+    assert host.executor is not None, "the server is not started"
+    pipeline = TranslationSession(host.models, cfg, recognize=host.recognize, mt_lm=host.mt_lm, e2e_lm=host.e2e_lm)
+    runner = SessionRunner(pipeline, host.executor, max_pending_ms=int(host.config.max_pending_s * 1000),
+                           step_ms=host.config.step_ms, on_update=on_update, postprocess=postprocess)
+    return OpenSession(cfg, pipeline, StreamResampler(sample_rate), runner)
+
+
+def native_config(start: Start) -> PipelineConfig:
+    """The pipeline config of a native ``start`` message (a bad combination: ``bad_policy`` /
+    ``bad_value``)."""
+    try:
+        return PipelineConfig.create(start.src_lang, start.tgt_langs, mode=start.mode,  # type: ignore[arg-type]
+                                     policy=start.policy.name, chunk_ms=start.chunk_ms, **dict(start.policy.overrides))
+    except (ValueError, TypeError) as e:
+        code = "bad_policy" if "policy" in str(e) else "bad_value"
+        raise ProtocolError(code, strict.clip(str(e), 300)) from e
+
+
+def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
+    """The configuration a session actually runs with (echoed in ``ready``)."""
+    policies = {t: dataclasses.asdict(cfg.policy_for(t)) for t in cfg.tgt_langs}
+    out: dict[str, Any] = {
+        "sample_rate": start.sample_rate, "encoding": start.encoding, "src_lang": cfg.src_lang,
+        "tgt_langs": list(cfg.tgt_langs), "mode": cfg.mode, "chunk_ms": cfg.asr.chunk_ms,
+        "policy": policies,
+    }
+    if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
+        out["e2e"] = {"final_encoding": cfg.e2e_final_encoding, "context_frames": cfg.e2e_context_frames,
+                      "policy": {t: dataclasses.asdict(cfg.e2e_policy_for(t)) for t in cfg.tgt_langs}}
+    return out
