@@ -16,7 +16,7 @@ import soxr
 
 from streamst.errors import AudioFormatError
 
-TARGET_RATE = 16000
+SAMPLE_RATE = 16000  # the pipeline's rate: every input is resampled to it (the one definition)
 MIN_RATE, MAX_RATE = 8000, 192000
 Encoding = Literal["pcm_s16le", "f32le"]
 
@@ -93,7 +93,7 @@ class StreamResampler:
     resampler SoX uses; state carried between calls, so chunking never changes the output
     beyond float rounding). ``flush()`` returns the filter's tail at the end of a stream."""
 
-    def __init__(self, in_rate: int, out_rate: int = TARGET_RATE) -> None:
+    def __init__(self, in_rate: int, out_rate: int = SAMPLE_RATE) -> None:
         self.in_rate, self.out_rate = check_rate(in_rate), out_rate
         self.identity = in_rate == out_rate
         self._stream = None if self.identity else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32",

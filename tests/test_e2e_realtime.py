@@ -144,7 +144,7 @@ def test_incremental_final_step_reuses_every_audio_kv_and_equals_cold_prefills(n
 def test_session_bench_runs_a_whole_session_and_the_draft_changes_nothing(nano, utterance) -> None:
     """`bench e2e-session` drives TranslationSession (energy VAD, e2e path, transcript); with the
     draft on, the session's translations are the same as with it off."""
-    from streamst.e2e.session_bench import run_session
+    from streamst.bench.e2e_session import run_session
 
     audio = np.concatenate([np.zeros(8000, np.float32), utterance, np.zeros(16000, np.float32)])
     base = run_session(nano, audio, final_tokens=6)
@@ -158,7 +158,7 @@ def test_session_bench_runs_a_whole_session_and_the_draft_changes_nothing(nano, 
 def test_session_bench_runs_concurrent_sessions_batched_and_not(nano, utterance) -> None:
     """``bench e2e-session --sessions N``: N sessions at once through one batcher (or each
     alone) give the same translations as one session (float32) and report the batching."""
-    from streamst.e2e.session_bench import run_session, run_sessions
+    from streamst.bench.e2e_session import run_session, run_sessions
 
     audio = np.concatenate([utterance, np.zeros(16000, np.float32)])
     one = run_session(nano, audio, final_tokens=6, draft=True)

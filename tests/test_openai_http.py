@@ -294,7 +294,7 @@ def test_translate_through_http_equals_local(server: Served, tiny_models_root: P
 
 @SKIP_SERVING
 def test_bench_mt_http_reports_both_latencies(server: Served, tiny_models_root: Path, monkeypatch) -> None:
-    from streamst.commands.bench_http import bench_mt_http
+    from streamst.bench.mt_http import bench_mt_http
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
     profile = http_profile(tiny_models_root, server.url, server.model)

@@ -415,7 +415,7 @@ def test_schema_covers_every_policy_option():
 def test_bench_soak_short_run_keeps_fds_flat(tiny_models_root, monkeypatch, speech):
     """A short `streamst bench soak` (the hour-long run is a benchmark, not a test): the
     command works across session churn and leaks no file descriptors."""
-    from streamst.server.soak import run_soak
+    from streamst.bench.soak import run_soak
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
     lines: list[str] = []

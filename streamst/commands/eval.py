@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -43,7 +44,7 @@ from streamst.errors import UserError
 from streamst.evaluation import SettingResult, UtteranceResult, write_report
 from streamst.loading import Models
 from streamst.pipeline import PipelineConfig, TranslationSession
-from streamst.policy import POLICY_NAMES
+from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS, PolicyOption
 from streamst.text import join_units, split_units
 
 RESULTS = "results.jsonl"
@@ -96,7 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifest")
     p.add_argument("--policy", action="append", choices=POLICY_NAMES,
                    help="policy to evaluate (repeatable; default reorder-aware)")
-    p.add_argument("--k", default=None, help="comma-separated k values, one setting each (e.g. 1,3,5,7)")
+    for o in POLICY_OPTIONS:  # every declared policy option is a sweep: --k 1,3,5,7 is one setting per value
+        p.add_argument(f"--{o.name.replace('_', '-')}", default=None, metavar="V,...",
+                       help=f"comma-separated {o.name} values, one setting each ({o.help})")
     # the pipeline's own list: a new mode there is a new choice here
     p.add_argument("--mode", default="both", choices=pipeline.MODES,
                    help="translation path(s) to measure (default both: simul + the cascade reference)")
@@ -109,18 +112,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    policies = args.policy or ["reorder-aware"]
-    try:
-        ks = [int(k) for k in args.k.split(",")] if args.k else [None]
-    except ValueError as e:
-        raise UserError(f"--k takes comma-separated integers, e.g. --k 1,3,5; got {args.k!r}") from e
+    """One setting per policy and combination of swept option values (an option counts only
+    for the policies that read it: local-agreement ignores --k)."""
+    sweeps = [(o, _values(o, getattr(args, o.name))) for o in POLICY_OPTIONS if getattr(args, o.name, None)]
     out = []
-    for pol in policies:
-        for k in ks if pol != "local-agreement" else [None]:
-            params = {"k": k} if k is not None else {}
-            name = pol + (f"-k{k}" if k is not None else "")
-            out.append((name, {"policy": pol, **params}))
+    for pol in args.policy or ["reorder-aware"]:
+        for combo in itertools.product(*([(o, v) for v in vals] for o, vals in sweeps if pol in o.policies)):
+            out.append((pol + "".join(f"-{o.name}{v}" for o, v in combo), {"policy": pol, **{o.name: v for o, v in combo}}))
     return out
+
+
+def _values(o: PolicyOption, text: str) -> list[Any]:
+    parse = (lambda t: {"true": True, "false": False}[t.strip().lower()]) if o.type is bool else o.type
+    try:
+        return [parse(t) for t in text.split(",")]
+    except (ValueError, KeyError) as e:
+        kind = {int: "integers", float: "numbers", bool: "true/false"}[o.type]
+        raise UserError(f"--{o.name.replace('_', '-')} takes comma-separated {kind}, e.g. --k 1,3,5; got {text!r}") from e
 
 
 def pipeline_config(line: ManifestLine, params: dict[str, Any], mode: str, chunk_ms: int) -> PipelineConfig:

@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 from wcwidth import wcswidth, wcwidth
 
+from streamst.audio import SAMPLE_RATE
 from streamst.errors import UserError
 
-RATE = 16000
 FRAME_MS = 100
 MODES = ("simul", "cascade", "both")
 NO_SOUNDDEVICE = ("sounddevice is not installed (pip install 'streamst[mic]'; "
@@ -71,7 +71,7 @@ def _frames(samples: np.ndarray, carry: np.ndarray) -> tuple[list[bytes], np.nda
     from streamst.audio import pcm16_bytes
 
     x = np.concatenate([carry, samples]) if carry.size else samples
-    n = RATE * FRAME_MS // 1000
+    n = SAMPLE_RATE * FRAME_MS // 1000
     whole = len(x) // n * n
     return [pcm16_bytes(x[i : i + n]) for i in range(0, whole, n)], x[whole:]
 
@@ -124,8 +124,8 @@ def mic_source(device: int | None) -> AsyncIterator[bytes]:
     except Exception as e:  # PortAudioError, ValueError: no such device / no input device
         raise UserError(f"no usable audio input device ({e}); {NO_DEVICE_HINT}") from e
     try:
-        sd.check_input_settings(device=device, channels=1, samplerate=RATE, dtype="float32")
-        rate = RATE
+        sd.check_input_settings(device=device, channels=1, samplerate=SAMPLE_RATE, dtype="float32")
+        rate = SAMPLE_RATE
     except Exception:
         rate = int(info["default_samplerate"])
 
@@ -345,7 +345,7 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
     tgts = [t.strip() for t in args.tgt.split(",") if t.strip()]
     from streamst.server.protocol import PolicySpec, Start
 
-    start = Start(sample_rate=RATE, src_lang=args.src, tgt_langs=tuple(tgts), mode=args.mode,
+    start = Start(sample_rate=SAMPLE_RATE, src_lang=args.src, tgt_langs=tuple(tgts), mode=args.mode,
                   policy=PolicySpec(args.policy), chunk_ms=args.chunk_ms).to_message()
     url = with_token(args.url, args.token)
     try:

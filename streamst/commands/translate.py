@@ -30,10 +30,11 @@ from streamst.commands._common import (
     utterance_table,
 )
 from streamst import modes
+from streamst.bench.stats import pct
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.errors import UserError
 from streamst.events import Event
-from streamst.policy import POLICY_NAMES
+from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS
 from streamst.results import path_summary
 
 
@@ -41,16 +42,13 @@ def add_policy_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--src", default="zh", help="source language (zh, en, ja, ko, yue, de, fr, es)")
     p.add_argument("--tgt", default="en", help="target language(s), comma-separated")
     p.add_argument("--policy", default="reorder-aware", choices=POLICY_NAMES)
-    p.add_argument("--k", type=int, default=None, help="wait-k lag in source units")
-    p.add_argument("--max-lag", type=int, default=None, help="forced-progress bound (source units)")
-    p.add_argument("--ratio", type=float, default=None, help="target units per source unit")
-    p.add_argument("--la-n", type=int, default=None, help="local-agreement n")
-    p.add_argument("--continuations", type=int, default=None, help="predicted source continuations")
+    for o in POLICY_OPTIONS:  # one flag per declared policy option (unset: the per-pair default)
+        kind = {"action": argparse.BooleanOptionalAction} if o.type is bool else {"type": o.type}
+        p.add_argument(f"--{o.name.replace('_', '-')}", default=None, help=o.help, **kind)
 
 
 def policy_overrides(args: argparse.Namespace) -> dict:
-    names = {"k": "k", "max_lag": "max_lag", "ratio": "ratio", "la_n": "la_n", "continuations": "continuations"}
-    return {field: getattr(args, attr) for attr, field in names.items() if getattr(args, attr, None) is not None}
+    return {o.name: getattr(args, o.name) for o in POLICY_OPTIONS if getattr(args, o.name, None) is not None}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,7 +146,7 @@ def realtime_lag(lags: list[float], end_lag_ms: float) -> dict:
     fed so far (ms; p50/p95/max, never below 0), and how long after the end of the audio
     the last results (the final flush) were out."""
     xs = np.maximum(np.asarray(lags or [0.0], dtype=float), 0.0)
-    p50, p95, top = np.percentile(xs, [50, 95, 100], method="nearest")
+    p50, p95, top = (pct(xs, q, method="nearest") for q in (50, 95, 100))
     return {"lag_ms": {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "max": round(float(top), 1)},
             "done_after_end_ms": round(max(0.0, end_lag_ms), 1)}
 

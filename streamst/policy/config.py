@@ -2,13 +2,19 @@
 
 ``PolicyConfig.for_pair("zh", "en")`` gives the defaults for a pair; override fields with
 keyword arguments or ``dataclasses.replace``. ``make_policy(config)`` builds the policy.
+
+Each option field is declared with :func:`option` (the range a client or a flag may set, a
+help line, the policies that use it); :data:`POLICY_OPTIONS` reads them back, and from it
+come the wire protocol's ``start.policy`` schema, the policy flags of ``translate`` and
+``eval`` and the options table of docs/protocol.md (made by tests/test_policy_options.py).
+A new option is one field here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_type_hints
 
 from streamst.policy.base import Policy
 from streamst.policy.local_agreement import LocalAgreement
@@ -37,28 +43,45 @@ def default_ratio(src_lang: str, tgt_lang: str) -> float:
     return round(per_word(tgt_lang) / per_word(src_lang), 3)
 
 
+def option(default: Any, lo: float | None, hi: float | None, help: str, *policies: str) -> Any:
+    """A declared policy option: its default, the range users may set (None: a boolean), a
+    help line and the policies that read it (none named: every policy)."""
+    return field(default=default, metadata={"range": None if lo is None else (lo, hi), "help": help,
+                                            "policies": policies or POLICY_NAMES})
+
+
+@dataclass(frozen=True)
+class PolicyOption:
+    name: str
+    type: type  # int, float or bool
+    default: Any
+    range: tuple[float, float] | None
+    help: str
+    policies: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Options of the simultaneous policy. Units are source units unless said otherwise."""
 
     name: PolicyName = "reorder-aware"
-    k: int = 3
+    k: int = option(3, 1, 64, "wait-k lag in source units", "wait-k", "reorder-aware")
     """Source units read before the first write (the wait-k latency floor). 3 zh
     characters is about two words, i.e. ~0.6 s of speech."""
-    ratio: float = 1.0
+    ratio: float = option(1.0, 0.05, 20.0, "target units per source unit", "wait-k", "reorder-aware")
     """Expected target units per source unit; scales the wait-k schedule
     (``for_pair`` sets it, e.g. 0.625 English words per Chinese character)."""
-    max_lag: int = 10
+    max_lag: int = option(10, 1, 256, "forced-progress bound (source units; >= k)", "reorder-aware")
     """reorder-aware: write per the wait-k schedule anyway once this many source units
     were read without a write (10 zh characters is about 2 s of speech)."""
-    la_n: int = 2
+    la_n: int = option(2, 2, 8, "local-agreement n", "local-agreement")
     """local-agreement: how many consecutive proposals must agree (LA-2 as in
     whisper_streaming)."""
-    continuations: int = 2
+    continuations: int = option(2, 0, 8, "predicted source continuations", "reorder-aware")
     """reorder-aware: predicted source continuations translated as alternatives."""
-    stable: bool = False
+    stable: bool = option(False, None, None, "also agree with the previous proposal", "reorder-aware")
     """reorder-aware: also require agreement with the previous proposal (slower, safer)."""
-    lookahead: int = 4
+    lookahead: int = option(4, 1, 64, "target units decoded beyond what a step may commit")
     """Target units decoded per step beyond what the wait-k schedule allows (beyond the
     committed target for local-agreement): the room for anticipation and agreement, and
     the tentative caption's length. Proposals stop there instead of translating the whole
@@ -95,6 +118,12 @@ class PolicyConfig:
         else:
             base = cls(k=2, max_lag=6, ratio=default_ratio(src_lang, tgt_lang))
         return dataclasses.replace(base, **overrides)
+
+
+POLICY_OPTIONS: tuple[PolicyOption, ...] = tuple(
+    PolicyOption(f.name, get_type_hints(PolicyConfig)[f.name], f.default, f.metadata["range"], f.metadata["help"],
+                 f.metadata["policies"])
+    for f in dataclasses.fields(PolicyConfig) if "help" in f.metadata)
 
 
 def make_policy(config: PolicyConfig) -> Policy:

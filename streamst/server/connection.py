@@ -344,6 +344,15 @@ class Connection(abc.ABC):
         assert self.runner is not None
         await self.runner.run()
 
+    def push(self, samples: np.ndarray) -> None:
+        """Client audio at the session's input rate -> 16 kHz -> the runner (audio that arrives
+        while an update runs is merged into the next: counted as coalesced)."""
+        assert self.runner is not None and self.resample is not None
+        busy, out = self.runner.busy, self.resample(samples)
+        self.runner.feed(out)
+        if busy:
+            self.server.metrics.coalesced(out.size)
+
     def open_session(self, cfg: PipelineConfig, sample_rate: int, postprocess: PostProcess | None = None) -> PipelineConfig:
         """Open the session (:func:`streamst.server.session.open_session`, the same for every
         endpoint) and start its runner; returns the config it runs with."""
@@ -444,12 +453,8 @@ class NativeConnection(Connection):
         self.send(Ready(session=self.id, config=resolved_config(start, cfg)))
 
     def feed(self, frame: bytes) -> None:
-        assert self.start is not None and self.runner is not None and self.resample is not None
-        samples = self.resample(decode_samples(frame, self.start.encoding))
-        busy = self.runner.busy
-        self.runner.feed(samples)
-        if busy:
-            self.server.metrics.coalesced(samples.size)
+        assert self.start is not None
+        self.push(decode_samples(frame, self.start.encoding))
 
     def on_update(self, events: list[Event], samples: int, compute_ms: float) -> None:
         self.server.metrics.update(samples, compute_ms)

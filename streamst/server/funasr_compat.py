@@ -225,11 +225,7 @@ class FunasrConnection(Connection):
         data = self._carry + frame
         cut = len(data) - len(data) % 2
         self._carry = data[cut:]
-        busy = self.runner.busy
-        samples = self.resample(decode_samples(data[:cut], "pcm_s16le"))
-        self.runner.feed(samples)
-        if busy:
-            self.server.metrics.coalesced(samples.size)
+        self.push(decode_samples(data[:cut], "pcm_s16le"))
 
     async def flush(self, ack: dict[str, Any]) -> None:
         """``is_speaking: false``: finish the segment, send its results, then the segment's

@@ -271,12 +271,7 @@ class OpenAIConnection(Connection):
     def append(self, samples: np.ndarray) -> None:
         if self.runner is None:
             self.begin()
-        assert self.runner is not None and self.resample is not None
-        busy = self.runner.busy
-        out = self.resample(samples)
-        self.runner.feed(out)
-        if busy:
-            self.server.metrics.coalesced(out.size)
+        self.push(samples)
 
     async def drain(self) -> None:
         """Flush the running pipeline: every result of the audio so far is sent."""

@@ -23,29 +23,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from streamst.asr.features import FRAME_MS
 from streamst.audio import MAX_RATE, MIN_RATE
 from streamst.languages import LANGUAGES as MT_LANGUAGES
 from streamst.modes import AUTO, MODES, paths_of
-from streamst.policy.config import POLICY_NAMES, PolicyConfig
+from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS, PolicyConfig
 from streamst.server import strict
-from streamst.server.codes import (  # noqa: F401 - re-exported: the protocol's codes live here too
-    CLOSE_GOING_AWAY,
-    CLOSE_IDLE,
-    CLOSE_INTERNAL,
-    CLOSE_INVALID,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_BIG,
-    CLOSE_TOO_LONG,
-    CLOSE_TRY_LATER,
-    CLOSE_UNSUPPORTED,
-    ERRORS,
-    ProtocolError,
-)
+from streamst.server.codes import ERRORS, ProtocolError  # noqa: F401 - re-exported (every close code is there)
 
 PROTOCOL_VERSION = 1
 ENCODINGS = ("pcm_s16le", "f32le")
@@ -56,11 +42,6 @@ MAX_TARGETS = 4
 MAX_PING_ID = 256  # characters of a string ping id (ids are echoed: they must stay small)
 MAX_ID_INT = 2**53  # integers beyond this lose precision in JavaScript clients
 
-# Ranges of the policy options a client may set (docs/policy.md). They keep every value
-# the policies compute with finite and small (a ratio of 1e308 overflowed the wait-k schedule).
-POLICY_RANGES = {"k": (1, 64), "ratio": (0.05, 20.0), "max_lag": (1, 256), "la_n": (2, 8), "continuations": (0, 8),
-                 "lookahead": (1, 64)}
-
 
 # -- client -> server ----------------------------------------------------------------------
 class _Strict(BaseModel):
@@ -69,16 +50,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class PolicyIn(_Strict):
-    name: str = "reorder-aware"
-    k: Annotated[int, Field(ge=POLICY_RANGES["k"][0], le=POLICY_RANGES["k"][1])] | None = None
-    ratio: Annotated[float, Field(ge=POLICY_RANGES["ratio"][0], le=POLICY_RANGES["ratio"][1])] | None = None
-    max_lag: Annotated[int, Field(ge=POLICY_RANGES["max_lag"][0], le=POLICY_RANGES["max_lag"][1])] | None = None
-    la_n: Annotated[int, Field(ge=POLICY_RANGES["la_n"][0], le=POLICY_RANGES["la_n"][1])] | None = None
-    continuations: Annotated[int, Field(ge=POLICY_RANGES["continuations"][0],
-                                        le=POLICY_RANGES["continuations"][1])] | None = None
-    stable: bool | None = None
-    lookahead: Annotated[int, Field(ge=POLICY_RANGES["lookahead"][0], le=POLICY_RANGES["lookahead"][1])] | None = None
+# ``start.policy``: a name and the declared options (streamst.policy.config.POLICY_OPTIONS), each range-checked
+PolicyIn = create_model("PolicyIn", __base__=_Strict, name=(str, "reorder-aware"), **{  # type: ignore[call-overload]
+    o.name: ((o.type if o.range is None else Annotated[o.type, Field(ge=o.range[0], le=o.range[1])]) | None, None)
+    for o in POLICY_OPTIONS})
 
 
 class StartIn(_Strict):

@@ -1,12 +1,7 @@
-"""The one place a session is opened, for every endpoint (``/ws``, ``/funasr``, OpenAI
-Realtime): the pipeline config as the server runs it (``serve --e2e-lean``), the
-``mode_unavailable`` check, the :class:`~streamst.pipeline.TranslationSession` over the
-server's shared models and batchers, the resampler to 16 kHz and the
-:class:`~streamst.server.worker.SessionRunner` on the server's chunk grid (``serve --step-ms``).
-
-An endpoint needs only a :class:`SessionHost` (what :class:`~streamst.server.app.Server`
-offers its connections), so the endpoints do not import the server that dispatches to them.
-"""
+"""The one place a session is opened, for every endpoint: the config as the server runs it
+(``serve --e2e-lean``), ``mode_unavailable``, the pipeline over the server's shared models and
+batchers, the resampler to 16 kHz and the runner on the server's grid (``serve --step-ms``).
+Endpoints see the server only as a :class:`SessionHost`: they do not import :mod:`~streamst.server.app`."""
 
 from __future__ import annotations
 

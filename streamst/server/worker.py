@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from streamst.asr.base import Recognition, Recognizer
+from streamst.audio import SAMPLE_RATE
 from streamst.events import Event
 from streamst.pipeline import TranslationSession
 from streamst.requests import EMPTY, RequestQueue
@@ -36,7 +37,6 @@ from streamst.server.protocol import ProtocolError, Status
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from streamst.audio import SAMPLE_RATE
 from streamst.errors import UserError
 from streamst.languages import LANGUAGES
 from streamst.text import join_units, split_units
@@ -36,7 +37,6 @@ from streamst.text import join_units, split_units
 if TYPE_CHECKING:
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, SpeechPrompt
 
-SAMPLE_RATE = 16000
 MIN_SAMPLES = 400  # one 25 ms fbank window
 IGNORE = -100  # label of positions without loss (prompt, audio, padding)
 

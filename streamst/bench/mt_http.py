@@ -20,22 +20,9 @@ from typing import Any
 from streamst.errors import UserError
 
 
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    h = bsub.add_parser("mt-http", help="per-step MT latency through an OpenAI-compatible server vs the local decoder")
-    h.add_argument("--profile", required=True, help="a profile whose mt kind is openai-http (name or JSON path)")
-    h.add_argument("--local-model-dir", default=None,
-                   help="the same weights for the local decoder (default: the profile's mt source)")
-    h.add_argument("--device", default="cpu", help="local decoder device: cpu, cuda, cuda:N")
-    h.add_argument("--steps", type=int, default=8, help="timed policy steps")
-    h.add_argument("--chars-per-step", type=int, default=3, help="source characters added per step")
-    h.add_argument("--max-new-tokens", type=int, default=16, help="continuation length per proposal")
-    h.add_argument("--json", action="store_true", help="print the report as JSON")
-    h.set_defaults(func=_command)
-
-
 def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: str = "cpu", steps: int = 8,
                   chars_per_step: int = 3, max_new_tokens: int = 16) -> dict[str, Any]:
-    from streamst.commands.bench import BENCH_SOURCE_ZH
+    from streamst.bench.mt import BENCH_SOURCE_ZH
     from streamst.mt.openai_http import HttpOptions, OpenAIHttpTranslator
     from streamst.mt.qwen import QwenOptions, QwenTranslator
     from streamst.profiles import load_profile
@@ -89,7 +76,7 @@ def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: st
     }
 
 
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     report = bench_mt_http(args.profile, local_dir=args.local_model_dir, device=args.device, steps=args.steps,
                            chars_per_step=args.chars_per_step, max_new_tokens=args.max_new_tokens)
     if args.json:

@@ -38,8 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import add_e2e_lean_arg, add_threads_arg
-from streamst.pipeline import MODES
+from streamst.bench.stats import pct
 from streamst.server.protocol import PolicySpec, Start
 
 from streamst.errors import UserError
@@ -71,10 +70,6 @@ def drift_ms(lags: list[int]) -> float:
     if q < 2:
         return 0.0
     return float(statistics.median(lags[-q:]) - statistics.median(lags[:q]))
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 async def run_client(url: str, audio: np.ndarray, start: dict[str, Any], timeout_s: float) -> ClientResult:
@@ -286,34 +281,7 @@ def format_row(r: dict[str, Any]) -> str:
             + (f", errors {r['errors']}" if r["errors"] else ""))
 
 
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    """``bench server`` (registered by ``streamst.commands.bench``)."""
-    s = bsub.add_parser("server", help="concurrent real-time sessions one server process holds")
-    s.add_argument("--profile", default="tiny")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--sessions", type=int, default=4, help="ramp N = 1..SESSIONS concurrent clients")
-    s.add_argument("--seconds", type=float, default=20.0, help="speech per session")
-    s.add_argument("--src", default="zh")
-    s.add_argument("--tgt", default="en")
-    s.add_argument("--mode", default="simul", choices=MODES)
-    s.add_argument("--policy", default="reorder-aware")
-    s.add_argument("--lag-bound-ms", type=float, default=3000.0, help="p95 lag that still counts as real time")
-    s.add_argument("--keep-going", action="store_true", help="run every N even after one falls behind")
-    s.add_argument("--flush-bound-s", type=float, default=5.0)
-    s.add_argument("--mt-batch-rows", type=int, default=None,
-                   help="rows per cross-session decoder call (0: no cross-session batching; default: the server's)")
-    s.add_argument("--continuations", type=int, default=None,
-                   help="reorder-aware: predicted source continuations per step (default: the policy's)")
-    s.add_argument("--e2e-batch-rows", type=int, default=None,
-                   help="rows per cross-session e2e decoder call (default: the server's: on a GPU only)")
-    s.add_argument("--quantize", default="none", choices=("none", "int8"), help="as serve --quantize")
-    add_threads_arg(s)
-    add_e2e_lean_arg(s)
-    s.add_argument("--json", action="store_true", help="print the report as one JSON line")
-    s.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     if args.src not in BENCH_TEXT:
         raise UserError(f"--src must be one of {', '.join(BENCH_TEXT)}")
     report = run_loadcheck(args.profile, max_sessions=args.sessions, seconds=args.seconds, src=args.src,

@@ -1,6 +1,6 @@
 """``streamst bench asr`` and ``streamst bench pipeline``: one stream, as fast as it goes.
 
-A file (or ``--seconds`` of espeak-ng speech from :func:`streamst.server.loadcheck.bench_audio`)
+A file (or ``--seconds`` of espeak-ng speech from :func:`streamst.bench.server.bench_audio`)
 is fed in ``--chunk-ms`` pieces to a :class:`~streamst.asr.streaming.StreamingRecognizer`
 (``asr``) or a :class:`~streamst.pipeline.TranslationSession` (``pipeline``), without pacing.
 Reported per length: RTF by wall clock and by this process's CPU time (the CPU figure is
@@ -23,38 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import add_threads_arg
+from streamst.bench.stats import pct
 from streamst.errors import UserError
-
-
-def add_parsers(bsub: argparse._SubParsersAction) -> None:
-    for name, help_ in (("asr", "streaming ASR RTF and per-update latency against utterance length"),
-                        ("pipeline", "one simultaneous-translation stream: RTF, update latency, decoder forwards")):
-        p = bsub.add_parser(name, help=help_)
-        p.add_argument("--profile", default="tiny")
-        p.add_argument("--device", default="cpu")
-        p.add_argument("--file", help="audio file (default: espeak-ng speech of --seconds)")
-        p.add_argument("--seconds", default="10,60", help="comma-separated lengths of synthetic speech")
-        p.add_argument("--src", default="zh", choices=("zh", "en"))
-        p.add_argument("--chunk-ms", type=int, default=600)
-        p.add_argument("--trim-ms", type=int, default=None, help="StreamingASRConfig.trim_ms (default: its default)")
-        p.add_argument("--max-window-ms", type=int, default=None, help="StreamingASRConfig.max_window_ms")
-        p.add_argument("--partial-ms", default=None,
-                       help="StreamingASRConfig.partial_ms: longest window a chunk update re-encodes "
-                            "('none': the whole window, the pre-issue-13 behaviour)")
-        p.add_argument("--update-ms", type=int, default=None,
-                       help="StreamingASRConfig.chunk_ms: new speech between updates (default --chunk-ms); "
-                            "audio is still fed in --chunk-ms pieces")
-        p.add_argument("--quantize", choices=("none", "int8"), default="none",
-                       help="int8: dynamic int8 SenseVoice (asr) and Qwen (pipeline) Linear layers on CPU")
-        add_threads_arg(p)
-        if name == "pipeline":
-            p.add_argument("--tgt", default="en")
-            p.add_argument("--mode", default="simul", choices=("simul", "cascade", "both"))
-            p.add_argument("--policy", default="reorder-aware")
-            p.add_argument("--continuations", type=int, default=None)
-        p.add_argument("--json", action="store_true", help="print the report as JSON")
-        p.set_defaults(func=_command, bench_target=name)
 
 
 def _audio(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
@@ -65,7 +35,7 @@ def _audio(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
         if rate != 16000:
             raise UserError(f"bench needs 16 kHz audio, {args.file} is {rate} Hz")
         return [(Path(args.file).name, samples.astype(np.float32))]
-    from streamst.server.loadcheck import bench_audio
+    from streamst.bench.server import bench_audio
     from streamst.tts import have_tts
 
     if not have_tts():
@@ -79,10 +49,6 @@ def _audio(args: argparse.Namespace) -> list[tuple[str, np.ndarray]]:
         for s in lengths:
             out.append((f"{s:g}s", bench_audio(s, args.src, Path(tmp))))
     return out
-
-
-def _pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
 def run_stream(processor, audio: np.ndarray, chunk_ms: int, window_ms=None) -> dict[str, Any]:
@@ -106,13 +72,13 @@ def run_stream(processor, audio: np.ndarray, chunk_ms: int, window_ms=None) -> d
     report = {
         "audio_s": round(seconds, 2), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
         "rtf": round(wall / seconds, 3), "rtf_cpu": round(cpu / seconds, 3),
-        "updates": len(updates), "update_ms_p50": _pct(updates, 50), "update_ms_p95": _pct(updates, 95),
+        "updates": len(updates), "update_ms_p50": round(pct(updates, 50), 1), "update_ms_p95": round(pct(updates, 95), 1),
         "update_ms_max": round(max(updates, default=0.0), 1),
         "updates_over_chunk": round(sum(u > chunk for u in updates) / max(1, len(updates)), 3),
     }
     if by_window:
         report["update_ms_by_window_s"] = {
-            f"{k}-{k + 2}": {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in sorted(by_window.items())
+            f"{k}-{k + 2}": {"n": len(v), "p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1)} for k, v in sorted(by_window.items())
         }
     return report
 
@@ -126,7 +92,7 @@ def _window_ms(rec) -> Any:
     return current
 
 
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     import torch
 
     from streamst.loading import Models, RuntimeOptions

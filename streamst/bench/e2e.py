@@ -27,34 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from streamst.bench.stats import pct
 from streamst.errors import UserError
 
 CONFIGS = ("full-nokv", "full", "incremental")
-
-
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    p = bsub.add_parser("e2e", help="end-to-end per-chunk latency vs utterance length, with/without KV reuse")
-    p.add_argument("--profile", default="random-real", help="profile whose e2e model to time (default random-real)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    p.add_argument("--quantize", default="none", choices=("none", "int8"),
-                   help="int8: dynamic int8 Linear layers (CPU; encoder, adaptor and decoder)")
-    p.add_argument("--lengths", default="2,5,10,20", help="utterance lengths in seconds")
-    p.add_argument("--chunk-ms", type=int, default=600)
-    p.add_argument("--step-tokens", type=int, default=4, help="tokens decoded per chunk step")
-    p.add_argument("--final-tokens", type=int, default=8, help="tokens decoded at the utterance end")
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op CPU threads")
-    p.add_argument("--json", action="store_true", help="one JSON line per (length, config), then a summary")
-    p.set_defaults(func=_command)
-
-
-def _percentile(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    i = min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))
-    return xs[i]
 
 
 def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens: int = 4, final_tokens: int = 8,
@@ -105,10 +81,10 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
             rows.append({
                 "length_s": length, "config": name, "chunks": len(per_chunk),
                 "chunk_p50_ms": round(statistics.median(per_chunk), 1),
-                "chunk_p95_ms": round(_percentile(per_chunk, 0.95), 1),
+                "chunk_p95_ms": round(pct(per_chunk, 95, method="nearest"), 1),
                 "chunk_last_ms": round(per_chunk[-1], 1), "final_ms": round(final_ms, 1),
                 "rtf": round(total / length, 3),
-                "chunk_share_p95": round(_percentile(per_chunk, 0.95) / chunk_ms, 3),
+                "chunk_share_p95": round(pct(per_chunk, 95, method="nearest") / chunk_ms, 3),
                 "last_prompt_tokens": stats.prompt_tokens if stats else None,
             })
     by = {(r["length_s"], r["config"]): r for r in rows}
@@ -119,7 +95,7 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
     return rows
 
 
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     import torch
 
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions

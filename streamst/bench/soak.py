@@ -98,7 +98,7 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
              clients: int = 2, src: str = "zh", tgt: str = "en", policy: str = "wait-k", device: str = "cpu",
              rss_slack_mb: float = 64.0, log=print) -> dict[str, Any]:
     from streamst.server.app import Server, ServerConfig
-    from streamst.server.loadcheck import BENCH_TEXT, bench_audio
+    from streamst.bench.server import BENCH_TEXT, bench_audio
     from streamst.tts import have_tts
 
     if not have_tts():
@@ -183,24 +183,7 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
     return report
 
 
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    """``bench soak`` (registered by ``streamst.commands.bench``)."""
-    s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
-    s.add_argument("--profile", default="tiny")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--minutes", type=float, default=60.0, help="audio to stream in total")
-    s.add_argument("--session-minutes", type=float, default=15.0, help="audio per session")
-    s.add_argument("--sample-minutes", type=float, default=5.0, help="audio between RSS / fd samples")
-    s.add_argument("--clients", type=int, default=2, help="sessions streaming at once (each --session-minutes)")
-    s.add_argument("--src", default="zh")
-    s.add_argument("--tgt", default="en")
-    s.add_argument("--policy", default="wait-k")
-    s.add_argument("--rss-slack-mb", type=float, default=64.0, help="RSS growth after warm-up that still counts as flat")
-    s.add_argument("--json", action="store_true", help="print the report as JSON")
-    s.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     report = run_soak(args.profile, minutes=args.minutes, session_minutes=args.session_minutes,
                       sample_minutes=args.sample_minutes, clients=args.clients, src=args.src, tgt=args.tgt, policy=args.policy,
                       device=args.device, rss_slack_mb=args.rss_slack_mb,

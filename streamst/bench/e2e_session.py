@@ -46,36 +46,11 @@ from typing import Any
 
 import numpy as np
 
-from streamst.commands._common import add_threads_arg
+from streamst.audio import SAMPLE_RATE
+from streamst.bench.stats import load_avg, pct
 from streamst.errors import UserError
 
 CONFIGS = ("base", "draft", "lean")
-SR = 16000
-
-
-def add_parser(bsub: argparse._SubParsersAction) -> None:
-    p = bsub.add_parser("e2e-session", help="one whole simultaneous e2e session: compute RTF, step p50/p95")
-    p.add_argument("--profile", default="random-real", help="profile whose e2e model runs (default random-real)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    p.add_argument("--quantize", default=None, choices=("none", "int8"), help="default: int8 on CPU, none on a GPU")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                   help="weights dtype when not quantised (bfloat16: AVX512-BF16 / AMX kernels)")
-    p.add_argument("--seconds", type=float, default=30.0, help="at least this much speech (default 30)")
-    p.add_argument("--chunk-ms", type=int, default=600)
-    p.add_argument("--final-tokens", type=int, default=16, help="decode budget of an utterance's final step")
-    p.add_argument("--source-text", action=argparse.BooleanOptionalAction, default=True,
-                   help="the per-utterance LLM transcript (on in translate --mode e2e)")
-    p.add_argument("--configs", default=",".join(CONFIGS), help=f"subset of {','.join(CONFIGS)}, in order")
-    p.add_argument("--policy", default="reorder-aware", help="simultaneous policy (default: translate's)")
-    add_threads_arg(p)
-    p.add_argument("--wav", help="use this 16 kHz wav instead of synthesised speech")
-    p.add_argument("--sessions", type=int, default=1,
-                   help="run N sessions at once (one thread each, the same audio), as the server does")
-    p.add_argument("--batch", action=argparse.BooleanOptionalAction, default=True,
-                   help="with --sessions: batch their decoder forwards across sessions (the server's default)")
-    p.add_argument("--compare-unbatched", action="store_true", help="with --sessions: run batched and unbatched")
-    p.add_argument("--json", action="store_true", help="one JSON line per configuration, then a summary")
-    p.set_defaults(func=_command)
 
 
 def speech(seconds: float, workdir: Path) -> np.ndarray:
@@ -91,18 +66,11 @@ def speech(seconds: float, workdir: Path) -> np.ndarray:
         x, _ = read_audio(wav)
         parts.append(x.astype(np.float32))
         total += x.size
-        if total >= seconds * SR:
+        if total >= seconds * SAMPLE_RATE:
             break
-    if total < seconds * SR:
-        raise UserError(f"the test set speaks only {total / SR:.1f} s of zh; ask for less --seconds")
+    if total < seconds * SAMPLE_RATE:
+        raise UserError(f"the test set speaks only {total / SAMPLE_RATE:.1f} s of zh; ask for less --seconds")
     return np.concatenate(parts)
-
-
-def _pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
 class _Meter:
@@ -162,7 +130,7 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
     old = model.options
     if set_options:
         model.options = replace(old, draft=draft)
-    step = chunk_ms * SR // 1000
+    step = chunk_ms * SAMPLE_RATE // 1000
     chunk_cpu: list[float] = []
     chunk_wall: list[float] = []
     final_cpu: list[float] = []
@@ -193,17 +161,17 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
         final_wall.append(dw * 1e3)
     finally:
         model.options = old
-    audio_s = audio.size / SR
+    audio_s = audio.size / SAMPLE_RATE
     stats = [s for s in meter.decodes if s is not None]
     return {
         "audio_s": round(audio_s, 1), "utterances": len(session.results), "events": events,
         "rtf_cpu": round(total_cpu / audio_s, 3), "rtf_wall": round(total_wall / audio_s, 3),
         "chunk_steps": len(chunk_cpu),
         "chunk_cpu_p50_ms": round(statistics.median(chunk_cpu), 1) if chunk_cpu else None,
-        "chunk_cpu_p95_ms": round(_pct(chunk_cpu, 0.95), 1),
+        "chunk_cpu_p95_ms": round(pct(chunk_cpu, 95, method="nearest"), 1),
         "chunk_cpu_max_ms": round(max(chunk_cpu), 1) if chunk_cpu else None,
         "chunk_wall_p50_ms": round(statistics.median(chunk_wall), 1) if chunk_wall else None,
-        "chunk_wall_p95_ms": round(_pct(chunk_wall, 0.95), 1),
+        "chunk_wall_p95_ms": round(pct(chunk_wall, 95, method="nearest"), 1),
         "chunk_cpu_mean_ms": round(statistics.fmean(chunk_cpu), 1) if chunk_cpu else None,
         "final_steps": len(final_cpu), "final_cpu_p50_ms": round(statistics.median(final_cpu), 1),
         "final_cpu_max_ms": round(max(final_cpu), 1),
@@ -234,13 +202,6 @@ class _E2EModels:
         return EnergyVad()
 
 
-def _load_avg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: Any) -> dict[str, Any]:
     """``n`` sessions over the same audio at once, one thread each, their decoder forwards
     batched through one :class:`~streamst.mt.batching.ForwardBatcher` (``batch``) as the
@@ -263,7 +224,7 @@ def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: 
         if batcher is not None:
             batcher.close()
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    audio_s = audio.size / SR
+    audio_s = audio.size / SAMPLE_RATE
     out: dict[str, Any] = {
         "sessions": n, "batched": batch, "audio_s": round(audio_s, 1), "utterances": sum(r["utterances"] for r in rows),
         "wall_s": round(wall, 2), "rtf_wall": round(wall / audio_s, 3), "cpu_s_per_audio_s": round(cpu / (n * audio_s), 3),
@@ -276,7 +237,7 @@ def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: 
     return out
 
 
-def _command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     import torch
 
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
@@ -306,15 +267,15 @@ def _command(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             audio = speech(args.seconds, Path(tmp))
     # warm-up: one short session, so that one-time costs do not count
-    run_session(model, audio[: 3 * SR], chunk_ms=args.chunk_ms, final_tokens=2, source_text=False)
+    run_session(model, audio[: 3 * SAMPLE_RATE], chunk_ms=args.chunk_ms, final_tokens=2, source_text=False)
     if args.sessions > 1:
         return _command_sessions(args, model, audio, configs)
     rows = []
     for name in configs:
-        load_before = _load_avg()
+        load_before = load_avg()
         row = run_session(model, audio, chunk_ms=args.chunk_ms, final_tokens=args.final_tokens,
                           source_text=args.source_text, draft=name != "base", lean=name == "lean", policy=args.policy)
-        row = {"config": name, "load_before": load_before, "load_after": _load_avg(), **row}
+        row = {"config": name, "load_before": load_before, "load_after": load_avg(), **row}
         rows.append(row)
     ref = rows[0]
     for r in rows:
@@ -354,11 +315,11 @@ def _command_sessions(args: argparse.Namespace, model, audio: np.ndarray, config
     rows = []
     for name in configs:
         for batch in (True, False) if args.compare_unbatched else (args.batch,):
-            load_before = _load_avg()
+            load_before = load_avg()
             row = run_sessions(model, audio, args.sessions, batch=batch, chunk_ms=args.chunk_ms,
                                final_tokens=args.final_tokens, source_text=args.source_text, draft=name != "base",
                                lean=name == "lean", policy=args.policy)
-            rows.append({"config": name, "load_before": load_before, "load_after": _load_avg(), **row})
+            rows.append({"config": name, "load_before": load_before, "load_after": load_avg(), **row})
     ref = rows[0]
     for r in rows:
         r["x_cpu_s_per_audio_s"] = round(ref["cpu_s_per_audio_s"] / r["cpu_s_per_audio_s"], 2)
