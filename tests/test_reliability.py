@@ -302,11 +302,11 @@ class _SlowServerSession(SlowSession):
 def test_a_client_waiting_for_a_slow_server_is_not_idle(models, monkeypatch):
     """The idle clock stops while audio the client sent waits for inference: a client that
     sent its audio and waits for the results is not idle, however slow the server is."""
-    import streamst.server.connection as conn_mod
+    import streamst.server.session as session_mod  # where every endpoint's session is opened
 
-    real = conn_mod.TranslationSession
+    real = session_mod.TranslationSession
     step_s = 0.8  # per 60 ms piece
-    monkeypatch.setattr(conn_mod, "TranslationSession", lambda *a, **k: _SlowServerSession(real(*a, **k), step_s))
+    monkeypatch.setattr(session_mod, "TranslationSession", lambda *a, **k: _SlowServerSession(real(*a, **k), step_s))
     srv = ServerThread(replace(BASE, idle_timeout_s=0.5, status_interval_s=0.1), models)
     try:
         with connect(srv.url()) as ws:

@@ -27,6 +27,11 @@ BENCH_SOURCE_ZH = (
 )
 
 
+def bench_source(chars: int) -> str:
+    """At least ``chars`` characters of :data:`BENCH_SOURCE_ZH`, repeated as needed."""
+    return BENCH_SOURCE_ZH * (chars // len(BENCH_SOURCE_ZH) + 1)
+
+
 @dataclass(frozen=True)
 class MtStep:
     """One policy step, decoded with (warm) and without (cold) KV reuse."""
@@ -61,9 +66,7 @@ def bench_mt(
 
     if steps < 1 or chars_per_step < 1:
         raise UserError("--steps and --chars-per-step must be >= 1")
-    text = BENCH_SOURCE_ZH
-    while len(text) < (steps + 1) * chars_per_step:
-        text += BENCH_SOURCE_ZH
+    text = bench_source((steps + 1) * chars_per_step)
     t0 = time.perf_counter()
     warm_mt = QwenTranslator(source, QwenOptions(device=device, dtype=dtype, kv_reuse=True), hint=hint)
     load_s = time.perf_counter() - t0

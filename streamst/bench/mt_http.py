@@ -22,7 +22,7 @@ from streamst.errors import UserError
 
 def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: str = "cpu", steps: int = 8,
                   chars_per_step: int = 3, max_new_tokens: int = 16) -> dict[str, Any]:
-    from streamst.bench.mt import BENCH_SOURCE_ZH
+    from streamst.bench.mt import bench_source
     from streamst.mt.openai_http import HttpOptions, OpenAIHttpTranslator
     from streamst.mt.qwen import QwenOptions, QwenTranslator
     from streamst.profiles import load_profile
@@ -39,9 +39,7 @@ def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: st
 
     pin_torch_threads(device)  # as the service runs the local decoder (STREAMST_TORCH_THREADS overrides)
     local = QwenTranslator(local_dir or where, QwenOptions(device=device))
-    text = BENCH_SOURCE_ZH
-    while len(text) < (steps + 1) * chars_per_step:
-        text += BENCH_SOURCE_ZH
+    text = bench_source((steps + 1) * chars_per_step)
     for mt in (remote, local):  # untimed: first-call allocations, connection set-up
         mt.open_stream("zh", "en").propose(text[:chars_per_step], "", max_new_tokens=2)
     streams = {"http": remote.open_stream("zh", "en"), "local": local.open_stream("zh", "en")}

@@ -28,20 +28,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamst.bench.stats import pct
+from streamst.errors import UserError
+from streamst.server.config import ServerConfig
 from streamst.server.protocol import PolicySpec, Start
 
-from streamst.errors import UserError
+if TYPE_CHECKING:
+    from streamst.server.app import Server
 
 FRAME_MS = 100
 DRIFT_MS = 1000.0
@@ -162,6 +168,25 @@ async def _round(url: str, n: int, audio: np.ndarray, start: dict[str, Any], tim
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
+@contextlib.contextmanager
+def running_server(cfg: ServerConfig, name: str) -> Iterator[Server]:
+    """A :class:`~streamst.server.app.Server` on its own event loop in a thread (loaded and
+    started on entry, closed on exit): the in-process server of ``bench server`` and ``bench soak``."""
+    from streamst.server.app import Server
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    server = Server(cfg)
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(600)
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(120)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+
+
 def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str = "zh", tgt: str = "en",
                   mode: str = "simul", policy: str = "reorder-aware", lag_bound_ms: float = 3000.0,
                   flush_bound_s: float = 5.0, device: str = "cpu", keep_going: bool = False,
@@ -172,7 +197,6 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     e2e_batch_rows...)."""
     import tempfile
 
-    from streamst.server.app import Server, ServerConfig
     from streamst.tts import have_tts
 
     if not have_tts():
@@ -182,21 +206,14 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=max_sessions,
                        idle_timeout_s=60, max_session_s=seconds * 4 + 60,
                        **({} if mt_batch_rows is None else {"mt_batch_rows": mt_batch_rows}), **(server_options or {}))
-    server_loop = asyncio.new_event_loop()
-    import threading
-
-    thread = threading.Thread(target=server_loop.run_forever, name="bench-server", daemon=True)
-    thread.start()
-    server = Server(cfg)
-    t_load = time.monotonic()
-    asyncio.run_coroutine_threadsafe(server.start(), server_loop).result(600)
-    log(f"server up in {time.monotonic() - t_load:.1f} s (profile {profile}); {seconds:g} s of {src} speech per session")
-    url = f"ws://127.0.0.1:{server.port}/ws"
     overrides = (("continuations", continuations),) if continuations is not None else ()
     start = Start(src_lang=src, tgt_langs=(tgt,), mode=mode, policy=PolicySpec(policy, overrides)).to_message()
     del start["type"]  # _round adds it
     rounds = []
-    try:
+    t_load = time.monotonic()
+    with running_server(cfg, "bench-server") as server:
+        log(f"server up in {time.monotonic() - t_load:.1f} s (profile {profile}); {seconds:g} s of {src} speech per session")
+        url = f"ws://127.0.0.1:{server.port}/ws"
         for n in range(1, max_sessions + 1):
             assert server.batcher is not None
             deadline = time.monotonic() + 30  # the last round's handlers finish their cleanup
@@ -235,10 +252,6 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
             log(format_row(row))
             if not held and not keep_going:
                 break
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), server_loop).result(120)
-        server_loop.call_soon_threadsafe(server_loop.stop)
-        thread.join(30)
     held_n = 0
     for r in rounds:  # the largest N such that every N' <= N held
         if not r["held_real_time"]:

@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,8 +96,8 @@ async def _session(url: str, audio: np.ndarray, start: dict[str, Any], on_progre
 def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15.0, sample_minutes: float = 5.0,
              clients: int = 2, src: str = "zh", tgt: str = "en", policy: str = "wait-k", device: str = "cpu",
              rss_slack_mb: float = 64.0, log=print) -> dict[str, Any]:
-    from streamst.server.app import Server, ServerConfig
-    from streamst.bench.server import BENCH_TEXT, bench_audio
+    from streamst.bench.server import BENCH_TEXT, bench_audio, running_server
+    from streamst.server.config import ServerConfig
     from streamst.tts import have_tts
 
     if not have_tts():
@@ -113,12 +112,6 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
         piece = bench_audio(60.0, src, Path(tmp))  # one minute of speech with pauses, repeated
     cfg = ServerConfig(profile=profile, host="127.0.0.1", port=0, device=device, max_sessions=clients + 1,
                        idle_timeout_s=120, max_session_s=session_minutes * 60 * 4 + 600)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="soak-server", daemon=True)
-    thread.start()
-    server = Server(cfg)
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(600)
-    url = f"ws://127.0.0.1:{server.port}/ws"
     start = {"src_lang": src, "tgt_langs": [tgt], "policy": {"name": policy}}
     samples: list[dict[str, float]] = []
     done_s = 0.0  # audio of the sessions that ended
@@ -149,7 +142,8 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
         return list(await asyncio.gather(*(one(k, x) for k, x in enumerate(lengths))))
 
     summaries = []
-    try:
+    with running_server(cfg, "soak-server") as server:
+        url = f"ws://127.0.0.1:{server.port}/ws"
         total = minutes * 60
         while done_s < total - 1e-6:
             lengths = []
@@ -162,10 +156,6 @@ def run_soak(profile: str, *, minutes: float = 60.0, session_minutes: float = 15
             active.clear()
             done_s += sum(lengths)
         sample(done_s)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(120)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
     warm = samples[1] if len(samples) > 2 else samples[0]  # after the first sample period: warmed up
     last = samples[-1]
     rss_growth = last["rss_mb"] - warm["rss_mb"]

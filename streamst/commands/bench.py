@@ -18,6 +18,13 @@ def _run(module: str, name: str = "command") -> Callable[[argparse.Namespace], i
     return run
 
 
+def _mt_model(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model-dir", help="a Qwen save_pretrained directory (or hub id)")
+    src.add_argument("--profile", help="take the MT model of this profile (default: tiny)")
+    return p
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from streamst.bench.e2e import CONFIGS as E2E_CONFIGS
     from streamst.bench.e2e_session import CONFIGS as SESSION_CONFIGS
@@ -25,10 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed benchmarks (mt, ...)")
     bsub = p.add_subparsers(dest="bench_command", required=True, metavar="TARGET")
 
-    m = bsub.add_parser("mt", help="simultaneous MT decode cost per step, with and without KV reuse")
-    src = m.add_mutually_exclusive_group()
-    src.add_argument("--model-dir", help="a Qwen save_pretrained directory (or hub id)")
-    src.add_argument("--profile", help="take the MT model of this profile (default: tiny)")
+    m = _mt_model(bsub.add_parser("mt", help="simultaneous MT decode cost per step, with and without KV reuse"))
     m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     m.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     m.add_argument("--steps", type=int, default=8, help="timed policy steps")
@@ -39,10 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=_run("mt", "command_mt"))
 
 
-    d = bsub.add_parser("dtype", help="decoder speed and greedy agreement with float32: bfloat16, int8 (CPU)")
-    dsrc = d.add_mutually_exclusive_group()
-    dsrc.add_argument("--model-dir", help="a Qwen save_pretrained directory (or hub id)")
-    dsrc.add_argument("--profile", help="take the MT model of this profile (default: tiny)")
+    d = _mt_model(bsub.add_parser("dtype", help="decoder speed and greedy agreement with float32: bfloat16, int8 (CPU)"))
     d.add_argument("--variants", default="float32,bfloat16,int8", help="comma-separated: float32, bfloat16, int8")
     d.add_argument("--sentences", type=int, default=10, help="test-set zh->en sources translated")
     d.add_argument("--max-new-tokens", type=int, default=16)

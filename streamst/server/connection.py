@@ -246,7 +246,8 @@ class Connection(abc.ABC):
         return ErrorMessage(code=err.code, message=err.message)
 
     def error_message(self, err: ProtocolError) -> ServerMessage | dict[str, Any]:
-        return ErrorMessage(code=err.code, message=err.message)
+        """The message for an error that ends a session (default: the refusal's shape)."""
+        return self.refusal(err)
 
     def started(self) -> bool:
         """Whether the client has started a session (``start_timeout_s`` stops applying)."""

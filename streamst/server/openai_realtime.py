@@ -30,7 +30,7 @@ import binascii
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -42,9 +42,10 @@ from streamst.server.connection import Connection
 from streamst.server.protocol import TARGET_LANGS, ProtocolError
 from streamst.text import is_char_lang
 
-from websockets.asyncio.server import ServerConnection
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
 
-from streamst.server.session import SessionHost
+    from streamst.server.session import SessionHost
 
 PATH = "/v1/realtime/translations"
 INPUT_RATE = 24000  # the only input format of the API: 24 kHz PCM16 mono little-endian
@@ -212,9 +213,6 @@ class OpenAIConnection(Connection):
         """A recoverable mistake in one client event (the session goes on)."""
         return self.event("error", error={"type": "invalid_request_error", "code": code, "message": message,
                                           "param": param, "event_id": event_id})
-
-    def error_message(self, err: ProtocolError) -> dict[str, Any]:
-        return self.refusal(err)
 
     @classmethod
     def refusal(cls, err: ProtocolError) -> dict[str, Any]:
