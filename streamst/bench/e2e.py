@@ -95,11 +95,20 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
     return rows
 
 
-def command(args: argparse.Namespace) -> int:
-    import torch
-
+def load_e2e(profile_name: str, device: str, dtype: str, quantize: str) -> tuple[Any, Any]:
+    """(the profile, its e2e model loaded with these options), or a one-line error."""
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
     from streamst.profiles import load_profile
+
+    profile = load_profile(profile_name)
+    if profile.e2e is None:
+        raise UserError(f"profile '{profile.name}' has no e2e model")
+    return profile, FunAsrNanoSpeech(profile.require(profile.e2e), NanoOptions(device=device, dtype=dtype, quantize=quantize),
+                                     hint=profile.e2e.hint(profile.name))
+
+
+def command(args: argparse.Namespace) -> int:
+    import torch
 
     try:
         lengths = [float(x) for x in args.lengths.split(",") if x]
@@ -111,12 +120,7 @@ def command(args: argparse.Namespace) -> int:
         raise UserError(f"--configs must be a subset of {','.join(CONFIGS)} and --lengths positive")
     if args.threads:
         torch.set_num_threads(args.threads)
-    profile = load_profile(args.profile)
-    if profile.e2e is None:
-        raise UserError(f"profile '{profile.name}' has no e2e model")
-    where = profile.require(profile.e2e)
-    model = FunAsrNanoSpeech(where, NanoOptions(device=args.device, dtype=args.dtype, quantize=args.quantize),
-                             hint=profile.e2e.hint(profile.name))
+    profile, model = load_e2e(args.profile, args.device, args.dtype, args.quantize)
     rows = bench_e2e(model, lengths_s=lengths, chunk_ms=args.chunk_ms, step_tokens=args.step_tokens,
                      final_tokens=args.final_tokens, configs=configs)
     params = sum(p.numel() for p in model.model.parameters())

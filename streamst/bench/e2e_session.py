@@ -240,8 +240,7 @@ def run_sessions(model, audio: np.ndarray, n: int, *, batch: bool = True, **kw: 
 def command(args: argparse.Namespace) -> int:
     import torch
 
-    from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
-    from streamst.profiles import load_profile
+    from streamst.bench.e2e import load_e2e
     from streamst.threads import pin_torch_threads
 
     configs = tuple(c for c in args.configs.split(",") if c)
@@ -253,12 +252,7 @@ def command(args: argparse.Namespace) -> int:
     pin_torch_threads(args.device, args.threads)
     if args.quantize is None:
         args.quantize = "int8" if args.device.startswith("cpu") else "none"
-    profile = load_profile(args.profile)
-    if profile.e2e is None:
-        raise UserError(f"profile '{profile.name}' has no e2e model")
-    model = FunAsrNanoSpeech(profile.require(profile.e2e),
-                             NanoOptions(device=args.device, dtype=args.dtype, quantize=args.quantize),
-                             hint=profile.e2e.hint(profile.name))
+    profile, model = load_e2e(args.profile, args.device, args.dtype, args.quantize)
     if args.wav:
         from streamst.audio import read_audio
 

@@ -50,7 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(func=_run("mt", "command_dtype"))
 
-    # `bench mt-http`: the decoder on an OpenAI-compatible server vs local
     h = bsub.add_parser("mt-http", help="per-step MT latency through an OpenAI-compatible server vs the local decoder")
     h.add_argument("--profile", required=True, help="a profile whose mt kind is openai-http (name or JSON path)")
     h.add_argument("--local-model-dir", default=None,
@@ -62,7 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--json", action="store_true", help="print the report as JSON")
     h.set_defaults(func=_run("mt_http"))
 
-    # `bench server`: concurrent real-time sessions per process
     s = bsub.add_parser("server", help="concurrent real-time sessions one server process holds")
     s.add_argument("--profile", default="tiny")
     s.add_argument("--device", default="cpu")
@@ -87,7 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_run("server"))
 
-    # `bench soak`: long audio in fast mode, RSS and fds flat
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")
     s.add_argument("--device", default="cpu")
@@ -102,7 +99,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=_run("soak"))
 
-    # `bench e2e`: end-to-end per-chunk cost vs utterance length
     p = bsub.add_parser("e2e", help="end-to-end per-chunk latency vs utterance length, with/without KV reuse")
     p.add_argument("--profile", default="random-real", help="profile whose e2e model to time (default random-real)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
@@ -118,7 +114,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON line per (length, config), then a summary")
     p.set_defaults(func=_run("e2e"))
 
-    # `bench e2e-session`: one whole e2e session, compute RTF
     p = bsub.add_parser("e2e-session", help="one whole simultaneous e2e session: compute RTF, step p50/p95")
     p.add_argument("--profile", default="random-real", help="profile whose e2e model runs (default random-real)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
@@ -142,7 +137,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON line per configuration, then a summary")
     p.set_defaults(func=_run("e2e_session"))
 
-    # `bench asr`, `bench pipeline`: one stream as fast as it goes
     for name, help_ in (("asr", "streaming ASR RTF and per-update latency against utterance length"),
                         ("pipeline", "one simultaneous-translation stream: RTF, update latency, decoder forwards")):
         p = bsub.add_parser(name, help=help_)

@@ -1,15 +1,6 @@
-"""The streamst websocket service: ``streamst serve`` (docs/protocol.md).
-
-Modules: ``codes`` (error and close codes, ``ProtocolError``), ``strict`` (strict JSON in
-and out, schema validation), ``guard`` (the per-connection choke point), ``protocol``
-(native messages and schemas), ``config`` (``ServerConfig``), ``session`` (the one session
-opener), ``worker`` (ASR batching, session runner on a fixed chunk grid), ``connection``
-(the base connection and the native ``/ws`` protocol), ``funasr_compat`` (``/funasr`` and the
-FunASR port), ``openai_realtime`` (``/v1/realtime/translations``), ``metrics`` (``/metrics``), ``app`` (the :class:`Server`:
-HTTP, limits, lifecycle). Its benchmarks live in :mod:`streamst.bench`.
-
-``Server`` is imported on first use: the protocol modules load without the models (torch).
-"""
+"""The streamst websocket service: ``streamst serve`` (docs/protocol.md; its modules and their
+layers: docs/architecture.md). ``Server`` is imported on first use, so that the protocol
+modules load without the models (torch)."""
 
 from typing import Any
 

@@ -356,11 +356,11 @@ class Connection(abc.ABC):
 
     def open_session(self, cfg: PipelineConfig, sample_rate: int, postprocess: PostProcess | None = None) -> PipelineConfig:
         """Open the session (:func:`streamst.server.session.open_session`, the same for every
-        endpoint) and start its runner; returns the config it runs with."""
-        opened = open_session(self.server, cfg, sample_rate, on_update=self.on_update, postprocess=postprocess)
-        self.session, self.resample, self.runner = opened.pipeline, opened.resample, opened.runner
+        endpoint) for audio at ``sample_rate``, start its runner; returns the config it runs with."""
+        self.runner = open_session(self.server, cfg, on_update=self.on_update, postprocess=postprocess)
+        self.session, self.resample = self.runner.session, StreamResampler(sample_rate)
         self.runner_task = self._spawn(self.run_runner())
-        return opened.cfg
+        return self.session.cfg
 
     def on_update(self, events: list[Any], samples: int, compute_ms: float) -> None:
         """The runner's results (worker thread -> event loop): the endpoint sends them."""

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from streamst.audio import StreamResampler
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.server import strict
 from streamst.server.config import ServerConfig
@@ -33,19 +31,10 @@ class SessionHost(Protocol):
     def recognize(self, window: Any, language: str) -> Any: ...
 
 
-@dataclass
-class OpenSession:
-    """One opened session: the pipeline, the resampler of the client's audio, the runner."""
-
-    cfg: PipelineConfig
-    pipeline: TranslationSession
-    resample: StreamResampler
-    runner: SessionRunner
-
-
-def open_session(host: SessionHost, cfg: PipelineConfig, sample_rate: int, *, on_update: UpdateHook,
-                 postprocess: PostProcess | None = None) -> OpenSession:
-    """Open a session with ``cfg`` on ``host`` for audio at ``sample_rate`` (every endpoint)."""
+def open_session(host: SessionHost, cfg: PipelineConfig, *, on_update: UpdateHook,
+                 postprocess: PostProcess | None = None) -> SessionRunner:
+    """Open a session with ``cfg`` on ``host`` (every endpoint): its runner (``runner.session``
+    is the pipeline, ``runner.session.cfg`` the config it runs with)."""
     if host.config.e2e_lean:
         cfg = cfg.e2e_lean()
     if "e2e" in cfg.paths and not host.e2e_available:
@@ -53,9 +42,8 @@ def open_session(host: SessionHost, cfg: PipelineConfig, sample_rate: int, *, on
                             f"'{host.models.profile.name}' has none (use mode simul, cascade or both)")
     assert host.executor is not None, "the server is not started"
     pipeline = TranslationSession(host.models, cfg, recognize=host.recognize, mt_lm=host.mt_lm, e2e_lm=host.e2e_lm)
-    runner = SessionRunner(pipeline, host.executor, max_pending_ms=int(host.config.max_pending_s * 1000),
-                           step_ms=host.config.step_ms, on_update=on_update, postprocess=postprocess)
-    return OpenSession(cfg, pipeline, StreamResampler(sample_rate), runner)
+    return SessionRunner(pipeline, host.executor, max_pending_ms=int(host.config.max_pending_s * 1000),
+                         step_ms=host.config.step_ms, on_update=on_update, postprocess=postprocess)
 
 
 def native_config(start: Start) -> PipelineConfig:
