@@ -1,5 +1,5 @@
 """``streamst bench``: argparse for every benchmark of :mod:`streamst.bench` (one module per
-target, each with a ``command(args)`` entry point, imported only when its target runs)."""
+target, each with a ``command(args)`` entry point that :func:`_run` imports when it runs)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The one place a session is opened, for every endpoint: the config as the server runs it
 (``serve --e2e-lean``), ``mode_unavailable``, the pipeline over the server's shared models and
-batchers, the resampler to 16 kHz and the runner on the server's grid (``serve --step-ms``).
+batchers and its runner on the server's grid (``serve --step-ms``); ``Connection.open_session``.
 Endpoints see the server only as a :class:`SessionHost`: they do not import :mod:`~streamst.server.app`."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class SessionHost(Protocol):
 
     config: ServerConfig
     metrics: ServerMetrics
-    models: Any  # streamst.loading.Models
+    models: Any  # streamst.loading.Models, once the server started
     executor: Executor | None
     mt_lm: Any  # the decoders' cross-session batching (None: each session's own model)
     e2e_lm: Any
