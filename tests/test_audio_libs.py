@@ -54,7 +54,7 @@ def test_wav_header_gives_rate_and_data_offset():
 
 
 def test_display_width_uses_wcwidth():
-    from streamst.commands.mic import _width
+    from streamst.commands._common import display_width as _width
 
     assert _width("区块链") == 6 and _width("abc") == 3
     assert _width("e\u0301") == 1  # a combining accent takes no column

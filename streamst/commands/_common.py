@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from wcwidth import wcswidth, wcwidth
 
 from streamst.audio import StreamResampler, read_audio
 from streamst.errors import AudioFormatError, UserError
@@ -293,23 +294,24 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _width(text: str) -> int:
-    import unicodedata
-
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+def display_width(text: str) -> int:
+    """Terminal columns of ``text`` (wcwidth: wide CJK = 2, combining marks = 0; control
+    characters, which wcwidth reports as -1, count as 0)."""
+    n = wcswidth(text)
+    return n if n >= 0 else sum(max(0, wcwidth(c)) for c in text)
 
 
 def clip_left(text: str, width: int) -> str:
     """The end of ``text`` within ``width`` display columns (CJK counts two), ``…`` in front
     when cut: a live caption shows its newest words."""
-    if _width(text) <= width:
+    if display_width(text) <= width:
         return text
-    out, left = [], max(1, width - 1)
+    out, left = [], width - 1  # a column for the ellipsis
     for c in reversed(text):
-        if _width(c) > left:
+        if display_width(c) > left:
             break
         out.append(c)
-        left -= _width(c)
+        left -= display_width(c)
     return "…" + "".join(reversed(out))
 
 

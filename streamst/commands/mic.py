@@ -27,9 +27,9 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
-from wcwidth import wcswidth, wcwidth
 
 from streamst.audio import SAMPLE_RATE
+from streamst.commands._common import clip_left, display_width
 from streamst.errors import UserError
 
 FRAME_MS = 100
@@ -160,29 +160,16 @@ def mic_source(device: int | None) -> AsyncIterator[bytes]:
 
 
 # ------------------------------------------------------------------------------ rendering
-def _width(text: str) -> int:
-    """Terminal columns of ``text`` (wcwidth: wide CJK = 2, combining marks = 0; control
-    characters, which wcwidth reports as -1, count as 0)."""
-    n = wcswidth(text)
-    return n if n >= 0 else sum(max(0, wcwidth(c)) for c in text)
-
-
 def _tail(parts: list[tuple[str, bool]], width: int) -> list[tuple[str, bool]]:
     """Keep the end of the styled ``parts`` (text, dim) within ``width`` display columns."""
     out: list[tuple[str, bool]] = []
     left = width
     for text, dim in reversed(parts):
-        if _width(text) <= left:
+        if display_width(text) <= left:
             out.append((text, dim))
-            left -= _width(text)
+            left -= display_width(text)
             continue
-        chars: list[str] = []
-        for c in reversed(text):
-            if _width(c) > left - 1:  # keep a column for the ellipsis
-                break
-            chars.append(c)
-            left -= _width(c)
-        out.append(("…" + "".join(reversed(chars)), dim))
+        out.append((clip_left(text, left), dim))
         break
     return list(reversed(out))
 
@@ -190,7 +177,7 @@ def _tail(parts: list[tuple[str, bool]], width: int) -> list[tuple[str, bool]]:
 def _sep(committed: str, tentative: str) -> str:
     if not committed or not tentative or committed[-1:].isspace():
         return ""
-    return "" if _width(committed[-1]) == 2 or _width(tentative[0]) == 2 else " "
+    return "" if display_width(committed[-1]) == 2 or display_width(tentative[0]) == 2 else " "
 
 
 @dataclass
@@ -238,7 +225,7 @@ class Renderer:
             return
         prefix = f"[{utt}] "
         width = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
-        body = _tail(parts, width - _width(prefix))
+        body = _tail(parts, width - display_width(prefix))
         text = prefix + "".join(f"{DIM}{t}{RESET}" if dim and t else t for t, dim in body)
         self._write(CLEAR_LINE + text)
         self.live = text
