@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -27,9 +28,25 @@ BENCH_SOURCE_ZH = (
 )
 
 
-def bench_source(chars: int) -> str:
-    """At least ``chars`` characters of :data:`BENCH_SOURCE_ZH`, repeated as needed."""
-    return BENCH_SOURCE_ZH * (chars // len(BENCH_SOURCE_ZH) + 1)
+def replay(streams: dict[str, Any], *, steps: int, chars_per_step: int, max_new_tokens: int, lead: str,
+           sync: Callable[[], None] = lambda: None) -> Iterator[tuple[int, str, str, dict[str, tuple[Any, float]]]]:
+    """The simultaneous session of ``bench mt`` on every stream: :data:`BENCH_SOURCE_ZH` grows
+    ``chars_per_step`` characters per step and half of stream ``lead``'s continuation is
+    committed and forced into the next step; the order alternates per step, so that no stream
+    always runs on a warmer CPU cache. Yields (step, source, committed, {name: (proposal, ms)})."""
+    text = BENCH_SOURCE_ZH * ((steps + 1) * chars_per_step // len(BENCH_SOURCE_ZH) + 1)
+    committed, names = "", list(streams)
+    for i in range(steps):
+        prefix, timed = text[: (i + 1) * chars_per_step], {}
+        for name in names if i % 2 == 0 else names[::-1]:
+            sync()
+            t = time.perf_counter()
+            proposal = streams[name].propose(prefix, committed, max_new_tokens=max_new_tokens)
+            sync()
+            timed[name] = (proposal, (time.perf_counter() - t) * 1e3)
+        yield i, prefix, committed, timed
+        lead_proposal = timed[lead][0]
+        committed = lead_proposal.text[: len(committed) + len(lead_proposal.continuation) // 2]
 
 
 @dataclass(frozen=True)
@@ -66,16 +83,14 @@ def bench_mt(
 
     if steps < 1 or chars_per_step < 1:
         raise UserError("--steps and --chars-per-step must be >= 1")
-    text = bench_source((steps + 1) * chars_per_step)
     t0 = time.perf_counter()
     warm_mt = QwenTranslator(source, QwenOptions(device=device, dtype=dtype, kv_reuse=True), hint=hint)
     load_s = time.perf_counter() - t0
     cold_mt = QwenTranslator.from_loaded(warm_mt.tokenizer, warm_mt.model, replace(warm_mt.options, kv_reuse=False))
-    sync = _synchronizer(device)
 
     # one untimed step on throw-away streams: first-call allocations and kernel selection
     for mt in (warm_mt, cold_mt):
-        mt.open_stream("zh", "en").propose(text[:chars_per_step], "", max_new_tokens=2)
+        mt.open_stream("zh", "en").propose(BENCH_SOURCE_ZH[:chars_per_step], "", max_new_tokens=2)
 
     # float32: cached and recomputed K/V agree to ~1e-6, so greedy outputs must be equal.
     # bf16/fp16: a chunked prefill rounds differently from a full one and a random model's
@@ -83,19 +98,9 @@ def bench_mt(
     strict = warm_mt.model.dtype == torch.float32
     unequal: list[int] = []
     warm, cold = warm_mt.open_stream("zh", "en"), cold_mt.open_stream("zh", "en")
-    committed = ""
     rows: list[MtStep] = []
-    for i in range(steps):
-        prefix = text[: (i + 1) * chars_per_step]
-        timed: dict[str, tuple[Any, float]] = {}
-        # alternate the order so neither variant always runs on a warmer CPU cache
-        order = (("warm", warm), ("cold", cold)) if i % 2 == 0 else (("cold", cold), ("warm", warm))
-        for name, stream in order:
-            sync()
-            t = time.perf_counter()
-            proposal = stream.propose(prefix, committed, max_new_tokens=max_new_tokens)
-            sync()
-            timed[name] = (proposal, (time.perf_counter() - t) * 1e3)
+    for i, prefix, committed, timed in replay({"warm": warm, "cold": cold}, steps=steps, chars_per_step=chars_per_step,
+                                              max_new_tokens=max_new_tokens, lead="warm", sync=_synchronizer(device)):
         (pw, ms_w), (pc, ms_c) = timed["warm"], timed["cold"]
         if pw.text != pc.text:
             if strict:
@@ -119,7 +124,6 @@ def bench_mt(
                 prefill_ms_cold=round(cold.last.prefill_ms, 2),
             )
         )
-        committed = pw.text[: len(committed) + len(pw.continuation) // 2]
 
     def mean(key: str) -> float:
         return statistics.fmean(getattr(r, key) for r in rows)

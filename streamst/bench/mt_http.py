@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from typing import Any
 
 from streamst.errors import UserError
@@ -22,7 +21,7 @@ from streamst.errors import UserError
 
 def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: str = "cpu", steps: int = 8,
                   chars_per_step: int = 3, max_new_tokens: int = 16) -> dict[str, Any]:
-    from streamst.bench.mt import bench_source
+    from streamst.bench.mt import BENCH_SOURCE_ZH, replay
     from streamst.mt.openai_http import HttpOptions, OpenAIHttpTranslator
     from streamst.mt.qwen import QwenOptions, QwenTranslator
     from streamst.profiles import load_profile
@@ -39,26 +38,17 @@ def bench_mt_http(profile_name: str, *, local_dir: str | None = None, device: st
 
     pin_torch_threads(device)  # as the service runs the local decoder (STREAMST_TORCH_THREADS overrides)
     local = QwenTranslator(local_dir or where, QwenOptions(device=device))
-    text = bench_source((steps + 1) * chars_per_step)
     for mt in (remote, local):  # untimed: first-call allocations, connection set-up
-        mt.open_stream("zh", "en").propose(text[:chars_per_step], "", max_new_tokens=2)
+        mt.open_stream("zh", "en").propose(BENCH_SOURCE_ZH[:chars_per_step], "", max_new_tokens=2)
     streams = {"http": remote.open_stream("zh", "en"), "local": local.open_stream("zh", "en")}
-    committed = ""
     rows: list[dict[str, Any]] = []
-    for i in range(steps):
-        prefix = text[: (i + 1) * chars_per_step]
-        order = ("http", "local") if i % 2 == 0 else ("local", "http")
-        got: dict[str, Any] = {}
-        for name in order:
-            t = time.perf_counter()
-            got[name] = (streams[name].propose(prefix, committed, max_new_tokens=max_new_tokens),
-                         (time.perf_counter() - t) * 1e3)
+    for i, prefix, committed, got in replay(streams, steps=steps, chars_per_step=chars_per_step,
+                                            max_new_tokens=max_new_tokens, lead="local"):
         (ph, ms_h), (pl, ms_l) = got["http"], got["local"]
         rows.append({"step": i, "source_chars": len(prefix), "committed_chars": len(committed),
                      "ms_http": round(ms_h, 2), "ms_local": round(ms_l, 2),
                      "equal": (ph.text, ph.complete) == (pl.text, pl.complete),
                      "reused_tokens_http": ph.reused_tokens, "reused_tokens_local": pl.reused_tokens})
-        committed = pl.text[: len(committed) + len(pl.continuation) // 2]
     mh = statistics.fmean(r["ms_http"] for r in rows)
     ml = statistics.fmean(r["ms_local"] for r in rows)
     return {

@@ -10,7 +10,6 @@ from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from streamst.pipeline import PipelineConfig, TranslationSession
-from streamst.server import strict
 from streamst.server.config import ServerConfig
 from streamst.server.metrics import ServerMetrics
 from streamst.server.protocol import ProtocolError, Start
@@ -47,14 +46,10 @@ def open_session(host: SessionHost, cfg: PipelineConfig, *, on_update: UpdateHoo
 
 
 def native_config(start: Start) -> PipelineConfig:
-    """The pipeline config of a native ``start`` message (a bad combination: ``bad_policy`` /
-    ``bad_value``)."""
-    try:
-        return PipelineConfig.create(start.src_lang, start.tgt_langs, mode=start.mode,  # type: ignore[arg-type]
-                                     policy=start.policy.name, chunk_ms=start.chunk_ms, **dict(start.policy.overrides))
-    except (ValueError, TypeError) as e:
-        code = "bad_policy" if "policy" in str(e) else "bad_value"
-        raise ProtocolError(code, strict.clip(str(e), 300)) from e
+    """The pipeline config of a native ``start`` message (valid: :func:`~streamst.server.protocol.parse_start`
+    checked every field and the policy options against each pair)."""
+    return PipelineConfig.create(start.src_lang, start.tgt_langs, mode=start.mode,  # type: ignore[arg-type]
+                                 policy=start.policy.name, chunk_ms=start.chunk_ms, **dict(start.policy.overrides))
 
 
 def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
