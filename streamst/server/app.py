@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import http
 import json
@@ -42,7 +43,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamst.errors import ModelNotFoundError
-from streamst.loading import Models, RuntimeOptions
+from streamst.loading import Models, RuntimeOptions, engine_options
 from streamst.profiles import load_profile
 from streamst.server.connection import CLOSE_GRACE_S, Connection, NativeConnection, reset
 from streamst.server.funasr_compat import FunasrConnection
@@ -83,6 +84,8 @@ class ServerConfig:
     device: str = "cpu"
     quantize: str = "none"  # "int8": dynamic int8 Linear layers in every model (CPU)
     threads: int | None = None  # torch threads per model call on CPU (None: $STREAMST_TORCH_THREADS, else 1)
+    engine: str | None = None  # "local" | "vllm" (None: the profile's engine; RuntimeOptions.engine)
+    engine_url: str | None = None  # the vLLM servers of engine "vllm" (None: the profile's)
     e2e_lean: bool = False  # every session's e2e path with PipelineConfig.e2e_lean's cost levers
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
@@ -155,7 +158,10 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         if self.models is None:
-            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device, cfg.quantize, cfg.threads), root=cfg.models_root)
+            profile = load_profile(cfg.profile)
+            runtime = RuntimeOptions(cfg.device, cfg.quantize, cfg.threads,
+                                     **engine_options(profile, cfg.engine, cfg.engine_url))
+            self.models = Models(profile, runtime, root=cfg.models_root)
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
@@ -178,16 +184,12 @@ class Server:
     def _decoder_batcher(self, model: Any, name: str, rows: int) -> tuple[Any, Any]:
         """A :class:`~streamst.mt.batching.ForwardBatcher` over ``model``'s local decoder and the
         :class:`~streamst.mt.batching.BatchedLM` sessions decode through; (None, None) when
-        batching is off (``rows`` 0) or the decoder is not local (an HTTP backend)."""
-        from streamst.mt.kv import SegmentLM
-
-        lm = getattr(model, "lm", None)
-        if not rows or not isinstance(lm, SegmentLM):
+        batching is off (``rows`` 0) or the engine batches by itself (an HTTP server, vLLM:
+        the sessions then decode through ``model.engine`` directly)."""
+        if not rows:
             return None, None
-        from streamst.mt.batching import BatchedLM, ForwardBatcher
-
-        batcher = ForwardBatcher(lm, max_rows=rows, max_wait_ms=self.config.mt_batch_wait_ms, name=name)
-        return batcher, BatchedLM(lm, batcher)
+        batcher, engine = model.engine.batched(max_rows=rows, max_wait_ms=self.config.mt_batch_wait_ms, name=name)
+        return (batcher, engine) if batcher is not None else (None, None)
 
     def _load_models(self) -> None:
         """Load every model once, before the first client (start-up cost, not a session's)."""
@@ -201,6 +203,9 @@ class Server:
                 self.e2e_available = True
             except ModelNotFoundError as e:
                 log.warning("modes e2e and all are unavailable: %s", e)
+        models = [("mt", self.models.mt)] + ([("e2e", self.models.e2e)] if self.e2e_available else [])
+        for role, model in models:  # the decoder engine's request latency in /metrics
+            model.engine.observe(functools.partial(self.metrics.engine_request, role))
 
     @property
     def port(self) -> int:
