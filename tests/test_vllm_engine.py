@@ -113,23 +113,26 @@ def _vllm_metric(base: str, name: str) -> float:
 
 def test_translate_mode_all_on_vllm_equals_local(vllm_engine, tiny_models_root, speech, monkeypatch, capsys):
     """``translate --mode all --engine vllm``: the same committed text per path (and the same
-    delays) as the in-process decoders, float32 greedy; a wrong engine URL is one line."""
+    delays) as the in-process decoders, float32 greedy, under wait-k and under reorder-aware
+    (its proposal + alternatives as one multi-prompt request; one predicted continuation, the
+    greedy one: sampled ones come from the engine's own sampler); a wrong engine URL is one line."""
     from streamst.cli import main
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
     wav = speech(ZH, "zh", gap_ms=700)
 
-    def run(*engine: str) -> list[dict]:
+    def run(policy: list[str], *engine: str) -> list[dict]:
         args = ["translate", str(wav), "--profile", "tiny", "--src", "zh", "--tgt", "en", "--mode", "all",
-                "--json", *engine]
+                "--json", *policy, *engine]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.splitlines()[-1])
         keys = ("utterance", "source", "simul", "cascade", "e2e", "delays_ms")
         return [{k: u.get(k) for k in keys} for u in summary["utterances"]]
 
-    want = run("--engine", "local")
-    assert want and all(u["e2e"] and u["simul"] for u in want), want
-    assert run("--engine", "vllm", "--engine-url", vllm_engine.url) == want
+    for policy in (["--policy", "wait-k"], ["--policy", "reorder-aware", "--continuations", "1"]):
+        want = run(policy, "--engine", "local")
+        assert want and all(u["e2e"] and u["simul"] for u in want), want
+        assert run(policy, "--engine", "vllm", "--engine-url", vllm_engine.url) == want, policy
 
     port = _free_pair()
     assert main(["translate", str(wav), "--profile", "tiny", "--mode", "simul", "--json", "--engine", "vllm",
