@@ -177,10 +177,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, *, timeout_s: floa
 
 
 def last_error(log: Path) -> str:
-    """The most telling line of a vLLM log (the last ``Error`` line, else the last line)."""
+    """The most telling line of a vLLM log (the last exception line, else the last line)."""
+    import re
+
     try:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return "no log"
-    errors = [ln for ln in lines if "Error" in ln or "error:" in ln]
+    errors = [ln for ln in lines if re.match(r"^(\(\w+ pid=\d+\) )?[\w.]*(Error|Exception): ", ln)]
     return (errors or lines or ["no output"])[-1][:400]
