@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -128,12 +128,12 @@ def test_translate_mode_all_on_vllm_equals_local(vllm_engine, tiny_models_root, 
                 "--json", *policy, *engine]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.splitlines()[-1])
-        keys = ("utterance", "source", "simul", "cascade", "e2e", "delays_ms")
+        keys = ("utterance", "path", "source", "simul", "cascade", "e2e", "delays_ms")
         return [{k: u.get(k) for k in keys} for u in summary["utterances"]]
 
     for policy in (["--policy", "wait-k"], ["--policy", "reorder-aware", "--continuations", "1"]):
         want = run(policy, "--engine", "local")
-        assert want and all(u["e2e"] and u["simul"] for u in want), want
+        assert {u["path"] for u in want} == {"e2e", "simul"} and all(u[u["path"]] for u in want), want
         assert run(policy, "--engine", "vllm", "--engine-url", vllm_engine.url) == want, policy
 
     port = _free_pair()

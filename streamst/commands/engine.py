@@ -4,7 +4,8 @@ Writes vLLM-ready decoder directories (the MT model as it is; the e2e model's Qw
 as a plain Qwen3 checkpoint), starts one vLLM OpenAI-compatible server per decoder (ports
 ``--port`` and ``--port + 1``), waits until they are healthy, prints the ``--engine-url`` to
 give ``serve`` / ``translate`` / ``eval`` / ``bench``, and runs until interrupted (then stops
-them). Missing or failing vLLM: one line and exit code 2.
+them). Missing or failing vLLM: one line and exit code 2. A server that dies later is one line
+on stderr; the others keep serving (their sessions go on); when none is left, exit code 2.
 """
 
 from __future__ import annotations
@@ -93,13 +94,18 @@ def _start(args: argparse.Namespace) -> int:
             print(f"engine: {role} decoder {ve.SERVED[role]} on {url} (vLLM {version}, pid {proc.pid}, log {log})",
                   flush=True)
         print(f"engine url: {','.join(url for _, _, url, _ in procs)}", flush=True)
-        while True:  # until interrupted, or until a server exits
-            for role, proc, url, log in procs:
+        running = list(procs)
+        while running:  # until interrupted, or until every server exits (the others keep serving)
+            for item in list(running):
+                role, proc, url, log = item
                 try:
                     code = proc.wait(timeout=1.0)
                 except subprocess.TimeoutExpired:
                     continue
-                raise UserError(f"the {role} decoder's vLLM exited with code {code}: {ve.last_error(log)}")
+                running.remove(item)
+                print(f"engine: the {role} decoder's vLLM exited with code {code}: {ve.last_error(log)}",
+                      file=sys.stderr, flush=True)
+        raise UserError("every vLLM server exited")
     except KeyboardInterrupt:
         return 0
     finally:

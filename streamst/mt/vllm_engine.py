@@ -38,6 +38,7 @@ from streamst.mt.prompt import PromptSegment
 SERVED = {"mt": "streamst-mt", "e2e": "streamst-e2e"}  # decoder role -> served model name
 PYTHON_ENV = "STREAMST_VLLM_PYTHON"
 HEALTH_TIMEOUT_S = 600.0  # vLLM on a loaded 2-core CPU takes minutes to start
+HINT = "is `streamst engine start --profile P` running, and is --engine-url right?"
 
 
 class VllmEngine(HttpEngine):
@@ -68,12 +69,9 @@ def served_by(urls: str, *, timeout_s: float = 60.0) -> dict[str, str]:
     for url in [u.strip() for u in urls.split(",") if u.strip()]:
         base = url.rstrip("/")
         base = base if base.endswith("/v1") else base + "/v1"
-        client = JsonClient(base, timeout_s=timeout_s, connect_timeout_s=5.0)
+        client = JsonClient(base, timeout_s=timeout_s, connect_timeout_s=5.0, name="decoder engine", hint=HINT)
         try:
-            doc = client.get("/models")
-        except RemoteModelError as e:
-            raise RemoteModelError(f"decoder engine {base} is unreachable: {e} "
-                                   "(start it with `streamst engine start --profile P`)") from e
+            doc = client.get("/models")  # unreachable: one RemoteModelError line naming it
         finally:
             client.close()
         for m in doc.get("data") or []:
@@ -94,7 +92,8 @@ def attach(model: Any, role: str, urls: str, *, timeout_s: float = 60.0) -> Vllm
                                "start it with `streamst engine start --profile P`")
     lm = model.lm
     prompt = embeds_prompt(lm.model.get_input_embeddings()) if role == "e2e" else None
-    client = JsonClient(where, timeout_s=timeout_s, connect_timeout_s=5.0)
+    client = JsonClient(where, timeout_s=timeout_s, connect_timeout_s=5.0, name=f"decoder engine ({name})",
+                        hint=HINT)
     engine = VllmEngine(client, name, stop_ids=lm.stop_ids, table=lm.bytes, where=f"{where} ({name})",
                         **({"prompt": prompt} if prompt is not None else {}))
     model.engine = engine
