@@ -113,6 +113,15 @@ def _vllm_metric(base: str, name: str) -> float:
                if ln.startswith(name) and not ln.startswith("#") and (ln[len(name)] in "{ "))
 
 
+def test_engine_start_without_vllm_is_one_line(capsys) -> None:
+    """A python without vLLM: one line naming what to install, exit code 2 (no vLLM needed)."""
+    from streamst.cli import main
+
+    assert main(["engine", "start", "--profile", "tiny", "--vllm-python", sys.executable]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "vLLM is not importable" in err and "pip install vllm" in err, err
+
+
 def test_translate_mode_all_on_vllm_equals_local(vllm_engine, tiny_models_root, speech, monkeypatch, capsys):
     """``translate --mode all --engine vllm``: the same committed text per path (and the same
     delays) as the in-process decoders, float32 greedy, under wait-k and under reorder-aware
