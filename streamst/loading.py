@@ -19,6 +19,7 @@ from streamst.profiles import ModelSpec, Profile, load_profile
 
 
 QUANTIZE = ("none", "int8")
+ENGINES = ("local", "vllm")
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,27 @@ class RuntimeOptions:
     # torch's own default). 1 suits a server of many sessions; one real-size session on an
     # otherwise idle machine runs faster with every core (streamst/threads.py)
     threads: int | None = None
+    # what runs the MT and e2e decoders: "local" (in-process transformers) or "vllm" (the
+    # vLLM servers listed in engine_url, comma-separated; `streamst engine start` prints it)
+    engine: str = "local"
+    engine_url: str = ""
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "vllm" and not self.engine_url:
+            raise UserError("--engine vllm needs --engine-url URL (printed by `streamst engine start --profile P`)")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 0):
             raise UserError(f"threads must be an integer >= 0, got {self.threads!r}")
         if self.quantize not in QUANTIZE:
             raise UserError(f"quantize must be one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
         if self.quantize == "int8" and not self.device.startswith("cpu"):
             raise UserError("--quantize int8 is a CPU option (torch dynamic quantisation); on a GPU use bfloat16")
+
+
+def engine_options(profile: Profile, engine: str | None, engine_url: str | None) -> dict[str, str]:
+    """``RuntimeOptions`` engine fields: the command line's, else the profile's."""
+    return {"engine": engine or profile.engine, "engine_url": engine_url or profile.engine_url}
 
 
 @dataclass
@@ -155,7 +169,7 @@ def _rule_punc(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]
 def _qwen(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.mt.qwen import QwenOptions, QwenTranslator
 
-    return QwenTranslator(where, QwenOptions(device=o.device, quantize=o.quantize), hint=hint)
+    return _on_engine(QwenTranslator(where, QwenOptions(device=o.device, quantize=o.quantize), hint=hint), "mt", o)
 
 
 def _openai_http(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
@@ -168,7 +182,16 @@ def _openai_http(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, An
 def _funasr_nano(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
 
-    return FunAsrNanoSpeech(where, NanoOptions(device=o.device, quantize=o.quantize), hint=hint)
+    return _on_engine(FunAsrNanoSpeech(where, NanoOptions(device=o.device, quantize=o.quantize), hint=hint), "e2e", o)
+
+
+def _on_engine(model: Any, role: str, o: RuntimeOptions) -> Any:
+    """``model`` decoding on the runtime's engine (``vllm``: the server that serves ``role``)."""
+    if o.engine == "vllm":
+        from streamst.mt.vllm_engine import attach
+
+        attach(model, role, o.engine_url)
+    return model
 
 
 KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str, Mapping[str, Any]], Any]]] = {

@@ -105,6 +105,10 @@ class Profile:
     punc: ModelSpec
     mt: ModelSpec
     e2e: ModelSpec | None = None  # end-to-end speech model (mode e2e / all)
+    # what runs the MT / e2e decoders unless --engine says: "local" or "vllm" at engine_url
+    # (profile JSON: "engine": {"kind": "vllm", "url": "http://127.0.0.1:8100/v1,http://127.0.0.1:8101/v1"})
+    engine: str = "local"
+    engine_url: str = ""
 
     def specs(self) -> tuple[ModelSpec, ...]:
         return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e) if s is not None)
@@ -200,9 +204,11 @@ def load_profile(name_or_path: str) -> Profile:
             for role in ROLES
             if role in raw or role not in OPTIONAL_ROLES
         }
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        engine = raw.get("engine") or {}
+        engine_kw = {"engine": str(engine.get("kind", "local")), "engine_url": str(engine.get("url", ""))}
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
         raise UserError(f"profile {path} is malformed: {e!r}") from e
-    return Profile(name=raw.get("name", path.stem), description=raw.get("description", ""), **specs)
+    return Profile(name=raw.get("name", path.stem), description=raw.get("description", ""), **engine_kw, **specs)
 
 
 def builders() -> dict[str, Callable[[Path, int], None]]:

@@ -303,7 +303,8 @@ FUNASR = Endpoint(
 # -- /v1/realtime/translations: OpenAI Realtime Translation -----------------------------------
 OPENAI_CODES = {"malformed_json": "invalid_json", "bad_value": "invalid_value"}  # of a client event's JSON
 OPENAI_GOES_ON = frozenset({"invalid_json", "invalid_event", "unknown_parameter", "invalid_value", "invalid_audio"})
-OPENAI_SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full")  # error.type server_error
+# error.type server_error
+OPENAI_SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full", "engine_unavailable")
 
 
 def _openai_error(m: dict[str, Any]) -> str | None:

@@ -303,7 +303,8 @@ def command(args: argparse.Namespace) -> int:
                            mt_batch_rows=args.mt_batch_rows, continuations=args.continuations,
                            log=(lambda s: None) if args.json else print,
                            server_options={"quantize": args.quantize, "threads": args.threads, "e2e_lean": args.e2e_lean,
-                                           "e2e_batch_rows": args.e2e_batch_rows})
+                                           "e2e_batch_rows": args.e2e_batch_rows, "engine": args.engine,
+                                           "engine_url": args.engine_url})
     if args.json:
         print(json.dumps(report))  # one line
     else:

@@ -69,7 +69,7 @@ QWEN3_TINY = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "head_dim": 16,
+    "head_dim": 64,  # vLLM's CPU attention has kernels for 64, not 16 (the engine tests run it)
     "max_window_layers": 2,
     # Wider than the real 0.02 so that random logits have clear argmax margins: greedy
     # decoding then does not flip on float rounding (cold vs cached KV must agree).

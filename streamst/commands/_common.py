@@ -30,6 +30,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", default="none", choices=("none", "int8"),
                    help="int8: dynamic int8 Linear layers in the ASR, MT and e2e models (CPU; about 2x faster at real sizes)")
     add_threads_arg(p)
+    add_engine_args(p)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine`` / ``--engine-url`` (``RuntimeOptions.engine``): what runs the decoders."""
+    p.add_argument("--engine", default=None, choices=("local", "vllm"),
+                   help="what runs the MT and e2e decoders: local (in-process, the default) or vllm "
+                        "(servers started by `streamst engine start`); default: the profile's engine")
+    p.add_argument("--engine-url", default=None, metavar="URL[,URL]",
+                   help="the vLLM servers of --engine vllm (the line `streamst engine start` prints)")
 
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
@@ -181,14 +191,17 @@ def roles_for(paths: Sequence[str] | None) -> set[str]:
 
 
 def load_models(profile: str, device: str, paths: Sequence[str] | None = None, *, quantize: str = "none",
-                threads: int | None = None):
+                threads: int | None = None, engine: str | None = None, engine_url: str | None = None):
     """The shared models of ``profile`` (loaded lazily), after checking that it can serve
     ``paths`` and that the offline models those need are built: one line naming the profile
     and the command to run otherwise."""
     from streamst.errors import ModelNotFoundError
-    from streamst.loading import Models, RuntimeOptions
+    from streamst.loading import Models, RuntimeOptions, engine_options
+    from streamst.profiles import load_profile
 
-    models = Models.from_profile(profile, RuntimeOptions(device=device, quantize=quantize, threads=threads))
+    prof = load_profile(profile)
+    models = Models(prof, RuntimeOptions(device=device, quantize=quantize, threads=threads,
+                                         **engine_options(prof, engine, engine_url)))
     if paths and hasattr(models, "require"):
         models.require(paths)  # e.g. mode e2e on a profile without an e2e model
     needed = roles_for(paths)

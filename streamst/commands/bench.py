@@ -7,7 +7,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from streamst.commands._common import add_e2e_lean_arg, add_threads_arg
+from streamst.commands._common import add_e2e_lean_arg, add_engine_args, add_threads_arg
 from streamst.modes import MODES
 
 
@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rows per cross-session e2e decoder call (default: the server's: on a GPU only)")
     s.add_argument("--quantize", default="none", choices=("none", "int8"), help="as serve --quantize")
     add_threads_arg(s)
+    add_engine_args(s)
     add_e2e_lean_arg(s)
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_run("server"))

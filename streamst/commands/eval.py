@@ -247,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
     if resumed:
         print(f"eval: reusing {resumed} of {len(items)} results from {store.path} (--fresh to start over)",
               file=sys.stderr)
-    models = load_models(args.profile, args.device, quantize=args.quantize, threads=args.threads) if resumed < len(items) else None
+    models = load_models(args.profile, args.device, quantize=args.quantize, threads=args.threads,
+                         engine=args.engine, engine_url=args.engine_url) if resumed < len(items) else None
     total_s = sum(durations[line.id] for *_, line, _ in items)
     done_s = sum(durations[line.id] for *_, line, key in items if store.get(key) is not None)
     bar = progress(round(total_s, 1), unit="s", enabled=live, initial=round(done_s, 1),

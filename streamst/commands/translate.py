@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"loading models (profile {args.profile})…", file=sys.stderr, flush=True)
     # a mode the profile cannot serve, or unbuilt models, fail before any model loads
     models = load_models(args.profile, args.device, config.paths, quantize=args.quantize,
-                         threads=args.threads)
+                         threads=args.threads, engine=args.engine, engine_url=args.engine_url)
     session = TranslationSession(models, config)
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()

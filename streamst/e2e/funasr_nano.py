@@ -36,14 +36,13 @@ from streamst.errors import UserError
 from streamst.hf_load import Dtype, load_pretrained, resolve_dtype
 from streamst.languages import LANGUAGES
 from streamst.mt.base import Proposal
-from streamst.mt.kv import CachedDecoder, SegmentLM
+from streamst.mt.decoder import DecoderEngine
+from streamst.mt.kv import SegmentLM
 from streamst.mt.prompt import PromptSegment, TokenSegment, encode_text
 from streamst.sources import local_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from streamst.mt.batching import BatchedLM
 
 # Language names as the checkpoint's instructions spell them ("语音转写成中文：").
 ZH_NAMES: dict[str, str] = {
@@ -144,6 +143,7 @@ class FunAsrNanoSpeech:
         self.source = str(source)
         self.tokenizer, self.model = _load(self.source, options, hint)
         self.lm = SegmentLM(self.model, self.tokenizer, options.device)
+        self.engine: DecoderEngine = self.lm  # what runs the streams' decoders (vLLM: mt/vllm_engine.py)
         self.audio_token_id = int(self.model.config.audio_token_id)
         self.feature_config = _feature_config(self.source)
         self.hidden_size = int(self.model.config.text_config.hidden_size)
@@ -175,9 +175,9 @@ class FunAsrNanoSpeech:
         return [SpeechEmbeddings(c, tuple(k)) for c, k in zip(chunks, keys)]
 
     def open_stream(self, task: Task, src_lang: str, tgt_lang: str, *, hotwords: Sequence[str] = (),
-                    lm: SegmentLM | BatchedLM | None = None) -> NanoStream:
-        """A per-session stream; ``lm``: what runs its forwards (default: this model's
-        :class:`SegmentLM`; the server passes a :class:`~streamst.mt.batching.BatchedLM`)."""
+                    lm: DecoderEngine | None = None) -> NanoStream:
+        """A per-session stream; ``lm``: the engine that runs its decoder (default:
+        ``self.engine``; the server passes a :class:`~streamst.mt.batching.BatchedLM`)."""
         return NanoStream(self, SpeechPrompt(self.tokenizer, task, src_lang, tgt_lang, hotwords), lm=lm)
 
     @torch.inference_mode()
@@ -211,9 +211,9 @@ class NanoStream:
     """One session's decoding state for one task: a KV cache whose static head survives
     every chunk and utterance. Not thread-safe; one per session and task."""
 
-    def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt, *, lm: SegmentLM | BatchedLM | None = None) -> None:
+    def __init__(self, model: FunAsrNanoSpeech, prompt: SpeechPrompt, *, lm: DecoderEngine | None = None) -> None:
         self.model, self.prompt = model, prompt
-        self.decoder = CachedDecoder(lm or model.lm, kv_reuse=model.options.kv_reuse)
+        self.decoder = (lm or model.engine).open_decoder(kv_reuse=model.options.kv_reuse)
         self._previous: tuple[int, ...] | None = None  # target + continuation ids of the last proposal
         self._draft_len = DRAFT_MAX  # adaptive: how many draft tokens the next step verifies
 

@@ -51,7 +51,7 @@ from streamst.requests import EMPTY, RequestQueue
 if TYPE_CHECKING:
     from transformers import DynamicCache
 
-    from streamst.mt.kv import SegmentLM
+    from streamst.mt.kv import CachedDecoder, SegmentLM
 
 
 _WAKE = object()  # queued when a chain ends
@@ -338,6 +338,20 @@ class BatchedLM:
 
     def counters(self) -> dict[str, int]:
         return self.base.counters()
+
+    # -- the decoder engine (streamst.mt.decoder.DecoderEngine) ---------------------------
+    engine_name = "batched"
+
+    def open_decoder(self, *, kv_reuse: bool = True) -> CachedDecoder:
+        from streamst.mt.kv import CachedDecoder
+
+        return CachedDecoder(self, kv_reuse=kv_reuse)
+
+    def observe(self, on_request) -> None:
+        """In-process: no engine requests to observe."""
+
+    def batched(self, *, max_rows: int, max_wait_ms: float, name: str) -> tuple[ForwardBatcher, BatchedLM]:
+        return self.batcher, self  # already batched
 
     def new_cache(self) -> DynamicCache:
         return self.base.new_cache()

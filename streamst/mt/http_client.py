@@ -37,11 +37,13 @@ class JsonClient:
     """
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0,
-                 connect_timeout_s: float = 5.0, max_idle: int = 16):
+                 connect_timeout_s: float = 5.0, max_idle: int = 16, name: str = "MT server",
+                 hint: str = "is it running, and is the profile's base_url right?"):
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise UserError(f"MT server URL must be http(s)://host[:port][/path], got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.name, self.hint = name, hint  # how failures name the server, and what to check
         self._https = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port or (443 if self._https else 80)
@@ -104,18 +106,18 @@ class JsonClient:
                     # try once more on a fresh connection
                     self.close()
                     continue
-                raise RemoteModelError(f"MT server {self.base_url} closed the connection ({_why(e)})") from e
+                raise RemoteModelError(f"{self.name} {self.base_url} closed the connection ({_why(e)})") from e
             except TimeoutError as e:
                 if conn is not None:
                     conn.close()
                 what = "answer" if connected else "accept a connection"
                 limit = self.timeout_s if connected else self.connect_timeout_s
-                raise RemoteModelError(f"MT server {self.base_url} did not {what} within {limit:g} s") from e
+                raise RemoteModelError(f"{self.name} {self.base_url} did not {what} within {limit:g} s") from e
             except (OSError, http.client.HTTPException) as e:
                 if conn is not None:
                     conn.close()
-                raise RemoteModelError(f"MT server {self.base_url} is unreachable ({_why(e)}); "
-                                       "is it running, and is the profile's base_url right?") from e
+                raise RemoteModelError(f"{self.name} {self.base_url} is unreachable ({_why(e)}); "
+                                       f"{self.hint}") from e
             self._release(conn, resp)
             return self._decode(url, resp.status, raw)
         raise AssertionError("unreachable")
@@ -136,9 +138,9 @@ class JsonClient:
             doc = None
         if status >= 400:
             detail = _server_message(doc) or raw[:200].decode("utf-8", "replace").strip() or "no message"
-            raise HttpStatusError(f"MT server {url} answered HTTP {status}: {detail}", status, detail)
+            raise HttpStatusError(f"{self.name} {url} answered HTTP {status}: {detail}", status, detail)
         if not isinstance(doc, dict):
-            raise RemoteModelError(f"MT server {url} answered something that is not a JSON object "
+            raise RemoteModelError(f"{self.name} {url} answered something that is not a JSON object "
                                    f"({raw[:80]!r}); is base_url an OpenAI-compatible API?")
         return doc
 

@@ -23,43 +23,17 @@ import copy
 import inspect
 import time
 from collections.abc import Collection, Hashable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from streamst.mt.decoder import Decoded, ForwardLM, StepStats
 from streamst.mt.detok import ByteTable, IncrementalDetokenizer
 from streamst.mt.head import project_rows
 from streamst.mt.prompt import PromptSegment, TokenSegment, common_prefix, embed_segments
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
-
-
-@dataclass(frozen=True)
-class StepStats:
-    """Cost of one decode (for benchmarks and logs)."""
-
-    prompt_tokens: int  # positions in the prompt incl. the forced committed target
-    reused_tokens: int  # of which served from the KV cache
-    computed_tokens: int  # of which run through the model this step
-    new_tokens: int  # tokens generated
-    prefill_ms: float  # prompt forward up to the first token's argmax
-    decode_ms: float  # the remaining generated tokens
-    draft_tokens: int = 0  # draft tokens verified in the prefill (``decode(draft=...)``)
-    draft_accepted: int = 0  # of which greedy decoding agreed with (generated without a forward each)
-    decode_forwards: int = 0  # one-token forwards after the prefill
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """A greedy continuation of a prompt."""
-
-    text: str  # whole characters only
-    token_ids: tuple[int, ...]
-    complete: bool  # False when cut by max_new_tokens (the last word may be partial)
-    steps: int  # forward passes (the prefill counts as one)
-    stats: StepStats
 
 
 # Model types whose causal-LM forward is ``lm_head(decoder(...))`` with nothing in between
@@ -238,6 +212,23 @@ class SegmentLM:
 
         return DynamicCache()
 
+    # -- the decoder engine (streamst.mt.decoder.DecoderEngine) ---------------------------
+    engine_name = "local"
+
+    def open_decoder(self, *, kv_reuse: bool = True) -> CachedDecoder:
+        return CachedDecoder(self, kv_reuse=kv_reuse)
+
+    def observe(self, on_request: Any) -> None:
+        """In-process: no engine requests to observe."""
+
+    def batched(self, *, max_rows: int, max_wait_ms: float, name: str) -> tuple[Any, Any]:
+        """A :class:`~streamst.mt.batching.ForwardBatcher` over this model and the
+        ``BatchedLM`` engine that sessions decode through (one per server)."""
+        from streamst.mt.batching import BatchedLM, ForwardBatcher
+
+        batcher = ForwardBatcher(self, max_rows=max_rows, max_wait_ms=max_wait_ms, name=name)
+        return batcher, BatchedLM(self, batcher)
+
 
 class CachedDecoder:
     """One stream's KV cache over a :class:`SegmentLM`, and the keys it holds.
@@ -246,7 +237,7 @@ class CachedDecoder:
     builds plus ``max_new_tokens``.
     """
 
-    def __init__(self, lm: SegmentLM, *, kv_reuse: bool = True) -> None:
+    def __init__(self, lm: ForwardLM, *, kv_reuse: bool = True) -> None:
         self.lm, self.kv_reuse = lm, kv_reuse
         self._cache: DynamicCache | None = None
         self._keys: list[Hashable] = []  # key of every position whose K/V is in _cache
@@ -297,8 +288,6 @@ class CachedDecoder:
         """
         # the last budgeted token is never run (as without a draft): verify at most max - 1
         draft = tuple(draft)[: max(0, max_new_tokens - 1)]
-        if draft and not hasattr(self.lm, "forward_segments_rows"):
-            draft = ()  # a stand-in LM (batching) without multi-position logits: plain decode
         with self.lm.chain():
             return self._decode(segments, max_new_tokens, draft)
 
@@ -464,6 +453,44 @@ class CachedDecoder:
             self._cache, self._keys = None, []
         self.last = out[0].stats
         return out
+
+    def sample(self, segments: Sequence[PromptSegment], n: int, *, max_new_tokens: int,
+               top_k: int, seed: int) -> list[str]:
+        """``n`` continuations of the prompt as text: greedy for ``n == 1``; else top-k sampling
+        from a generator seeded with ``seed`` (reproducible; duplicates kept: their multiplicity
+        is the model's confidence). The prompt's common prefix with this cache is reused."""
+        if n < 1:
+            return []
+        with self.lm.chain():
+            return self._sample(segments, n, max_new_tokens, top_k, seed)
+
+    @torch.inference_mode()
+    def _sample(self, segments: Sequence[PromptSegment], n: int, max_new_tokens: int, top_k: int,
+                seed: int) -> list[str]:
+        lm = self.lm
+        logits, cache = self.prefill(segments)  # (1, vocab)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.expand(n, -1)  # (n, vocab)
+        gen = torch.Generator(device=logits.device).manual_seed(seed)
+        detoks = [IncrementalDetokenizer(lm.bytes) for _ in range(n)]
+        done = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        stop = torch.tensor(sorted(lm.stop_ids), device=logits.device)
+        for step in range(max_new_tokens):
+            if n == 1:
+                nxt = logits.argmax(-1)  # (1,)
+            else:
+                top, idx = logits.topk(top_k, dim=-1)  # (n, k)
+                pick = torch.multinomial(top.softmax(-1), 1, generator=gen)  # (n, 1)
+                nxt = idx.gather(-1, pick).squeeze(-1)  # (n,)
+            done |= torch.isin(nxt, stop)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    detoks[i].push(t)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            logits = lm.forward_tokens(nxt.unsqueeze(-1), cache)  # (n, vocab)
+        return [d.text for d in detoks]
 
     @torch.inference_mode()
     def prefill(self, segments: Sequence[PromptSegment]) -> tuple[torch.Tensor, DynamicCache]:

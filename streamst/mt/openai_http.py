@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from streamst.errors import ModelNotFoundError, RemoteModelError, UserError
 from streamst.mt.base import Proposal
+from streamst.mt.completions import HttpEngine
+from streamst.mt.detok import ByteTable
 from streamst.mt.http_client import HttpStatusError, JsonClient
 from streamst.mt.qwen import PromptBuilder
 
@@ -159,6 +161,8 @@ class OpenAIHttpTranslator:
                                  connect_timeout_s=options.connect_timeout_s)
         if options.check:
             self.check_server()
+        # the decoder seam (streamst.mt.decoder): this server batches across sessions itself
+        self.engine = HttpEngine(self.client, options.model, stop_ids=_stop_ids(tokenizer), table=ByteTable(tokenizer))
 
     @classmethod
     def load(cls, source: str, options: HttpOptions, *, hint: str = "") -> OpenAIHttpTranslator:
@@ -311,6 +315,11 @@ class OpenAIHttpStream:
             return [t.complete(prompt, max_tokens=max_new_tokens)[0]]
         return self._concurrently(lambda i: t.complete(prompt, max_tokens=max_new_tokens, temperature=o.predict_temperature,
                                                        top_p=o.predict_top_p, seed=o.seed + i)[0], list(range(n)))
+
+
+def _stop_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids = {tokenizer.convert_tokens_to_ids(STOP), tokenizer.eos_token_id}
+    return {int(i) for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id}
 
 
 def _bos_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -33,14 +33,12 @@ from streamst.errors import UserError
 from streamst.hf_load import load_pretrained, resolve_dtype
 from streamst.languages import LANGUAGES
 from streamst.mt.base import Proposal
-from streamst.mt.detok import IncrementalDetokenizer
-from streamst.mt.kv import CachedDecoder, SegmentLM
+from streamst.mt.decoder import Decoder, DecoderEngine
+from streamst.mt.kv import SegmentLM
 from streamst.mt.prompt import PromptSegment, TokenSegment, encode_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from streamst.mt.batching import BatchedLM
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +161,11 @@ class QwenTranslator:
     def _setup(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, options: QwenOptions, name: str) -> None:
         self.tokenizer, self.model, self.options, self.name = tokenizer, model, options, name
         self.lm = SegmentLM(model, tokenizer, options.device, head=options.head)
+        self.engine: DecoderEngine = self.lm  # what runs the streams' decoders (vLLM: mt/vllm_engine.py)
 
-    def open_stream(self, src_lang: str, tgt_lang: str, *, lm: SegmentLM | BatchedLM | None = None) -> QwenStream:
-        """A new per-session decoding state for ``src_lang`` -> ``tgt_lang``. ``lm``: what runs
-        its forwards (default: this model's :class:`SegmentLM`; the server passes a
+    def open_stream(self, src_lang: str, tgt_lang: str, *, lm: DecoderEngine | None = None) -> QwenStream:
+        """A new per-session decoding state for ``src_lang`` -> ``tgt_lang``. ``lm``: the engine
+        that runs its decoder (default: ``self.engine``; the server passes a
         :class:`~streamst.mt.batching.BatchedLM` of the same model, batching sessions)."""
         return QwenStream(self, PromptBuilder(self.tokenizer, src_lang, tgt_lang), lm=lm)
 
@@ -174,56 +173,24 @@ class QwenTranslator:
         """Whole-sentence translation with the same prompt (the cascade's offline reference)."""
         return self.open_stream(src_lang, tgt_lang).propose(source, "", max_new_tokens=max_new_tokens).text
 
-    @torch.inference_mode()
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8,
-                       decoder: CachedDecoder | None = None) -> list[str]:
+                       decoder: Decoder | None = None) -> list[str]:
         """``n`` continuations of ``source`` as plain text (no chat template).
 
         ``n == 1``: greedy. ``n > 1``: top-k sampling (``options.predict_top_k``) from a
         generator seeded with ``options.seed``, so results are reproducible; duplicates
         are kept (their multiplicity is the model's confidence). Each string holds whole
-        characters only. ``decoder``: a stream's cache to reuse the source prefix from
+        characters only. ``decoder``: a stream's decoder to reuse the source prefix from
         (the results are the same as without).
         """
         if n < 1:
             return []
-        lm = decoder.lm if decoder is not None else self.lm
-        with lm.chain():
-            return self._predict_source(lm, source, n, max_new_tokens, decoder)
-
-    @torch.inference_mode()
-    def _predict_source(self, lm: SegmentLM | BatchedLM, source: str, n: int, max_new_tokens: int,
-                        decoder: CachedDecoder | None) -> list[str]:
         o = self.options
         ids = self.tokenizer(source, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         ids = ids[-o.max_source_tokens :] or [self._bos_id()]
-        if decoder is not None:  # a stream's cache: the unchanged source prefix is reused
-            logits, cache = decoder.prefill([TokenSegment(tuple(ids))])  # (1, vocab)
-        else:
-            cache = lm.new_cache()
-            logits = lm.forward_segments([TokenSegment(tuple(ids))], 0, cache)  # (1, vocab)
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.expand(n, -1)  # (n, vocab)
-        gen = torch.Generator(device=logits.device).manual_seed(o.seed)
-        detoks = [IncrementalDetokenizer(lm.bytes) for _ in range(n)]
-        done = torch.zeros(n, dtype=torch.bool, device=logits.device)
-        stop = torch.tensor(sorted(lm.stop_ids), device=logits.device)
-        for step in range(max_new_tokens):
-            if n == 1:
-                nxt = logits.argmax(-1)  # (1,)
-            else:
-                top, idx = logits.topk(o.predict_top_k, dim=-1)  # (n, k)
-                pick = torch.multinomial(top.softmax(-1), 1, generator=gen)  # (n, 1)
-                nxt = idx.gather(-1, pick).squeeze(-1)  # (n,)
-            done |= torch.isin(nxt, stop)
-            for i, t in enumerate(nxt.tolist()):
-                if not done[i]:
-                    detoks[i].push(t)
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            logits = lm.forward_tokens(nxt.unsqueeze(-1), cache)  # (n, vocab)
-        return [d.text for d in detoks]
+        dec = decoder if decoder is not None else self.engine.open_decoder(kv_reuse=False)
+        return dec.sample([TokenSegment(tuple(ids))], n, max_new_tokens=max_new_tokens, top_k=o.predict_top_k,
+                          seed=o.seed)
 
     def _bos_id(self) -> int:
         tid = self.tokenizer.bos_token_id
@@ -240,12 +207,12 @@ class QwenStream:
     static system-prompt prefix at each utterance boundary.
     """
 
-    def __init__(self, translator: QwenTranslator, prompt: PromptBuilder, *, lm: SegmentLM | BatchedLM | None = None):
+    def __init__(self, translator: QwenTranslator, prompt: PromptBuilder, *, lm: DecoderEngine | None = None):
         self.translator, self.prompt = translator, prompt
         self.options = translator.options
-        lm = lm or translator.lm
-        self.decoder = CachedDecoder(lm, kv_reuse=self.options.kv_reuse)
-        self._predict = CachedDecoder(lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
+        engine = lm or translator.engine
+        self.decoder = engine.open_decoder(kv_reuse=self.options.kv_reuse)
+        self._predict = engine.open_decoder(kv_reuse=self.options.kv_reuse)  # plain-source prompts
 
     @property
     def cached_tokens(self) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import http
 import json
@@ -41,7 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamst.errors import ModelNotFoundError
-from streamst.loading import Models, RuntimeOptions
+from streamst.loading import Models, RuntimeOptions, engine_options
 from streamst.profiles import load_profile
 from streamst.server.config import ServerConfig  # noqa: F401 - re-exported: `streamst serve` maps its flags onto it
 from streamst.server.connection import CLOSE_GRACE_S, Connection, NativeConnection, reset
@@ -96,7 +97,10 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         if self.models is None:
-            self.models = Models(load_profile(cfg.profile), RuntimeOptions(cfg.device, cfg.quantize, cfg.threads), root=cfg.models_root)
+            profile = load_profile(cfg.profile)
+            runtime = RuntimeOptions(cfg.device, cfg.quantize, cfg.threads,
+                                     **engine_options(profile, cfg.engine, cfg.engine_url))
+            self.models = Models(profile, runtime, root=cfg.models_root)
         await asyncio.to_thread(self._load_models)
         self.batcher = AsrBatcher(self.models.asr, max_batch=cfg.asr_batch, max_wait_ms=cfg.asr_batch_wait_ms,
                                   on_batch=self.metrics.asr_batch)
@@ -119,16 +123,12 @@ class Server:
     def _decoder_batcher(self, model: Any, name: str, rows: int) -> tuple[Any, Any]:
         """A :class:`~streamst.mt.batching.ForwardBatcher` over ``model``'s local decoder and the
         :class:`~streamst.mt.batching.BatchedLM` sessions decode through; (None, None) when
-        batching is off (``rows`` 0) or the decoder is not local (an HTTP backend)."""
-        from streamst.mt.kv import SegmentLM
-
-        lm = getattr(model, "lm", None)
-        if not rows or not isinstance(lm, SegmentLM):
+        batching is off (``rows`` 0) or the engine batches by itself (an HTTP server, vLLM:
+        the sessions then decode through ``model.engine`` directly)."""
+        if not rows:
             return None, None
-        from streamst.mt.batching import BatchedLM, ForwardBatcher
-
-        batcher = ForwardBatcher(lm, max_rows=rows, max_wait_ms=self.config.mt_batch_wait_ms, name=name)
-        return batcher, BatchedLM(lm, batcher)
+        batcher, engine = model.engine.batched(max_rows=rows, max_wait_ms=self.config.mt_batch_wait_ms, name=name)
+        return (batcher, engine) if batcher is not None else (None, None)
 
     def _load_models(self) -> None:
         """Load every model once, before the first client (start-up cost, not a session's)."""
@@ -142,6 +142,9 @@ class Server:
                 self.e2e_available = True
             except ModelNotFoundError as e:
                 log.warning("modes e2e and all are unavailable: %s", e)
+        models = [("mt", self.models.mt)] + ([("e2e", self.models.e2e)] if self.e2e_available else [])
+        for role, model in models:  # the decoder engine's request latency in /metrics
+            model.engine.observe(functools.partial(self.metrics.engine_request, role))
 
     @property
     def port(self) -> int:

@@ -42,6 +42,7 @@ ERRORS: dict[str, int] = {
     "frame_too_big": CLOSE_TOO_BIG,
     "server_full": CLOSE_TRY_LATER,
     "overloaded": CLOSE_TRY_LATER,  # pending audio beyond the per-session bound
+    "engine_unavailable": CLOSE_TRY_LATER,  # the decoder engine (vLLM, an MT server) failed or went away
     "idle_timeout": CLOSE_IDLE,
     "session_too_long": CLOSE_TOO_LONG,
     "slow_consumer": CLOSE_SLOW_CONSUMER,

@@ -6,6 +6,7 @@ through :func:`guarded`. Whatever escapes it is classified by :func:`classify`:
 * :class:`~streamst.server.codes.ProtocolError`: itself (a client mistake or a limit);
 * ``ConnectionClosed``: the client went away; nothing to send;
 * :class:`~streamst.errors.AudioFormatError`: ``bad_audio``;
+* :class:`~streamst.errors.RemoteModelError`: ``engine_unavailable`` (vLLM or an MT server failed);
 * anything else is a bug: ``internal_error`` (1011).
 
 The connection's ``fail`` then sends the endpoint's error message and closes with the
@@ -26,7 +27,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from streamst.errors import AudioFormatError
+from streamst.errors import AudioFormatError, RemoteModelError
 from streamst.server.codes import ProtocolError
 
 log = logging.getLogger("streamst.server")
@@ -40,6 +41,8 @@ def classify(exc: BaseException) -> ProtocolError | None:
         return None
     if isinstance(exc, AudioFormatError):
         return ProtocolError("bad_audio", str(exc))
+    if isinstance(exc, RemoteModelError):  # the decoder engine failed or is gone (its own line)
+        return ProtocolError("engine_unavailable", f"decoder engine unavailable: {exc}; the session ended")
     return ProtocolError("internal_error", f"internal error ({type(exc).__name__}); the session ended")
 
 

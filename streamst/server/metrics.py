@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS_MS = (250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0, 10000.0, 30000.0)
 RETENTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32)
+ENGINE_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -68,6 +69,9 @@ class ServerMetrics:
                                    buckets=RETENTION_BUCKETS, registry=reg)
         self.batch = Histogram("streamst_asr_batch_size", "Windows per batched ASR call.",
                                buckets=tuple(float(b) for b in BATCH_BUCKETS), registry=reg)
+        self.engine_s = Histogram("streamst_engine_request_seconds",
+                                  "Requests to the decoder engine (vLLM, an MT server), by decoder (mt, e2e).",
+                                  ["decoder"], buckets=ENGINE_BUCKETS_S, registry=reg)
         self.sessions_total.labels(endpoint="ws")  # present (at 0) before the first session
 
     def _rtf(self) -> float:
@@ -103,6 +107,9 @@ class ServerMetrics:
             self.latency.labels(metric=name, language=language, path=path).observe(float(value))
         if retention is not None:
             self.retention.observe(float(retention))
+
+    def engine_request(self, decoder: str, seconds: float) -> None:
+        self.engine_s.labels(decoder=decoder).observe(seconds)
 
     def asr_batch(self, size: int) -> None:
         self.batch.observe(float(size))

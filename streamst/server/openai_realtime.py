@@ -53,7 +53,8 @@ DEFAULT_TARGET = "en"
 DEFAULT_MODEL = "streamst"
 APPEND_TYPES = ("session.input_audio_buffer.append", "input_audio_buffer.append")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
-SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full")  # error.type "server_error"
+# error.type "server_error"
+SERVER_ERRORS = ("internal_error", "overloaded", "shutting_down", "server_full", "engine_unavailable")
 JSON_CODES = {"malformed_json": "invalid_json", "bad_value": "invalid_value"}  # strict.loads' codes here
 
 
