@@ -51,7 +51,7 @@ from streamst.requests import EMPTY, RequestQueue
 if TYPE_CHECKING:
     from transformers import DynamicCache
 
-    from streamst.mt.kv import CachedDecoder, SegmentLM
+    from streamst.mt.decoder import Decoder, ForwardLM as SegmentLM  # the in-process LM (mt/kv.py)
 
 
 _WAKE = object()  # queued when a chain ends
@@ -342,10 +342,8 @@ class BatchedLM:
     # -- the decoder engine (streamst.mt.decoder.DecoderEngine) ---------------------------
     engine_name = "batched"
 
-    def open_decoder(self, *, kv_reuse: bool = True) -> CachedDecoder:
-        from streamst.mt.kv import CachedDecoder
-
-        return CachedDecoder(self, kv_reuse=kv_reuse)
+    def open_decoder(self, *, kv_reuse: bool = True) -> Decoder:
+        return self.base.open_decoder(kv_reuse=kv_reuse, lm=self)  # its CachedDecoder, forwards through us
 
     def observe(self, on_request) -> None:
         """In-process: no engine requests to observe."""

@@ -215,8 +215,9 @@ class SegmentLM:
     # -- the decoder engine (streamst.mt.decoder.DecoderEngine) ---------------------------
     engine_name = "local"
 
-    def open_decoder(self, *, kv_reuse: bool = True) -> CachedDecoder:
-        return CachedDecoder(self, kv_reuse=kv_reuse)
+    def open_decoder(self, *, kv_reuse: bool = True, lm: ForwardLM | None = None) -> CachedDecoder:
+        """A stream's decoder over this model, or over ``lm`` (a batching stand-in for it)."""
+        return CachedDecoder(lm if lm is not None else self, kv_reuse=kv_reuse)
 
     def observe(self, on_request: Any) -> None:
         """In-process: no engine requests to observe."""
