@@ -6,6 +6,7 @@ Shared by every streaming path (``simul`` in :mod:`streamst.pipeline`, ``e2e`` i
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -83,9 +84,10 @@ def path_outputs(results: Iterable[UtteranceResult], language: str, path: str) -
 
 def path_summary(results: Iterable[UtteranceResult], audio_ms: float, languages: Iterable[str],
                  paths: Iterable[str]) -> dict[str, dict[str, dict]]:
-    """``{language: {path: {text, AL, LAAL, AL_CA, LAAL_CA}}}`` over the whole stream (SimulEval
-    semantics: delays in stream time, source length = the audio; no reference, so |Y| is the
-    hypothesis length). The cascade's latency is not simultaneous and is left out."""
+    """``{language: {path: {text, AL, LAAL, AL_CA, LAAL_CA, utterances, mean_latency_ms}}}``: each
+    path's whole output and latency over the stream (SimulEval semantics: delays in stream time,
+    source length = the audio; no reference, so |Y| is the hypothesis length), and the mean of
+    its per-utterance figures. The cascade's latency is not simultaneous and is left out."""
     results = list(results)
     out: dict[str, dict[str, dict]] = {}
     for lang in languages:
@@ -93,10 +95,22 @@ def path_summary(results: Iterable[UtteranceResult], audio_ms: float, languages:
         for path in paths:
             text, delays, elapsed = path_outputs(results, lang, path)
             entry: dict = {"text": text}
-            if path != "cascade" and delays:
-                item = LatencyInput(delays=delays, source_length=max(1.0, float(audio_ms)), elapsed=elapsed)
-                for ca in (False, True):
-                    entry.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
+            if path != "cascade":
+                if delays:
+                    item = LatencyInput(delays=delays, source_length=max(1.0, float(audio_ms)), elapsed=elapsed)
+                    for ca in (False, True):
+                        entry.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
+                rows = [r.metrics for r in results if r.language == lang and r.path == path]
+                keys = sorted({k for row in rows for k in row})
+                entry["utterances"] = len(rows)
+                entry["mean_latency_ms"] = {k: round(statistics.fmean(row[k] for row in rows if k in row), 1) for k in keys}
             per[path] = entry
         out[lang] = per
     return out
+
+
+def primary_means(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+    """Per language, the mean per-utterance latency of its first streaming path (simul, else
+    e2e) in a :func:`path_summary`: one path's figures, never two paths averaged together."""
+    return {lang: next((per[p]["mean_latency_ms"] for p in ("simul", "e2e") if p in per), {})
+            for lang, per in summary.items()}
