@@ -14,25 +14,18 @@ Modes name the paths that run: ``simul``, ``cascade``, ``both`` (simul + cascade
 ``process`` and ``finish``, each returning events (:mod:`streamst.events`). It owns every
 per-stream state (recogniser, policy states, decoder KV caches) and shares the loaded models
 (:class:`streamst.loading.Models`). It is synchronous; the server runs it off the event loop.
-
-Latency bookkeeping: each committed target unit carries ``delay`` = ms of source audio
-received when it was committed (SimulEval ``delays``) and ``elapsed`` = delay + the processing
-time spent on its utterance so far (SimulEval's computation-aware ``elapsed``, where each
-instance starts its own clock; counting from the session start would make every later
-utterance's ``_CA`` figures grow by all the compute of the earlier ones).
+Latency bookkeeping is the tracks' (:mod:`streamst.track`), on the session's clock.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, MutableSequence, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
-from streamst.asr.vad import Vad
-from streamst.e2e.base import SpeechModel
 from streamst.e2e.config import E2EConfig
 from streamst.e2e.path import E2EPath
 from streamst.events import Event, TranscriptEvent, TranslationEvent
@@ -114,14 +107,6 @@ class PipelineConfig:
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
 
 
-def open_e2e(model: SpeechModel, vad: Vad, config: PipelineConfig, *, clock: Callable[[], float],
-             results: MutableSequence[UtteranceResult], lm: Any = None) -> E2EPath:
-    """The e2e path of a session with ``config`` (its own options: ``config.e2e``)."""
-    return E2EPath(model, vad, config.e2e, src_lang=config.src_lang, chunk_ms=config.asr.chunk_ms,
-                   policies={t: config.e2e_policy_for(t) for t in config.tgt_langs}, hotwords=config.hotwords,
-                   clock=clock, results=results, lm=lm)
-
-
 class TranslationSession:
     """Per-stream pipeline over shared models: a recogniser with one text track per target
     language (paths simul/cascade) and/or an end-to-end path. Not thread-safe: one caller at
@@ -142,8 +127,10 @@ class TranslationSession:
         self.recognizer = (StreamingRecognizer(models.asr, models.new_vad(), config.asr, recognize=recognize)
                            if "simul" in paths or "cascade" in paths else None)
         self.tracks = [TextTrack(self, tgt) for tgt in config.tgt_langs] if self.recognizer is not None else []
-        self.e2e = (open_e2e(models.e2e, models.new_vad(), config, clock=self._elapsed_now, results=self.results,
-                             lm=e2e_lm) if "e2e" in paths else None)
+        self.e2e = E2EPath(models.e2e, models.new_vad(), config.e2e, src_lang=config.src_lang,
+                           chunk_ms=config.asr.chunk_ms, policies={t: config.e2e_policy_for(t) for t in config.tgt_langs},
+                           hotwords=config.hotwords, clock=self._elapsed_now, results=self.results,
+                           lm=e2e_lm) if "e2e" in paths else None
 
     # -- the three verbs -----------------------------------------------------------------
     def insert_audio(self, samples) -> None:
@@ -211,8 +198,7 @@ class TextTrack:
     translation of one session into one target language."""
 
     def __init__(self, session: TranslationSession, tgt_lang: str) -> None:
-        self.session, self.tgt = session, tgt_lang
-        cfg = session.cfg
+        self.session, self.tgt, cfg = session, tgt_lang, session.cfg
         self.simul, self.with_cascade = "simul" in cfg.paths, "cascade" in cfg.paths
         self.auto = cfg.src_lang == AUTO
         self.src = AUTO_FALLBACK if self.auto else cfg.src_lang
@@ -270,12 +256,5 @@ class TextTrack:
             punctuated = models.punc.punctuate(text)
             budget = final_tokens(len(split_units(text, self.src)) * self.track.ratio, 0, self.tgt, CASCADE_MAX_TOKENS)
             translation = models.mt.translate(punctuated, self.src, self.tgt, max_new_tokens=budget).strip()
-        delay = float(ev.audio_ms)
-        cur.cascade, cur.cascade_delay_ms = translation, delay
-        units = split_units(translation, self.tgt)
-        elapsed = delay + self.track.clock() - self.track.compute_base
-        return TranslationEvent(
-            utterance=ev.utterance, mode="cascade", language=self.tgt, committed=translation,
-            new_units=tuple(units), delays_ms=(delay,) * len(units), elapsed_ms=(elapsed,) * len(units),
-            tentative="", final=True, audio_ms=ev.audio_ms,
-        )
+        cur.cascade, cur.cascade_delay_ms = translation, float(ev.audio_ms)
+        return self.track.event("cascade", translation, split_units(translation, self.tgt), ev.audio_ms, ev.audio_ms)

@@ -64,21 +64,16 @@ def path_outputs(results: Iterable[UtteranceResult], language: str, path: str) -
     units: list[str] = []
     delays: list[float] = []
     elapsed: list[float] = []
-    for r in results:
-        if r.language != language:
-            continue
-        if path == "cascade":
-            if r.path != "simul" or r.cascade is None:
-                continue
+    for r in (r for r in results if r.language == language):
+        if path == "cascade" and r.path == "simul" and r.cascade is not None:
             u = split_units(r.cascade, language)
-            units += u
-            delays += [float(r.cascade_delay_ms or r.end_ms)] * len(u)
-            elapsed += [float(r.cascade_delay_ms or r.end_ms)] * len(u)
-        elif r.path == path and r.output is not None:
+            d = e = [float(r.cascade_delay_ms or r.end_ms)] * len(u)
+        elif path != "cascade" and r.path == path and r.output is not None:
             u = split_units(r.output, language)
-            units += u
-            delays += r.delays_ms[: len(u)]
-            elapsed += r.elapsed_ms[: len(u)]
+            d, e = r.delays_ms[: len(u)], r.elapsed_ms[: len(u)]
+        else:
+            continue
+        units, delays, elapsed = units + u, delays + d, elapsed + e
     return join_units(units, language), delays, elapsed
 
 

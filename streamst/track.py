@@ -1,12 +1,11 @@
-"""One simultaneous track: the utterances of one stream into one target language under a
-READ/WRITE policy, whatever decodes them.
+"""One simultaneous track: one stream into one target language under a READ/WRITE policy.
 
-A :class:`Track` owns the policy state, turns the policy's unit budget into a token budget,
-keeps each committed unit's ``delay`` (ms of source audio read) and ``elapsed`` (delay + the
-utterance's processing time so far) and builds the events and the utterance result. It
-decodes with a :class:`Proposer`: the text path's (:class:`streamst.pipeline.TextProposer`)
-or the e2e path's (:class:`streamst.e2e.path.SpeechProposer`). A path feeds it source units
-(words, characters or chunk names) with :meth:`Track.step`.
+A :class:`Track` owns the policy state, the unit -> token budget, the events and the utterance
+result, and each committed unit's ``delay`` (ms of source audio read, SimulEval ``delays``) and
+``elapsed`` (delay + the processing time spent on its utterance so far: SimulEval's ``elapsed``,
+each instance on its own clock, so later utterances' ``_CA`` figures do not grow by the compute
+of earlier ones). A path feeds it source units (words, characters or chunk names); it decodes
+with the path's :class:`Proposer`.
 """
 
 from __future__ import annotations
@@ -80,25 +79,29 @@ class Track:
         assert cur is not None and self.proposer is not None
         trace = step(self.policy, state, lambda s, fin: self._propose_many([s], fin)[0], source, finished,
                      self.proposer.continuations, self._propose_many)
-        new = list(trace.new_units)
-        delay = float(delay_ms)
-        elapsed = delay + self.clock() - self.compute_base
-        cur.delays_ms += [delay] * len(new)
-        cur.elapsed_ms += [elapsed] * len(new)
         tentative = "" if finished else join_units(state.proposal[len(state.target):], self.tgt)
-        committed = join_units(state.target, self.tgt)
-        cur.displays.append(" ".join(x for x in (committed, tentative) if x))
-        cur.commits.append(committed)
+        ev = self.event(self.path, join_units(state.target, self.tgt), trace.new_units, delay_ms, audio_ms,
+                        tentative, finished)
+        cur.delays_ms += ev.delays_ms
+        cur.elapsed_ms += ev.elapsed_ms
+        cur.displays.append(" ".join(x for x in (ev.committed, tentative) if x))
+        cur.commits.append(ev.committed)
         if finished:
-            setattr(cur, self.path, committed)
-        elif not new and tentative == self.tentative:
+            setattr(cur, self.path, ev.committed)
+        elif not ev.new_units and tentative == self.tentative:
             return []
         self.tentative = tentative
-        return [TranslationEvent(
-            utterance=cur.utterance, mode=self.path, language=self.tgt, committed=committed, new_units=tuple(new),
-            delays_ms=(delay,) * len(new), elapsed_ms=(elapsed,) * len(new), tentative=tentative,
-            final=finished, audio_ms=audio_ms,
-        )]
+        return [ev]
+
+    def event(self, mode: Literal["simul", "e2e", "cascade"], committed: str, new: Sequence[str], delay_ms: float,
+              audio_ms: int, tentative: str = "", final: bool = True) -> TranslationEvent:
+        """A translation event of the current utterance: ``new`` units committed now, at ``delay_ms``."""
+        assert self.current is not None
+        delay = float(delay_ms)
+        elapsed = delay + self.clock() - self.compute_base
+        return TranslationEvent(utterance=self.current.utterance, mode=mode, language=self.tgt, committed=committed,
+                                new_units=tuple(new), delays_ms=(delay,) * len(new), elapsed_ms=(elapsed,) * len(new),
+                                tentative=tentative, final=final, audio_ms=audio_ms)
 
     def close(self, end_ms: int, source: str, retention_proxy: float | None = None) -> LatencyEvent:
         """The utterance's latency figures (delays relative to its start); its result kept."""

@@ -21,7 +21,8 @@ from streamst.asr.vad import VadEvent
 from streamst.builders.funasr_nano import AUDIO_TOKEN, AUDIO_TOKEN_ID, build_tiny
 from streamst.e2e.funasr_nano import FunAsrNanoSpeech
 from streamst.events import TranslationEvent
-from streamst.pipeline import PipelineConfig, open_e2e
+from streamst.e2e.path import E2EPath
+from streamst.pipeline import PipelineConfig
 from streamst.policy import force_prefix
 from streamst.results import UtteranceResult
 from streamst.text import join_units, split_units
@@ -32,6 +33,12 @@ BUDGET = dict(step_tokens=4, final_tokens=10)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
+
+
+def open_e2e(model, vad, cfg: PipelineConfig, **kw) -> E2EPath:
+    """The e2e path a session with ``cfg`` opens (``kw``: clock, results, lm)."""
+    return E2EPath(model, vad, cfg.e2e, src_lang=cfg.src_lang, chunk_ms=cfg.asr.chunk_ms, hotwords=cfg.hotwords,
+                   policies={t: cfg.e2e_policy_for(t) for t in cfg.tgt_langs}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -344,3 +351,14 @@ def test_int8_on_a_gpu_is_one_clear_error(tiny_models_root, tmp_path, capsys) ->
                  "--device", "cuda", "--quantize", "int8", "--json"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "int8" in err[0] and "CPU" in err[0], err
+
+
+def test_the_paths_and_the_track_do_not_import_the_session_pipeline() -> None:
+    """The e2e path and the track are peers below the session (no pipeline <-> e2e circle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamst.e2e.path, streamst.e2e.config, streamst.track; "
+            "bad = [m for m in ('streamst.pipeline', 'streamst.server', 'streamst.commands') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -20,8 +20,8 @@ from streamst.builders.funasr_nano import build_tiny
 from streamst.e2e.funasr_nano import FunAsrNanoSpeech, SpeechPrompt
 from streamst.events import TranslationEvent
 from streamst.mt.kv import CachedDecoder
-from streamst.pipeline import PipelineConfig, open_e2e
-from tests.test_e2e import SENTENCE, WholeStreamVad
+from streamst.pipeline import PipelineConfig
+from tests.test_e2e import SENTENCE, WholeStreamVad, open_e2e
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

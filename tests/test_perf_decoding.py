@@ -132,7 +132,8 @@ def test_the_e2e_lean_config_changes_what_the_e2e_path_encodes() -> None:
     from streamst.asr.vad import AlwaysSpeech
     from streamst.errors import UserError
     from streamst.loading import RuntimeOptions
-    from streamst.pipeline import PipelineConfig, open_e2e
+    from streamst.pipeline import PipelineConfig
+    from tests.test_e2e import open_e2e
 
     with pytest.raises(UserError, match="threads must be an integer >= 0"):
         RuntimeOptions(threads=-2)
@@ -200,8 +201,8 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
         (e2e_track.state.source_finished, len(e2e_track.state.source), len(e2e_track.state.target), max_new_tokens, out)))
     spy("transcript", e2e.source_stream, "propose", lambda out, speech, committed, max_new_tokens: seen["transcript"].append(
         (speech.embeds.shape[0], max_new_tokens, out)))
-    spy("simul", track.proposer.stream, "propose", lambda out, source, committed, max_new_tokens: seen["simul"].append(
-        (track.state.source_finished, len(track.state.source), len(track.state.target), max_new_tokens)))
+    spy("simul", track.proposer.stream, "propose_many", lambda out, sources, committed, max_new_tokens, follow_first:
+        seen["simul"].append((track.state.source_finished, len(track.state.source), len(track.state.target), max_new_tokens)))
 
     class Mt:  # the cascade's sentence translation
         def __getattr__(self, name):

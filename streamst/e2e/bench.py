@@ -62,7 +62,8 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
     """Time chunk steps of one utterance per length and configuration; one row per pair."""
     from streamst.asr.vad import AlwaysSpeech
     from streamst.mt.kv import CachedDecoder
-    from streamst.pipeline import PipelineConfig, open_e2e
+    from streamst.e2e.path import E2EPath
+    from streamst.pipeline import PipelineConfig
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -74,7 +75,8 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
             cfg = replace(base, e2e=replace(base.e2e, step_tokens=step_tokens, final_tokens=final_tokens, source_text=False,
                           max_utterance_ms=max(int(length * 1000) + 2 * chunk_ms, base.e2e.max_utterance_ms),
                           encoding="incremental" if name == "incremental" else "full"))
-            path = open_e2e(model, AlwaysSpeech(), cfg, clock=lambda: 0.0, results=deque())
+            path = E2EPath(model, AlwaysSpeech(), cfg.e2e, src_lang="zh", policies={"en": cfg.e2e_policy_for("en")},
+                           chunk_ms=chunk_ms, clock=lambda: 0.0, results=deque())
             if name == "full-nokv":
                 for s in path.streams:
                     s.decoder = CachedDecoder(model.lm, kv_reuse=False)  # type: ignore[attr-defined]

@@ -48,22 +48,20 @@ class E2EPath:
     def __init__(self, model: SpeechModel, vad: Vad, config: E2EConfig, *, src_lang: str,
                  policies: Mapping[str, PolicyConfig], chunk_ms: int, hotwords: Sequence[str] = (),
                  clock: Callable[[], float], results: MutableSequence[UtteranceResult], lm: Any = None) -> None:
-        """``policies``: one per target language; ``clock``: the session's processing time so far
-        (ms); ``results``: the session's, shared with the other paths; ``lm``: what runs the
-        decoder forwards of this session's streams (default: the model's own; the server's
-        :class:`~streamst.mt.batching.BatchedLM` batches sessions)."""
+        """``policies``: one per target; ``clock``, ``results``: the session's (:class:`~streamst.track.Track`);
+        ``lm``: what runs the streams' decoder forwards (default: the model's own)."""
         self.model, self.vad, self.cfg, self.src = model, vad, config, src_lang
         lm_kw = {"lm": lm} if lm is not None else {}  # open_stream's: only when given
         self.chunk = chunk_ms * SR // 1000
         self.max_utt = config.max_utterance_ms * SR // 1000
         self.idle_keep = SR  # 1 s of audio kept while no speech (the VAD's pre-roll reaches back 200 ms)
-        self._speech: SpeechEmbeddings | None = None  # what the tracks' step decodes
-        self.streams = [model.open_stream("translate", src_lang, t, hotwords=hotwords, **lm_kw) for t in policies]
+        self.proposers = [SpeechProposer(model.open_stream("translate", src_lang, t, hotwords=hotwords, **lm_kw))
+                          for t in policies]
+        self.streams = [p.stream for p in self.proposers]  # the translation streams, one per target
         self.tracks = [  # typical ratio: target units per chunk of the pair (no client options)
-            Track("e2e", t, p, E2EConfig().policy_for(src_lang, t, chunk_ms, p.name).ratio,
-                  SpeechProposer(s, self._speech_now), step_tokens=config.step_tokens,
-                  final_tokens=config.final_tokens, clock=clock, results=results)
-            for (t, p), s in zip(policies.items(), self.streams)]
+            Track("e2e", t, p, E2EConfig().policy_for(src_lang, t, chunk_ms, p.name).ratio, proposer,
+                  step_tokens=config.step_tokens, final_tokens=config.final_tokens, clock=clock, results=results)
+            for (t, p), proposer in zip(policies.items(), self.proposers)]
         self.source_stream: SpeechStream | None = (
             model.open_stream("transcribe", src_lang, src_lang, hotwords=hotwords, **lm_kw)
             if config.source_text else None
@@ -169,15 +167,12 @@ class E2EPath:
 
     def _step(self, speech: SpeechEmbeddings, chunks: int, finished: bool, delay_ms: int) -> list[Event]:
         """Each target's policy step; its source units are the chunks read (``c0, c1, ...``)."""
-        self._speech, out = speech, []
-        for t in self.tracks:
+        out: list[Event] = []
+        for t, p in zip(self.tracks, self.proposers):
+            p.speech = speech
             out += t.step([f"c{i}" for i in range(max(chunks, len(t.state.source)))], finished, delay_ms, self.audio_ms)
-        self._speech = None
+            p.speech = None
         return out
-
-    def _speech_now(self) -> SpeechEmbeddings:
-        assert self._speech is not None
-        return self._speech
 
     def _encode(self, utt: _Utterance, end: int, final: bool = False) -> SpeechEmbeddings:
         """Speech embeddings of the utterance up to ``end``.
@@ -213,15 +208,17 @@ class E2EPath:
 
 
 class SpeechProposer:
-    """The e2e path's :class:`~streamst.track.Proposer`: a speech stream decoding the
-    utterance's audio read so far (``speech()``, set by the path for each step)."""
+    """The e2e path's :class:`~streamst.track.Proposer`: a speech stream decoding ``speech``,
+    the utterance's audio read so far (set by the path around each step)."""
 
-    def __init__(self, stream: SpeechStream, speech: Callable[[], SpeechEmbeddings]) -> None:
-        self.stream, self.speech = stream, speech
+    def __init__(self, stream: SpeechStream) -> None:
+        self.stream = stream
+        self.speech: SpeechEmbeddings | None = None
 
     def propose_many(self, sources: Sequence[Sequence[str]], committed: str, *, max_new_tokens: int,
                      follow_first: bool = False) -> list[Proposal]:
-        return [self.stream.propose(self.speech(), committed, max_new_tokens=max_new_tokens) for _ in sources]
+        assert self.speech is not None
+        return [self.stream.propose(self.speech, committed, max_new_tokens=max_new_tokens) for _ in sources]
 
     def continuations(self, source: Sequence[str], n: int) -> list[list[str]]:
         return []  # audio cannot be predicted
