@@ -217,7 +217,7 @@ class TextTrack:
     def on_transcript(self, ev: TranscriptEvent) -> list[Event]:
         track = self.track
         if track.current is None or track.current.utterance != ev.utterance:
-            track.begin(ev.utterance, ev.start_ms, ev.end_ms, ev.text, base=self.session.compute_ms)
+            track.begin(ev.utterance, ev.start_ms, base=self.session.compute_ms)
         if self.auto and not track.state.source and ev.language in ASR_LANGUAGES and ev.language != self.src:
             self.src = ev.language  # src_lang "auto": SenseVoice's language ID decides
             track.use(*self._source(ev.language))

@@ -64,14 +64,14 @@ class Track:
         self.policy = make_policy(policy)
         self.state: PolicyState = self.policy.new_state()
 
-    def begin(self, utterance: int, start_ms: int, end_ms: int, source: str = "", base: float | None = None) -> None:
+    def begin(self, utterance: int, start_ms: int, base: float | None = None) -> None:
         """A new utterance; ``base``: the processing time it starts from (default: now)."""
         self.state.reset()
         if self.proposer is not None:
             self.proposer.reset()
         self.tentative = ""
         self.compute_base = self.clock() if base is None else base
-        self.current = UtteranceResult(utterance, self.tgt, start_ms, end_ms, source, path=self.path)
+        self.current = UtteranceResult(utterance, self.tgt, start_ms, start_ms, "", path=self.path)
 
     def step(self, source: Sequence[str], finished: bool, delay_ms: float, audio_ms: int) -> list[TranslationEvent]:
         """One policy step over the source units read so far (``delay_ms`` of audio)."""

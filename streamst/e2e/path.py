@@ -123,7 +123,7 @@ class E2EPath:
         if self.source_stream is not None:
             self.source_stream.reset()
         for t in self.tracks:
-            t.begin(self._utt.index, start * 1000 // SR, start * 1000 // SR)
+            t.begin(self._utt.index, start * 1000 // SR)
 
     def _grid(self, until: int) -> list[Event]:
         """One step at every chunk boundary of the open utterance up to ``until``."""
@@ -160,18 +160,20 @@ class E2EPath:
             out.append(TranscriptEvent(kind="final", utterance=utt.index, text=source, stable_text=source, tokens=(),
                                        language=src, audio_ms=self.audio_ms, start_ms=utt.start * 1000 // SR,
                                        end_ms=end_ms, path="e2e"))
-        out += self._step(speech, n, True, end_ms)
-        out += [t.close(end_ms, source) for t in self.tracks]
+        out += self._step(speech, n, True, end_ms, source)
         self._next_index += 1
         return out
 
-    def _step(self, speech: SpeechEmbeddings, chunks: int, finished: bool, delay_ms: int) -> list[Event]:
-        """Each target's policy step; its source units are the chunks read (``c0, c1, ...``)."""
+    def _step(self, speech: SpeechEmbeddings, chunks: int, finished: bool, delay_ms: int, source: str = "") -> list[Event]:
+        """Each target's policy step, its source units the chunks read (``c0, c1, ...``); when
+        ``finished``, then its utterance's close (``source``: the transcript)."""
         out: list[Event] = []
         for t, p in zip(self.tracks, self.proposers):
             p.speech = speech
             out += t.step([f"c{i}" for i in range(max(chunks, len(t.state.source)))], finished, delay_ms, self.audio_ms)
             p.speech = None
+            if finished:
+                out.append(t.close(delay_ms, source))
         return out
 
     def _encode(self, utt: _Utterance, end: int, final: bool = False) -> SpeechEmbeddings:

@@ -248,6 +248,11 @@ class QwenStream:
         self._predict = CachedDecoder(lm, kv_reuse=self.options.kv_reuse)  # plain-source prompts
 
     @property
+    def cached_tokens(self) -> int:
+        """Number of positions currently held in the KV cache."""
+        return self.decoder.cached_tokens
+
+    @property
     def last(self):
         """:class:`~streamst.mt.kv.StepStats` of the last ``propose`` (None after reset)."""
         return self.decoder.last
