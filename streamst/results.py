@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamst.metrics.latency import LatencyInput, utterance_latency
+from streamst.text import join_units, split_units
 
 
 @dataclass
@@ -59,8 +60,6 @@ def path_outputs(results: Iterable[UtteranceResult], language: str, path: str) -
     """One path's whole-stream output into ``language``: (text, per-unit delays, per-unit
     elapsed), in stream time, utterances in order. ``path`` is e2e, simul or cascade (the
     cascade's units all carry the delay at which its sentence was translated)."""
-    from streamst.text import join_units, split_units
-
     units: list[str] = []
     delays: list[float] = []
     elapsed: list[float] = []

@@ -20,9 +20,6 @@ from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy
 from streamst.results import UtteranceResult, utterance_metrics
 from streamst.text import join_units, split_units
 
-PathName = Literal["simul", "e2e"]
-
-
 class Proposer(Protocol):
     """What a track decodes with: target proposals for source prefixes, the committed target forced."""
 
@@ -45,7 +42,7 @@ class Track:
     """Policy state, token budgets, latency bookkeeping, events and results of one target
     language of one path. ``clock()``: the session's processing time so far (ms)."""
 
-    def __init__(self, path: PathName, tgt_lang: str, policy: PolicyConfig, typical_ratio: float,
+    def __init__(self, path: Literal["simul", "e2e"], tgt_lang: str, policy: PolicyConfig, typical_ratio: float,
                  proposer: Proposer | None, *, step_tokens: int, final_tokens: int, clock: Callable[[], float],
                  results: MutableSequence[UtteranceResult]) -> None:
         self.path, self.tgt = path, tgt_lang
