@@ -6,10 +6,12 @@ Shared by every streaming path (``simul`` in :mod:`streamst.pipeline`, ``e2e`` i
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streamst.metrics.latency import LatencyInput, utterance_latency
+from streamst.text import join_units, split_units
 
 
 @dataclass
@@ -58,34 +60,28 @@ def path_outputs(results: Iterable[UtteranceResult], language: str, path: str) -
     """One path's whole-stream output into ``language``: (text, per-unit delays, per-unit
     elapsed), in stream time, utterances in order. ``path`` is e2e, simul or cascade (the
     cascade's units all carry the delay at which its sentence was translated)."""
-    from streamst.text import join_units, split_units
-
     units: list[str] = []
     delays: list[float] = []
     elapsed: list[float] = []
-    for r in results:
-        if r.language != language:
-            continue
-        if path == "cascade":
-            if r.path != "simul" or r.cascade is None:
-                continue
+    for r in (r for r in results if r.language == language):
+        if path == "cascade" and r.path == "simul" and r.cascade is not None:
             u = split_units(r.cascade, language)
-            units += u
-            delays += [float(r.cascade_delay_ms or r.end_ms)] * len(u)
-            elapsed += [float(r.cascade_delay_ms or r.end_ms)] * len(u)
-        elif r.path == path and r.output is not None:
+            d = e = [float(r.cascade_delay_ms or r.end_ms)] * len(u)
+        elif path != "cascade" and r.path == path and r.output is not None:
             u = split_units(r.output, language)
-            units += u
-            delays += r.delays_ms[: len(u)]
-            elapsed += r.elapsed_ms[: len(u)]
+            d, e = r.delays_ms[: len(u)], r.elapsed_ms[: len(u)]
+        else:
+            continue
+        units, delays, elapsed = units + u, delays + d, elapsed + e
     return join_units(units, language), delays, elapsed
 
 
 def path_summary(results: Iterable[UtteranceResult], audio_ms: float, languages: Iterable[str],
                  paths: Iterable[str]) -> dict[str, dict[str, dict]]:
-    """``{language: {path: {text, AL, LAAL, AL_CA, LAAL_CA}}}`` over the whole stream (SimulEval
-    semantics: delays in stream time, source length = the audio; no reference, so |Y| is the
-    hypothesis length). The cascade's latency is not simultaneous and is left out."""
+    """``{language: {path: {text, AL, LAAL, AL_CA, LAAL_CA, utterances, mean_latency_ms}}}``: each
+    path's whole output and latency over the stream (SimulEval semantics: delays in stream time,
+    source length = the audio; no reference, so |Y| is the hypothesis length), and the mean of
+    its per-utterance figures. The cascade's latency is not simultaneous and is left out."""
     results = list(results)
     out: dict[str, dict[str, dict]] = {}
     for lang in languages:
@@ -93,10 +89,22 @@ def path_summary(results: Iterable[UtteranceResult], audio_ms: float, languages:
         for path in paths:
             text, delays, elapsed = path_outputs(results, lang, path)
             entry: dict = {"text": text}
-            if path != "cascade" and delays:
-                item = LatencyInput(delays=delays, source_length=max(1.0, float(audio_ms)), elapsed=elapsed)
-                for ca in (False, True):
-                    entry.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
+            if path != "cascade":
+                if delays:
+                    item = LatencyInput(delays=delays, source_length=max(1.0, float(audio_ms)), elapsed=elapsed)
+                    for ca in (False, True):
+                        entry.update(utterance_latency(item, computation_aware=ca, metrics=("AL", "LAAL")) or {})
+                rows = [r.metrics for r in results if r.language == lang and r.path == path]
+                keys = sorted({k for row in rows for k in row})
+                entry["utterances"] = len(rows)
+                entry["mean_latency_ms"] = {k: round(statistics.fmean(row[k] for row in rows if k in row), 1) for k in keys}
             per[path] = entry
         out[lang] = per
     return out
+
+
+def primary_means(summary: dict[str, dict[str, dict]]) -> dict[str, dict[str, float]]:
+    """Per language, the mean per-utterance latency of its first streaming path (simul, else
+    e2e) in a :func:`path_summary`: one path's figures, never two paths averaged together."""
+    return {lang: next((per[p]["mean_latency_ms"] for p in ("simul", "e2e") if p in per), {})
+            for lang, per in summary.items()}

@@ -48,8 +48,8 @@ def test_each_utterance_translates_from_its_detected_language(models, two_uttera
     finals = [e for e in events if e.type == "transcript" and e.kind == "final"]
     assert [e.language for e in finals] == ["ja", "en"], [e.language for e in finals]
     track = session.tracks[0]
-    assert track.src == "en" and track.stream.prompt.src_lang == "en"  # the decoder prompt follows
-    assert track.policy.k == track.session.cfg.policy_for("zh", "en").k == 2  # word-source defaults
+    assert track.src == "en" and track.track.proposer.stream.prompt.src_lang == "en"  # the decoder prompt follows
+    assert track.track.policy.k == track.session.cfg.policy_for("zh", "en").k == 2  # word-source defaults
     results = list(session.results)
     assert len(results) == 2 and all(r.simul is not None for r in results)
 

@@ -323,7 +323,7 @@ def test_translate_realtime_reports_how_far_behind_it_ran(translate_sessions, ca
     assert summary["done_after_end_ms"] >= 0
     assert summary["wall_s"] >= 1.2  # paced: not before the audio's own duration
     [session] = sessions
-    assert session.cfg.e2e_final_encoding == "incremental" and session.cfg.e2e_lookahead == 1
+    assert session.cfg.e2e.final_encoding == "incremental" and session.cfg.e2e.lookahead == 1
     assert session.models.options.threads == 1
 
 

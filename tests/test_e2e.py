@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,8 +20,8 @@ import torch
 from streamst.asr.vad import VadEvent
 from streamst.builders.funasr_nano import AUDIO_TOKEN, AUDIO_TOKEN_ID, build_tiny
 from streamst.e2e.funasr_nano import FunAsrNanoSpeech
-from streamst.e2e.path import E2EPath
 from streamst.events import TranslationEvent
+from streamst.e2e.path import E2EPath
 from streamst.pipeline import PipelineConfig
 from streamst.policy import force_prefix
 from streamst.results import UtteranceResult
@@ -28,10 +29,16 @@ from streamst.text import join_units, split_units
 
 SENTENCE = "区块链是今年最火热的科技趋势了"
 # small budgets: the random model never emits <|im_end|>, so every proposal runs to its budget
-BUDGET = dict(e2e_step_tokens=4, e2e_final_tokens=10)
+BUDGET = dict(step_tokens=4, final_tokens=10)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
+
+
+def open_e2e(model, vad, cfg: PipelineConfig, **kw) -> E2EPath:
+    """The e2e path a session with ``cfg`` opens (``kw``: clock, results, lm)."""
+    return E2EPath(model, vad, cfg.e2e, src_lang=cfg.src_lang, chunk_ms=cfg.asr.chunk_ms, hotwords=cfg.hotwords,
+                   policies={t: cfg.e2e_policy_for(t) for t in cfg.tgt_langs}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +79,11 @@ class WholeStreamVad:
 
 def run_path(nano, samples, *, policy: str, chunk_ms: int = 600, step_ms: int = 100, **overrides):
     cfg = PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms, **overrides)
-    cfg = PipelineConfig(**{**cfg.__dict__, **BUDGET, "e2e_source_text": False})
+    cfg = replace(cfg, e2e=replace(cfg.e2e, **BUDGET, source_text=False))
     from collections import deque
 
     results: deque[UtteranceResult] = deque()
-    path = E2EPath(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results)
+    path = open_e2e(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results)
     events = []
     step = 16 * step_ms
     for i in range(0, len(samples), step):
@@ -140,7 +147,7 @@ def test_write_only_at_the_end_equals_offline_generate(nano, utterance) -> None:
     generate on the whole utterance with the same prompt."""
     events, results = run_path(nano, utterance, policy="wait-k", k=1000, max_lag=1000)
     assert all(not e.new_units for e in events if not e.final)
-    offline = nano.generate(utterance, "translate", "zh", "en", max_new_tokens=BUDGET["e2e_final_tokens"])
+    offline = nano.generate(utterance, "translate", "zh", "en", max_new_tokens=BUDGET["final_tokens"])
     assert offline and results[0].e2e == join_units(split_units(offline, "en"), "en")
 
 
@@ -152,7 +159,7 @@ def test_continuation_after_finish_equals_offline_with_the_committed_prefix(nano
     if policy != "local-agreement":  # random proposals rarely agree: LA may commit nothing early
         assert prefix, "the policy should have committed something before the end"
     offline = nano.generate(utterance, "translate", "zh", "en", committed=prefix,
-                            max_new_tokens=BUDGET["e2e_final_tokens"])
+                            max_new_tokens=BUDGET["final_tokens"])
     # the decoder continued exactly as offline; committed units stay as they were (force_prefix)
     committed = split_units(prefix, "en")
     expected = force_prefix(committed, split_units(prefix + offline, "en"))
@@ -260,7 +267,7 @@ def test_session_bounds_utterance_window_and_buffers(tiny_models_root, monkeypat
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
     models = Models(load_profile("tiny"), root=tiny_models_root)
     cfg = PipelineConfig.create("zh", "en", mode="e2e", policy="wait-k", k=1000, max_lag=1000)
-    cfg = PipelineConfig(**{**cfg.__dict__, **BUDGET, "max_utterance_ms": 2400})
+    cfg = replace(cfg, e2e=replace(cfg.e2e, **BUDGET, max_utterance_ms=2400))
     session = TranslationSession(models, cfg)
     rng = np.random.default_rng(0)
     tone = (0.3 * np.sin(np.arange(16000 * 9) * 2 * np.pi * 220 / 16000) + 0.01 * rng.standard_normal(16000 * 9))
@@ -298,20 +305,20 @@ def test_encoding_modes_agree_at_the_end_and_incremental_reuses_audio_kv(nano, u
     """Chunk steps may encode incrementally (frozen earlier frames, their K/V reused); the
     final step always re-encodes the whole utterance, so write-at-end output is unchanged."""
     cfg = PipelineConfig.create("zh", "en", mode="e2e", policy="wait-k", k=1000, max_lag=1000)
-    cfg = PipelineConfig(**{**cfg.__dict__, **BUDGET, "e2e_source_text": False, "e2e_encoding": encoding})
+    cfg = replace(cfg, e2e=replace(cfg.e2e, **BUDGET, source_text=False, encoding=encoding))
     from collections import deque
 
     results: deque[UtteranceResult] = deque()
-    path = E2EPath(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results)
+    path = open_e2e(nano, WholeStreamVad(), cfg, clock=lambda: 0.0, results=results)
     reused = []
     for i in range(0, len(utterance), 1600):
         path.insert_audio(utterance[i : i + 1600])
         if path.process():
-            reused.append(path.tracks[0].stream.last.reused_tokens)
+            reused.append(path.streams[0].last.reused_tokens)
     path.finish()
-    offline = nano.generate(utterance, "translate", "zh", "en", max_new_tokens=BUDGET["e2e_final_tokens"])
+    offline = nano.generate(utterance, "translate", "zh", "en", max_new_tokens=BUDGET["final_tokens"])
     assert results[0].e2e == join_units(split_units(offline, "en"), "en")
-    head = len(path.tracks[0].stream.prompt.head.ids)
+    head = len(path.streams[0].prompt.head.ids)
     reused = reused[1:]  # the first step starts from an empty cache
     if encoding == "incremental":
         assert reused[-1] > reused[0] > head  # the frozen audio's K/V carries over
@@ -344,3 +351,14 @@ def test_int8_on_a_gpu_is_one_clear_error(tiny_models_root, tmp_path, capsys) ->
                  "--device", "cuda", "--quantize", "int8", "--json"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "int8" in err[0] and "CPU" in err[0], err
+
+
+def test_the_paths_and_the_track_do_not_import_the_session_pipeline() -> None:
+    """The e2e path and the track are peers below the session (no pipeline <-> e2e circle)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streamst.e2e.path, streamst.e2e.config, streamst.track; "
+            "bad = [m for m in ('streamst.pipeline', 'streamst.server', 'streamst.commands') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -99,21 +99,62 @@ def test_tokens_for_units() -> None:
     assert tokens_for_units(0, "en", 48) >= 1
 
 
-def test_runtime_threads_and_the_e2e_lean_config() -> None:
+class _CountingSpeech:
+    """A speech model stand-in: 60 ms frames of 2 features; records each encode's frames."""
+
+    frame_ms = 60
+
+    def __init__(self) -> None:
+        self.encoded: list[tuple[tuple, int]] = []  # (key, frames) per encode call
+
+    def features(self, samples):
+        return torch.zeros(len(samples) // 960, 2).numpy()
+
+    def encode(self, features, keys):
+        from streamst.e2e.base import SpeechEmbeddings
+
+        self.encoded += [(k, f.shape[0]) for f, k in zip(features, keys)]
+        return [SpeechEmbeddings(torch.zeros(f.shape[0], 2), k) for f, k in zip(features, keys)]
+
+    def open_stream(self, task, src_lang, tgt_lang, *, hotwords=(), lm=None):
+        from streamst.mt.base import Proposal
+
+        return types.SimpleNamespace(propose=lambda speech, committed, max_new_tokens: Proposal(committed, "", 1, 0),
+                                     reset=lambda: None, extend=lambda speech: None)
+
+
+def test_the_e2e_lean_config_changes_what_the_e2e_path_encodes() -> None:
+    """``--e2e-lean``: the final step encodes only the frames not frozen yet, with 10 frames of
+    left context (the default re-encodes the whole utterance), and the policy looks 1 unit
+    ahead unless the client set its own lookahead; the text path is untouched."""
+    from collections import deque
+
+    from streamst.asr.vad import AlwaysSpeech
     from streamst.errors import UserError
     from streamst.loading import RuntimeOptions
-    from streamst.pipeline import E2E_LEAN, PipelineConfig
+    from streamst.pipeline import PipelineConfig
+    from tests.test_e2e import open_e2e
 
     with pytest.raises(UserError, match="threads must be an integer >= 0"):
         RuntimeOptions(threads=-2)
-    assert RuntimeOptions(threads=2).threads == 2
     cfg = PipelineConfig.create("zh", ["en", "ja"], mode="all", k=4)
-    lean = cfg.e2e_lean()
-    for key, value in E2E_LEAN.items():
-        assert getattr(lean, key) == value and getattr(cfg, key) != value
+    windows = {}
+    for name, c in (("default", cfg), ("lean", cfg.e2e_lean())):
+        model = _CountingSpeech()
+        path = open_e2e(model, AlwaysSpeech(), c, clock=lambda: 0.0, results=deque())
+        for i in range(0, 16000 * 3 + 800, 1600):
+            path.insert_audio(torch.zeros(1600).numpy())
+            path.process()
+        path.finish()
+        windows[name] = model.encoded
+    full = [n for k, n in windows["default"] if k[0] == "e2e"]
+    assert len(full) == 1 and full[0] == (16000 * 3 + 800 + 1600 - 800) // 960  # the final step: the whole utterance
+    assert all(k[0] == "e2e-window" for k, _ in windows["lean"])  # every step, the final one too
+    assert max(n for _, n in windows["lean"]) == 10 + 10  # 600 ms of new frames + 10 of context
+    assert max(n for k, n in windows["default"] if k[0] == "e2e-window") == 20 + 10  # 20 frames of context
     for tgt in ("en", "ja"):
-        assert lean.e2e_policy_for(tgt).lookahead == 1 and cfg.e2e_policy_for(tgt).lookahead == 4
-        assert lean.policy_for(tgt) == cfg.policy_for(tgt)  # the text path is untouched
+        assert cfg.e2e_lean().e2e_policy_for(tgt).lookahead == 1 and cfg.e2e_policy_for(tgt).lookahead == 4
+        assert cfg.e2e_lean().policy_for(tgt) == cfg.policy_for(tgt)  # the text path is untouched
     explicit = PipelineConfig.create("zh", "en", mode="e2e", lookahead=3).e2e_lean()
     assert explicit.e2e_policy_for("en").lookahead == 3  # a client's own lookahead wins
 
@@ -132,7 +173,7 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
     utterance's final translation, transcript and cascade sentence to the caps (96, 48, 256
     tokens): each final decode gets what the length bound leaves for its input's length."""
     from streamst.audio import read_audio
-    from streamst.e2e.path import UNITS_PER_SECOND
+    from streamst.e2e.config import UNITS_PER_SECOND
     from streamst.loading import Models
     from streamst.pipeline import CASCADE_MAX_TOKENS, PipelineConfig, TranslationSession
     from streamst.profiles import load_profile
@@ -140,9 +181,10 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
     models = Models(load_profile(str(tiny_models_root / "profiles" / "tiny.json")), root=tiny_models_root)
     x, _ = read_audio(speech("今天天气很好", "zh", gap_ms=600))
     config = PipelineConfig.create("zh", "en", mode="all")
-    config = dataclasses.replace(config, e2e_source_text=True)
+    config = dataclasses.replace(config, e2e=dataclasses.replace(config.e2e, source_text=True))
     session = TranslationSession(models, config)
-    e2e, track = session.e2e, session.tracks[0]
+    e2e, text = session.e2e, session.tracks[0]
+    track = text.track
     seen: dict[str, list] = {"e2e": [], "transcript": [], "cascade": [], "simul": []}
 
     def spy(name, obj, attr, record):
@@ -155,12 +197,12 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
         setattr(obj, attr, wrapper)
 
     e2e_track = e2e.tracks[0]
-    spy("e2e", e2e_track.stream, "propose", lambda out, speech, committed, max_new_tokens: seen["e2e"].append(
+    spy("e2e", e2e.streams[0], "propose", lambda out, speech, committed, max_new_tokens: seen["e2e"].append(
         (e2e_track.state.source_finished, len(e2e_track.state.source), len(e2e_track.state.target), max_new_tokens, out)))
     spy("transcript", e2e.source_stream, "propose", lambda out, speech, committed, max_new_tokens: seen["transcript"].append(
         (speech.embeds.shape[0], max_new_tokens, out)))
-    spy("simul", track.stream, "propose", lambda out, source, committed, max_new_tokens: seen["simul"].append(
-        (track.state.source_finished, len(track.state.source), len(track.state.target), max_new_tokens)))
+    spy("simul", track.proposer.stream, "propose_many", lambda out, sources, committed, max_new_tokens, follow_first:
+        seen["simul"].append((track.state.source_finished, len(track.state.source), len(track.state.target), max_new_tokens)))
 
     class Mt:  # the cascade's sentence translation
         def __getattr__(self, name):
@@ -180,13 +222,13 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
     finals = [f for f in seen["e2e"] if f[0]]
     assert finals, seen
     for _, chunks, committed, budget, out in finals:
-        assert budget == final_tokens(chunks * e2e_track.ratio, committed, "en", config.e2e_final_tokens)
-        assert budget < config.e2e_final_tokens
+        assert budget == final_tokens(chunks * e2e_track.ratio, committed, "en", config.e2e.final_tokens)
+        assert budget < config.e2e.final_tokens
         assert out.steps - 1 <= budget and not out.complete  # random weights: it ran to the bound
     [(frames, budget, out)] = seen["transcript"]
     rate = 0.06 * UNITS_PER_SECOND["zh"]  # source units per 60 ms speech frame
-    bounds = [final_tokens(n * rate, 0, "zh", config.e2e_final_tokens) for n in (frames - 1, frames + 1)]
-    assert bounds[0] <= budget <= bounds[1] < config.e2e_final_tokens
+    bounds = [final_tokens(n * rate, 0, "zh", config.e2e.final_tokens) for n in (frames - 1, frames + 1)]
+    assert bounds[0] <= budget <= bounds[1] < config.e2e.final_tokens
     assert seen["cascade"], seen
     for budget, _ in seen["cascade"]:
         assert budget < CASCADE_MAX_TOKENS
@@ -196,7 +238,7 @@ def test_final_steps_stop_at_the_length_bound(tiny_models_root, speech) -> None:
         assert budget == final_tokens(units * track.ratio, committed, "en", config.max_new_tokens)
     # a client's low schedule ratio must not shrink the bound below the pair's typical length
     slow = TranslationSession(models, PipelineConfig.create("zh", "en", mode="all", ratio=0.05))
-    assert slow.tracks[0].ratio == track.ratio == 0.625
+    assert slow.tracks[0].track.ratio == track.ratio == 0.625
     assert slow.e2e.tracks[0].ratio == e2e_track.ratio > slow.e2e.tracks[0].policy.ratio
 
 
@@ -262,8 +304,10 @@ def test_pipeline_batched_alternatives_match_sequential(tiny_models_root, speech
     for batched in (True, False):
         session = TranslationSession(models, config)
         if not batched:
-            for track in session.tracks:
-                track.stream.propose_many = None  # the pipeline falls back to one propose each
+            for text in session.tracks:  # a stream without batching: one propose each
+                stream = text.track.proposer.stream
+                stream.propose_many = lambda srcs, committed, *, max_new_tokens, follow_first=False, one=stream.propose_many: [
+                    one([x], committed, max_new_tokens=max_new_tokens)[0] for x in srcs]
         for i in range(0, len(x), 9600):
             session.insert_audio(x[i : i + 9600])
             session.process()
@@ -282,9 +326,9 @@ def test_pipeline_proposals_stay_within_the_budget(tiny_models_root, speech) -> 
     x, _ = read_audio(speech("区块链是今年最火热的科技趋势了", "zh", gap_ms=600))
     config = PipelineConfig.create("zh", "en", lookahead=2)
     session = TranslationSession(models, config)
-    track = session.tracks[0]
+    track = session.tracks[0].track
     seen: list[tuple[int, int]] = []
-    original = track._translate_many
+    original = track._propose_many
 
     def spy(sources, finished=False):
         outs = original(sources, finished)
@@ -293,7 +337,7 @@ def test_pipeline_proposals_stay_within_the_budget(tiny_models_root, speech) -> 
             seen.extend((len(o) - len(track.state.target), budget) for o in outs)
         return outs
 
-    track._translate_many = spy  # type: ignore[method-assign]
+    track._propose_many = spy  # type: ignore[method-assign]
     for i in range(0, len(x), 9600):
         session.insert_audio(x[i : i + 9600])
         session.process()

@@ -4,11 +4,13 @@ and a clear refusal where the profile has no end-to-end model."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 from websockets.sync.client import connect
 
 from streamst.server import ServerConfig
+from streamst.text import join_units, split_units
 from tests.server_util import ServerThread, expect_error, metric_value, read_wav, run_session
 
 ZH = "区块链是今年最火热的科技趋势了。"
@@ -69,7 +71,7 @@ def test_a_lean_server_runs_e2e_sessions_with_the_lean_levers_and_says_so(models
     server's batcher (on CPU only when asked)."""
     from dataclasses import replace
 
-    from streamst.pipeline import E2E_LEAN
+    from streamst.e2e.config import E2E_LEAN
 
     for lean in (False, True):
         # the lean run also batches the e2e decoder's forwards (off by default on CPU)
@@ -85,12 +87,25 @@ def test_a_lean_server_runs_e2e_sessions_with_the_lean_levers_and_says_so(models
         assert code == 1000, msgs[-3:]
         e2e = msgs[0]["config"]["e2e"]
         assert e2e["final_encoding"] == ("incremental" if lean else "full")
-        assert e2e["context_frames"] == (E2E_LEAN["e2e_context_frames"] if lean else 20)
+        assert e2e["context_frames"] == (E2E_LEAN["context_frames"] if lean else 20)
         assert e2e["policy"]["en"]["lookahead"] == (1 if lean else 4)
         assert e2e["policy"]["en"]["continuations"] == 0
         assert msgs[0]["config"]["policy"]["en"]["lookahead"] == 4  # the simul path's
         finals = [m for m in msgs if m["type"] == "translation" and m["mode"] == "e2e" and m["final"]]
         assert finals and finals[-1]["committed"]
+        # the end summary groups by (language, path): the e2e text and figures are its own
+        summary = msgs[-1]["summary"]
+        outputs = summary["outputs"]["en"]
+        assert set(outputs) == {"simul", "cascade", "e2e"}
+        assert outputs["e2e"]["text"] == join_units([u for f in finals for u in split_units(f["committed"], "en")], "en")
+        for path in ("simul", "e2e"):
+            lat = [m["metrics"] for m in msgs if m["type"] == "latency" and m["mode"] == path]
+            assert outputs[path]["utterances"] == len(lat) > 0
+            als = [m["AL"] for m in lat if "AL" in m]
+            assert outputs[path]["mean_latency_ms"].get("AL") == (round(statistics.fmean(als), 1) if als else None)
+        assert summary["mean_latency_ms"]["en"] == outputs["simul"]["mean_latency_ms"]  # never averaged with e2e
+        assert {r["path"] for r in summary["results"]} == {"simul", "e2e"}
+        assert [r["e2e"] for r in summary["results"] if r["path"] == "e2e"] == [f["committed"] for f in finals]
 
 
 def test_e2e_decoder_batching_defaults_by_device():

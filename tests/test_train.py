@@ -214,7 +214,8 @@ def test_training_from_random_init_learns_to_translate(models_env, manifest, tmp
 
     models = Models.from_profile(str(res.profile))
     assert models.profile.e2e.source == str(res.model.resolve())
-    cfg = dataclasses.replace(PipelineConfig.create("zh", "en", mode="e2e"), e2e_source_text=False)
+    cfg = PipelineConfig.create("zh", "en", mode="e2e")
+    cfg = dataclasses.replace(cfg, e2e=dataclasses.replace(cfg.e2e, source_text=False))
     items = read_train_manifest(manifest)
     hyps = []
     for item in items:

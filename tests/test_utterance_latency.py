@@ -42,3 +42,29 @@ def test_computation_aware_latency_restarts_per_utterance(tiny_models, speech, t
     for e in lat[1:]:
         if "LAAL_CA" in e.metrics:
             assert e.metrics["LAAL_CA"] < EARLIER_COMPUTE_MS / 10, e.metrics
+
+
+def test_the_summary_groups_by_language_and_path():
+    """Mode ``all``: each (language, path) keeps its own text and figures; the simul and e2e
+    utterance figures are never averaged together, and the e2e text is kept."""
+    from streamst.results import UtteranceResult, path_summary, primary_means, utterance_metrics
+
+    def result(utt: int, path: str, text: str, delay: float, **kw) -> UtteranceResult:
+        r = UtteranceResult(utt, "en", 1000 * utt, 1000 * utt + 900, "源", path=path, **{path: text}, **kw)
+        r.delays_ms = r.elapsed_ms = [delay] * len(text.split())
+        r.metrics = utterance_metrics(r)
+        return r
+
+    results = [result(0, "simul", "a b", 800.0, cascade="A B", cascade_delay_ms=900.0), result(0, "e2e", "x", 300.0),
+               result(1, "simul", "c", 1900.0, cascade="C", cascade_delay_ms=1900.0), result(1, "e2e", "y z", 1500.0)]
+    out = path_summary(results, 2000, ["en"], ["e2e", "simul", "cascade"])["en"]
+    assert (out["simul"]["text"], out["e2e"]["text"], out["cascade"]["text"]) == ("a b c", "x y z", "A B C")
+    assert out["simul"]["utterances"] == out["e2e"]["utterances"] == 2
+    simul_al = [r.metrics["AL"] for r in results if r.path == "simul"]
+    e2e_al = [r.metrics["AL"] for r in results if r.path == "e2e"]
+    assert out["simul"]["mean_latency_ms"]["AL"] == round(sum(simul_al) / 2, 1)
+    assert out["e2e"]["mean_latency_ms"]["AL"] == round(sum(e2e_al) / 2, 1) != out["simul"]["mean_latency_ms"]["AL"]
+    assert out["e2e"]["AL"] < out["simul"]["AL"]  # whole-stream figures, per path
+    assert set(out["cascade"]) == {"text"}  # the cascade is not simultaneous: no latency figures
+    assert primary_means({"en": out}) == {"en": out["simul"]["mean_latency_ms"]}
+    assert primary_means({"en": {"e2e": out["e2e"]}}) == {"en": out["e2e"]["mean_latency_ms"]}

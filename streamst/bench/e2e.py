@@ -37,8 +37,8 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
               configs: tuple[str, ...] = CONFIGS, seed: int = 0) -> list[dict[str, Any]]:
     """Time chunk steps of one utterance per length and configuration; one row per pair."""
     from streamst.asr.vad import AlwaysSpeech
-    from streamst.e2e.path import E2EPath
     from streamst.mt.kv import CachedDecoder
+    from streamst.e2e.path import E2EPath
     from streamst.pipeline import PipelineConfig
 
     rng = np.random.default_rng(seed)
@@ -48,19 +48,20 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
         audio = (0.1 * rng.standard_normal(n)).astype(np.float32)
         for name in configs:
             base = PipelineConfig.create("zh", "en", mode="e2e", policy="wait-k", chunk_ms=chunk_ms, k=1, max_lag=1)
-            cfg = replace(base, e2e_step_tokens=step_tokens, e2e_final_tokens=final_tokens, e2e_source_text=False,
-                          max_utterance_ms=max(int(length * 1000) + 2 * chunk_ms, base.max_utterance_ms),
-                          e2e_encoding="incremental" if name == "incremental" else "full")
-            path = E2EPath(model, AlwaysSpeech(), cfg, clock=lambda: 0.0, results=deque())
+            cfg = replace(base, e2e=replace(base.e2e, step_tokens=step_tokens, final_tokens=final_tokens, source_text=False,
+                          max_utterance_ms=max(int(length * 1000) + 2 * chunk_ms, base.e2e.max_utterance_ms),
+                          encoding="incremental" if name == "incremental" else "full"))
+            path = E2EPath(model, AlwaysSpeech(), cfg.e2e, src_lang="zh", policies={"en": cfg.e2e_policy_for("en")},
+                           chunk_ms=chunk_ms, clock=lambda: 0.0, results=deque())
             if name == "full-nokv":
-                for t in path.tracks:
-                    t.stream.decoder = CachedDecoder(model.lm, kv_reuse=False)
+                for s in path.streams:
+                    s.decoder = CachedDecoder(model.lm, kv_reuse=False)  # type: ignore[attr-defined]
             # warm-up: one chunk, so that one-time costs (allocator, kernels) do not count
             path.insert_audio(audio[: 16 * chunk_ms])
             path.process()
             path.reset()
-            for t in path.tracks:
-                t.stream.reset()
+            for s in path.streams:
+                s.reset()
             step = 16 * chunk_ms
             per_chunk: list[float] = []
             total = 0.0
@@ -77,7 +78,7 @@ def bench_e2e(model, *, lengths_s: list[float], chunk_ms: int = 600, step_tokens
             path.finish()
             final_ms = (time.perf_counter() - t0) * 1e3
             total += final_ms / 1e3
-            stats = path.tracks[0].stream.last
+            stats = path.streams[0].last  # type: ignore[attr-defined]
             rows.append({
                 "length_s": length, "config": name, "chunks": len(per_chunk),
                 "chunk_p50_ms": round(statistics.median(per_chunk), 1),

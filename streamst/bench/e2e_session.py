@@ -18,7 +18,7 @@ Each configuration (``--configs``) is one session on the same audio:
   greedy-exact): decode steps are only spent where the new proposal departs from the old one;
 * ``lean``: ``draft`` plus the opt-in levers that change outputs (``PipelineConfig.e2e_lean``,
   ``translate``/``serve --e2e-lean``): the final step encodes only
-  the unfrozen frames (``e2e_final_encoding=incremental``, the transcript's audio K/V
+  the unfrozen frames (``final_encoding=incremental``, the transcript's audio K/V
   prefilled chunk by chunk), 10 frames (600 ms) of encoder left context instead of 20, and a
   policy lookahead of 1 unit instead of 4 (fewer tokens decoded per step).
 
@@ -122,8 +122,8 @@ def run_session(model, audio: np.ndarray, *, chunk_ms: int = 600, final_tokens: 
 
     meter = _Meter(model)
     models = _E2EModels(meter)
-    cfg = replace(PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms),
-                  e2e_final_tokens=final_tokens, e2e_source_text=source_text)
+    cfg = PipelineConfig.create("zh", "en", mode="e2e", policy=policy, chunk_ms=chunk_ms)
+    cfg = replace(cfg, e2e=replace(cfg.e2e, final_tokens=final_tokens, source_text=source_text))
     if lean:
         cfg = cfg.e2e_lean()  # translate/serve --e2e-lean
     session = TranslationSession(models, cfg, e2e_lm=lm)

@@ -35,6 +35,12 @@ class TranslationStream(Protocol):
         ``committed`` (never regenerated) and return the proposed full target."""
         ...
 
+    def propose_many(self, sources: list[str], committed: str, *, max_new_tokens: int = 64,
+                     follow_first: bool = False) -> list[Proposal]:
+        """``propose`` for several source prefixes in one batched decode; ``follow_first``: the
+        later ones may stop where they first differ from the first."""
+        ...
+
     def predict_source(self, source: str, n: int, *, max_new_tokens: int = 8) -> list[str]:
         """Up to ``n`` likely continuations of the source prefix, by the model's own
         prediction (used by the reorder-aware policy's anticipation)."""

@@ -236,13 +236,7 @@ class QwenStream:
         ``proposal.text`` always starts with ``committed``; ``complete`` is False when
         ``max_new_tokens`` cut the continuation (its last word may be partial).
         """
-        o = self.options
-        segments = self.prompt.build(
-            source, committed, max_source_tokens=o.max_source_tokens, max_target_tokens=o.max_target_tokens
-        )
-        out = self.decoder.decode(segments, max_new_tokens=max_new_tokens)
-        return Proposal(text=committed + out.text, continuation=out.text, steps=out.steps,
-                        reused_tokens=out.stats.reused_tokens, complete=out.complete)
+        return self.propose_many([source], committed, max_new_tokens=max_new_tokens)[0]  # one row: decode()
 
     def propose_many(self, sources: list[str], committed: str, *, max_new_tokens: int = 64,
                      follow_first: bool = False) -> list[Proposal]:

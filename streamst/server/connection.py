@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import statistics
 import struct
 import time
 import uuid
@@ -37,6 +36,7 @@ from streamst.audio import StreamResampler, decode_pcm
 from streamst.errors import AudioFormatError
 from streamst.events import Event, LatencyEvent
 from streamst.pipeline import PipelineConfig, TranslationSession
+from streamst.results import path_summary, primary_means
 from streamst.server import strict
 from streamst.server.guard import guarded, log_failure, watch
 from streamst.server.protocol import (
@@ -492,22 +492,19 @@ class NativeConnection(Connection):
         st = self.runner.status()
         audio_ms = max(1, st.audio_ms)
         results = [
-            {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms,
-             "source": r.source, "simul": r.simul, "cascade": r.cascade, "metrics": r.metrics,
+            {"utterance": r.utterance, "language": r.language, "path": r.path, "start_ms": r.start_ms, "end_ms": r.end_ms,
+             "source": r.source, "simul": r.simul, "e2e": r.e2e, "cascade": r.cascade, "metrics": r.metrics,
              "retention_proxy": r.retention_proxy}
             for r in self.session.results
         ]
-        means: dict[str, dict[str, float]] = {}
-        for lang in self.session.cfg.tgt_langs:
-            rows = [r.metrics for r in self.session.results if r.language == lang and r.metrics]
-            keys = sorted({k for row in rows for k in row})
-            means[lang] = {k: round(statistics.fmean(row[k] for row in rows if k in row), 1) for k in keys}
+        cfg = self.session.cfg
+        outputs = path_summary(self.session.results, audio_ms, cfg.tgt_langs, cfg.paths)  # per (language, path)
         return {
             "session": self.id, "audio_ms": st.audio_ms, "processed_ms": st.processed_ms,
             "compute_ms": round(self.session.compute_ms, 1),
             "real_time_factor": round(self.session.compute_ms / audio_ms, 4),
             "updates": st.updates, "coalesced_ms": st.coalesced_ms, "max_lag_ms": self.runner.max_lag_ms,
-            "utterances": self.finals, "mean_latency_ms": means, "results": results,
+            "utterances": self.finals, "mean_latency_ms": primary_means(outputs), "outputs": outputs, "results": results,
         }
 
 

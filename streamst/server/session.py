@@ -61,6 +61,6 @@ def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
         "policy": policies,
     }
     if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
-        out["e2e"] = {"final_encoding": cfg.e2e_final_encoding, "context_frames": cfg.e2e_context_frames,
+        out["e2e"] = {"final_encoding": cfg.e2e.final_encoding, "context_frames": cfg.e2e.context_frames,
                       "policy": {t: dataclasses.asdict(cfg.e2e_policy_for(t)) for t in cfg.tgt_langs}}
     return out
