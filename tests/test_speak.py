@@ -110,7 +110,10 @@ def test_speaker_speaks_in_order_off_the_loop_and_merges_when_behind():
         sp = Speaker(synth, ["en"], "simul", clock=lambda: 0.0, on_chunk=got.append,
                      policy=SpeechPolicy(merge_over=2))
         task = asyncio.create_task(sp.run())
-        sp.feed([tr(0, "a, b, c, d, e, f", 1000, final=True)])  # six segments queued at once
+        text = "a, b, c, d, e, f"
+        for i, n in enumerate((3, 6, 9, 12, 15)):  # five clauses commit before any is spoken
+            sp.feed([tr(0, text[:n], 1000 + i)])
+        sp.feed([tr(0, text, 1006, final=True)])
         sp.end()
         await task
         return sp

@@ -111,6 +111,8 @@ class ServerConfig:
     e2e_batch_rows: int | None = None
     mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
+    speech: bool = True  # the OpenAI endpoint speaks (session.output_audio.delta); serve --no-speech: text only
+    tts: str | None = None  # speech engine "KIND" or "KIND:DIR" (serve --tts); None: the profile's tts role
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_frame_bytes < 1024 or self.idle_timeout_s <= 0 or self.max_session_s <= 0:
@@ -149,6 +151,7 @@ class Server:
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
+        self.tts: Any = None  # the speech engine of spoken output (streamst/speak); None: text only
         self.started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -194,6 +197,9 @@ class Server:
         assert self.models is not None
         self.models.asr, self.models.mt, self.models.punc  # noqa: B018 - properties load
         self.models.new_vad()
+        from streamst.speak.serving import server_synthesizer
+
+        self.tts = server_synthesizer(self.models, self.config.tts)
         self.e2e_available = False
         if self.models.has_e2e:  # optional: without it, modes e2e/all are refused (mode_unavailable)
             try:

@@ -69,6 +69,9 @@ class ServerMetrics:
         self.batch = Histogram("streamst_asr_batch_size", "Windows per batched ASR call.",
                                buckets=tuple(float(b) for b in BATCH_BUCKETS), registry=reg)
         self.sessions_total.labels(endpoint="ws")  # present (at 0) before the first session
+        from streamst.speak.serving import SpeechMetrics
+
+        self.speech = SpeechMetrics(reg)  # spoken output (streamst/speak)
 
     def _rtf(self) -> float:
         with self._lock:

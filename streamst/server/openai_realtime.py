@@ -277,6 +277,9 @@ class OpenAIConnection(Connection):
         self.resample = StreamResampler(INPUT_RATE)
         self.runner = SessionRunner(self.session, self.server.executor,
                                     max_pending_ms=int(self.cfg.max_pending_s * 1000), on_update=self.on_update)
+        if self.cfg.speech and self.server.tts is not None:  # OpenAI's service always speaks (serve --no-speech)
+            runner = self.runner
+            self.speak([self.settings.language], cfg.paths[0], lambda: runner.received / 16, self.send_audio)
         self.runner_task = self._spawn(self.run_runner())
 
     def append(self, samples: np.ndarray) -> None:
@@ -297,6 +300,8 @@ class OpenAIConnection(Connection):
         self.runner.feed(self.resample.flush())
         self.runner.end()
         await asyncio.wait({self.runner_task})
+        await self.finish_speaking()
+        self.speaker = self.speaker_task = None
         self.offset_ms += self.session.audio_ms if self.session is not None else 0
         self.generation += 1
         self.runner, self.runner_task, self.session, self.resample = None, None, None, None
@@ -310,8 +315,17 @@ class OpenAIConnection(Connection):
         self.closing = True
 
     # -- results ---------------------------------------------------------------------------------
+    def send_audio(self, chunk) -> None:
+        """A spoken chunk (streamst/speak) as ``session.output_audio.delta`` events."""
+        from streamst.speak.serving import openai_deltas
+
+        for fields in openai_deltas(chunk, self.offset_ms):
+            self.send(self.event("session.output_audio.delta", **fields))
+
     def on_update(self, events: list[Event], samples: int, compute_ms: float) -> None:
         self.server.metrics.update(samples, compute_ms)
+        if self.speaker is not None:
+            self.speaker.feed(events)
         for ev in events:
             if isinstance(ev, TranslationEvent):
                 delta = self._out.delta((self.generation, ev.utterance), ev.committed, ev.language)

@@ -91,6 +91,7 @@ class StartIn(_Strict):
     mode: str = "simul"
     policy: PolicyIn = PolicyIn()
     chunk_ms: Annotated[int, Field(ge=CHUNK_MS_RANGE[0], le=CHUNK_MS_RANGE[1], multiple_of=FRAME_MS)] = 600
+    speak: Annotated[list[str], Field(max_length=MAX_TARGETS)] = []  # targets to speak (streamst/speak)
 
 
 PingId = (Annotated[str, Field(max_length=MAX_PING_ID)] | bool | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)]
@@ -108,7 +109,7 @@ class EndIn(_Strict):
 
 # field (dotted path; the longest listed prefix wins) -> error code; everything else bad_value
 START_CODES = {"sample_rate": "bad_sample_rate", "encoding": "bad_encoding", "src_lang": "bad_language",
-               "tgt_langs": "bad_language", "policy.name": "bad_policy"}
+               "tgt_langs": "bad_language", "policy.name": "bad_policy", "speak": "bad_language"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Start:
     mode: str = "simul"
     policy: PolicySpec = PolicySpec()
     chunk_ms: int = 600
+    speak: tuple[str, ...] = ()  # target languages whose translation is spoken (``speech`` messages)
 
     def to_message(self) -> dict[str, Any]:
         """The ``start`` message as clients send it: the one place it is built (``streamst mic``,
@@ -134,7 +136,7 @@ class Start:
         policy: dict[str, Any] = {"name": self.policy.name, **dict(self.policy.overrides)}
         return {"type": "start", "version": self.version, "sample_rate": self.sample_rate, "encoding": self.encoding,
                 "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
-                "policy": policy, "chunk_ms": self.chunk_ms}
+                "policy": policy, "chunk_ms": self.chunk_ms, **({"speak": list(self.speak)} if self.speak else {})}
 
     def pipeline_config(self) -> PipelineConfig:
         try:
@@ -188,6 +190,8 @@ def parse_start(obj: dict[str, Any]) -> Start:
                                             f"(known: {', '.join(TARGET_LANGS)})")
     if len(set(tgts)) != len(tgts) or src in tgts:
         raise ProtocolError("bad_language", f"tgt_langs must be 1..{MAX_TARGETS} distinct languages other than src_lang, got {tgts!r}")
+    if not set(msg.speak) <= set(tgts) or len(set(msg.speak)) != len(msg.speak):
+        raise ProtocolError("bad_language", f"speak must list distinct languages of tgt_langs, got {strict.clip(repr(msg.speak))}")
     if msg.mode not in MODES:
         raise ProtocolError("bad_value", f"mode must be one of {', '.join(MODES)}, got {strict.short(msg.mode)}")
     pol = msg.policy
@@ -195,7 +199,8 @@ def parse_start(obj: dict[str, Any]) -> Start:
         raise ProtocolError("bad_policy", f"policy.name must be one of {', '.join(POLICY_NAMES)}, got {strict.short(pol.name)}")
     overrides = tuple(sorted((k, v) for k, v in pol.model_dump(exclude={"name"}).items() if v is not None))
     start = Start(version=msg.version, sample_rate=msg.sample_rate, encoding=msg.encoding, src_lang=src,
-                  tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms)
+                  tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms,
+                  speak=tuple(msg.speak))
     start.pipeline_config()  # validates the policy values against the pair (max_lag >= k, ...)
     return start
 
@@ -277,7 +282,7 @@ def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "sample_rate": start.sample_rate, "encoding": start.encoding, "src_lang": cfg.src_lang,
         "tgt_langs": list(cfg.tgt_langs), "mode": cfg.mode, "chunk_ms": cfg.asr.chunk_ms,
-        "policy": policies,
+        "policy": policies, "speak": list(start.speak),
     }
     if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
         out["e2e"] = {"final_encoding": cfg.e2e_final_encoding, "context_frames": cfg.e2e_context_frames,

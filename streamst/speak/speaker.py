@@ -25,6 +25,8 @@ from streamst.speak.engine import OUTPUT_RATE, Synthesizer, pcm16, to_output
 from streamst.speak.segments import Segment, Segmenter
 from streamst.speak.timeline import SpeechPolicy, Timeline
 
+PIECE_MS = 500  # longest audio in one message (a segment's audio is sent in pieces: outbox bounds)
+
 
 @dataclass(frozen=True)
 class SpeechChunk:
@@ -69,10 +71,20 @@ class SpeechChunk:
                 "source_ms": seg.source_ms, "commit_ms": seg.commit_ms, "delay_ms": round(self.delay_ms, 1),
                 "lag_ms": round(self.lag_ms, 1), "speed": self.speed, "synth_ms": round(self.synth_ms, 1)}
 
-    def to_dict(self) -> dict[str, Any]:
-        """The native protocol's ``speech`` message (docs/protocol.md)."""
-        return {"type": "speech", **self.meta(), "sample_rate": OUTPUT_RATE, "channels": 1, "format": "pcm16",
-                "audio": base64.b64encode(self.pcm16()).decode("ascii")}
+    def pieces(self, max_ms: int = PIECE_MS) -> list[tuple[float, bytes]]:
+        """Its PCM16 in pieces of at most ``max_ms`` (what one message carries): (start on
+        the output timeline, bytes); none when skipped."""
+        raw, step = self.pcm16(), OUTPUT_RATE * max_ms // 1000 * 2
+        return [(self.start_ms + at / 2 * 1000 / OUTPUT_RATE, raw[at: at + step]) for at in range(0, len(raw), step)]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The native protocol's ``speech`` messages of this chunk (docs/protocol.md): one per
+        piece of at most ``PIECE_MS`` (``part`` of ``parts``); one without audio when skipped."""
+        meta = self.meta()
+        pieces = self.pieces() or [(self.start_ms, b"")]
+        return [{"type": "speech", **meta, "part": k, "parts": len(pieces), "at_ms": round(at, 1),
+                 "sample_rate": OUTPUT_RATE, "channels": 1, "format": "pcm16",
+                 "audio": base64.b64encode(raw).decode("ascii")} for k, (at, raw) in enumerate(pieces)]
 
 
 def percentiles(xs: list[float]) -> dict[str, float]:
@@ -157,10 +169,16 @@ def join_text(segments: list[Segment]) -> str:
     return sep.join(s.text for s in segments)
 
 
-def take(queue: deque[Segment], merge_over: int) -> list[Segment]:
-    """The next segments to synthesise: one, or all waiting (merged) past ``merge_over``."""
-    n = len(queue) if len(queue) > merge_over else 1
-    return [queue.popleft() for _ in range(n)]
+def take(queue: deque[Segment], policy: SpeechPolicy) -> list[Segment]:
+    """The next segments to synthesise: one, or past ``merge_over`` waiting, as many as fit
+    in ``merge_chars`` (merged)."""
+    out = [queue.popleft()]
+    if len(queue) >= policy.merge_over:
+        size = len(out[0].text)
+        while queue and size + len(queue[0].text) <= policy.merge_chars:
+            size += len(queue[0].text) + 1
+            out.append(queue.popleft())
+    return out
 
 
 def render_offline(synth: Synthesizer, events: Iterable[Event], languages: list[str], path: str,
@@ -229,7 +247,7 @@ class Speaker:
                     return
                 wake.clear()
                 await wake.wait()
-            segments = take(queue, self.policy.merge_over)
+            segments = take(queue, self.policy)
             now = self.clock()
             speed = track.plan(segments, now)
             audio, ms = (None, 0.0) if speed is None else await asyncio.to_thread(track.render, segments, speed)

@@ -11,7 +11,7 @@ When speech falls behind (the backlog, audio already scheduled beyond now, grows
 1. **speed up**: past ``catch_up_ms`` of backlog, the next segments are synthesised faster,
    linearly up to ``max_speed`` at ``max_backlog_ms``;
 2. **merge**: more than ``merge_over`` segments waiting for synthesis are synthesised as
-   one (one engine call, no pauses between them);
+   one, up to ``merge_chars`` of text (one engine call, no pauses between them);
 3. **skip**: while the backlog exceeds ``max_backlog_ms`` a segment is not spoken (its text
    was sent as text already; a ``skipped`` chunk says so).
 
@@ -30,6 +30,7 @@ class SpeechPolicy:
     max_speed: float = 1.5  # fastest speech (espeak-ng stays intelligible well past this)
     max_backlog_ms: float = 6000.0  # backlog from which segments are skipped
     merge_over: int = 3  # segments waiting for synthesis beyond this are merged into one call
+    merge_chars: int = 160  # ... up to this much text (a merged chunk stays a few seconds long)
 
     def __post_init__(self) -> None:
         if not (0 <= self.catch_up_ms < self.max_backlog_ms and self.max_speed >= 1.0 and self.merge_over >= 1):
