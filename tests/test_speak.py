@@ -148,3 +148,39 @@ def test_unknown_engine_is_one_line():
 
     with pytest.raises(UserError, match="unknown tts kind 'nope'"):
         load_synthesizer("nope")
+
+
+def test_speech_player_plays_messages_in_order_without_a_device():
+    """mic --speak's player, with a stand-in for sounddevice's OutputStream (no device)."""
+    import base64
+
+    from streamst.speak.cli import SpeechPlayer
+
+    class Stream:
+        def __init__(self, **kw):
+            self.kw, self.started, self.closed = kw, False, False
+
+        def start(self):
+            self.started = True
+
+        def stop(self):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    sd = type("sd", (), {"OutputStream": Stream})
+    player = SpeechPlayer(sd)
+    assert player._stream.kw["samplerate"] == OUTPUT_RATE and player._stream.started
+    for value in (1000, 2000):
+        pcm = np.full(300, value, dtype="<i2").tobytes()
+        player.feed({"type": "speech", "audio": base64.b64encode(pcm).decode()})
+    out = np.zeros((512, 1), np.float32)
+    player._stream.kw["callback"](out, 512, None, None)
+    got = np.round(out[:, 0] * 32768).astype(int)
+    assert list(got[:300]) == [1000] * 300 and list(got[300:512]) == [2000] * 212
+    player._stream.kw["callback"](out, 512, None, None)
+    got = np.round(out[:, 0] * 32768).astype(int)
+    assert list(got[:88]) == [2000] * 88 and not got[88:].any()  # then silence
+    player.close()
+    assert player._stream.closed
