@@ -209,10 +209,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 def builders() -> dict[str, Callable[[Path, int], None]]:
     """All offline builder recipes by name."""
-    from streamst.builders import ctpunc, funasr_nano, qwen, sensevoice
+    from streamst.builders import ctpunc, funasr_nano, kokoro, qwen, sensevoice
 
     table: dict[str, Callable[[Path, int], None]] = {}
-    for mod in (sensevoice, qwen, ctpunc, funasr_nano):
+    for mod in (sensevoice, qwen, ctpunc, funasr_nano, kokoro):
         table.update(mod.BUILDERS)
     return table
 

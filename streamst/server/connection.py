@@ -393,15 +393,19 @@ class Connection(abc.ABC):
         ``self.speaker.feed``): ``deliver(chunk)`` sends each chunk, through the outbox."""
         from streamst.speak.speaker import Speaker
 
-        if self.server.tts is None:
+        tts = self.server.tts
+        if tts is None:
             raise ProtocolError("speech_unavailable", "this server has no speech engine (see its log)")
+        if not all(tts.supports(lang) for lang in languages):
+            raise ProtocolError("speech_unavailable", f"the {tts.name} speech engine has no voice for "
+                                f"{', '.join(lang for lang in languages if not tts.supports(lang))}")
         metrics = self.server.metrics.speech
 
         def on_chunk(chunk) -> None:
             metrics.chunk(chunk)
             deliver(chunk)
 
-        self.speaker = Speaker(self.server.tts, languages, path, clock=clock, on_chunk=on_chunk)
+        self.speaker = Speaker(tts, languages, path, clock=clock, on_chunk=on_chunk)
         self.speaker_task = self._spawn(self.speaker.run())
 
     async def finish_speaking(self) -> None:

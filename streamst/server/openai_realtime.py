@@ -277,7 +277,8 @@ class OpenAIConnection(Connection):
         self.resample = StreamResampler(INPUT_RATE)
         self.runner = SessionRunner(self.session, self.server.executor,
                                     max_pending_ms=int(self.cfg.max_pending_s * 1000), on_update=self.on_update)
-        if self.cfg.speech and self.server.tts is not None:  # OpenAI's service always speaks (serve --no-speech)
+        tts = self.server.tts  # OpenAI's service always speaks (serve --no-speech: text only)
+        if self.cfg.speech and tts is not None and tts.supports(self.settings.language):
             runner = self.runner
             self.speak([self.settings.language], cfg.paths[0], lambda: runner.received / 16, self.send_audio)
         self.runner_task = self._spawn(self.run_runner())
