@@ -41,3 +41,24 @@ def test_speak_out_checked_before_models_load(tmp_path, monkeypatch, speech, cap
     wav = speech("你好", "zh")
     assert main(["translate", str(wav), "--profile", "tiny", "--speak-out", str(tmp_path / name)]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_eval_speak_reports_the_speech_output_delay(tiny_models_root, monkeypatch, capsys, tmp_path):
+    from streamst.testset import synthesize_testset
+    from streamst.tts import have_tts
+
+    if not have_tts():
+        pytest.skip("espeak-ng and sox are not installed (apt-get install espeak-ng sox)")
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    manifest = synthesize_testset(tmp_path / "set", langs=["zh-en"], limit=1)
+    out = tmp_path / "report"
+    assert main(["eval", str(manifest), "--profile", "tiny", "--mode", "simul", "--out", str(out), "--speak"]) == 0
+    capsys.readouterr()
+    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    report = json.loads((out / "report.json").read_text())
+    speech = report["meta"]["speech"]
+    assert speech["engine"] == "espeak-ng" and speech["items"] == 1
+    assert speech["segments"] == rec["speech"]["segments"] >= 1
+    delays = rec["speech"]["delays_ms"]
+    assert delays and speech["delay_ms"]["max"] == max(delays) and speech["delay_ms"]["p50"] > 0
+    assert "speech" in (out / "report.md").read_text()

@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import json
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -76,7 +77,10 @@ def build_tiny(path: Path, seed: int = 0) -> None:
     path.mkdir(parents=True, exist_ok=True)
     cfg = tiny_config()
     torch.manual_seed(seed)
-    model = KModel(repo_id="hexgrad/Kokoro-82M", config=cfg, model=_empty_state(path), disable_complex=True).eval()
+    with tempfile.TemporaryDirectory() as tmp:  # KModel loads a state dict: an empty one keeps the random init
+        empty = Path(tmp) / "empty.pth"
+        torch.save({}, empty)
+        model = KModel(repo_id="hexgrad/Kokoro-82M", config=cfg, model=str(empty), disable_complex=True).eval()
     for p in model.parameters():  # the default init of the decoder's convolutions is near silent
         p.data.normal_(0, 0.05)
     (path / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -92,15 +96,6 @@ def build_tiny(path: Path, seed: int = 0) -> None:
     voices = {name: (rng.standard_normal((510, 1, 256)) * 0.1).astype(np.float32) for name in VOICES.values()}
     with open(path / VOICES_FILE, "wb") as f:
         np.savez(f, **voices)
-
-
-def _empty_state(path: Path) -> str:
-    """KModel loads a state dict from a file: an empty one keeps the random init."""
-    import torch
-
-    tmp = path / "empty.pth"
-    torch.save({}, tmp)
-    return str(tmp)
 
 
 BUILDERS = {"kokoro-tiny": build_tiny}

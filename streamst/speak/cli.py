@@ -55,6 +55,26 @@ def speak_out(synth: Synthesizer, events: list[Event], language: str, path: str,
             "duration_s": round(audio.size / OUTPUT_RATE, 3), **meter.summary()}
 
 
+def speech_record(synth: Synthesizer, events: list[Event], language: str, path: str) -> dict[str, Any]:
+    """``eval --speak``: one item's spoken output, kept in results.jsonl (a few floats)."""
+    chunks, meter = render_offline(synth, events, [language], path)
+    return {"delays_ms": [round(d, 1) for d in meter.delays], "lags_ms": [round(x, 1) for x in meter.lags],
+            "segments": meter.segments, "skipped": meter.skipped, "spoken_ms": round(meter.spoken_ms, 1),
+            "synth_ms": round(meter.synth_ms, 1)}
+
+
+def speech_report(records: list[dict[str, Any]], engine: str) -> dict[str, Any]:
+    """The eval report's ``speech`` object over the items' records."""
+    from streamst.speak.speaker import percentiles
+
+    spoken = sum(r["spoken_ms"] for r in records)
+    return {"engine": engine, "items": len(records), "segments": sum(r["segments"] for r in records),
+            "skipped": sum(r["skipped"] for r in records),
+            "delay_ms": percentiles([d for r in records for d in r["delays_ms"]]),
+            "lag_ms": percentiles([d for r in records for d in r["lags_ms"]]),
+            "synthesis_rtf": round(sum(r["synth_ms"] for r in records) / spoken, 4) if spoken else None}
+
+
 class SpeechPlayer:
     """Plays ``speech`` messages (native protocol) in order on an output device: PCM16 goes
     into a queue that the PortAudio callback drains (silence when it runs dry). Holds at
