@@ -35,11 +35,11 @@ def test_kokoro_loads_its_real_format_and_synthesises(kokoro_dir):
     assert synth.name == "kokoro" and synth.sample_rate == 24000
     assert synth.supports("en") and synth.supports("zh") and not synth.supports("ko")
     short = synth.synthesize("Hello.", "en")
-    long = synth.synthesize("Hello, this is a much longer sentence with many more words.", "en")
+    long = synth.synthesize("Hello, how are you today?", "en")
     assert short.dtype == np.float32 and np.isfinite(long).all() and long.std() > 0
     assert long.size > 2 * short.size  # more phonemes, more audio (durations are predicted per phoneme)
-    zh = synth.synthesize("今天天气很好。", "zh")
-    assert zh.size > 0
+    zh = synth.synthesize("你好。", "zh")
+    assert 0 < zh.size < 24000 * 3  # phoneme durations of speech, not of noise
 
 
 def test_kokoro_without_weights_says_what_to_download(tmp_path):

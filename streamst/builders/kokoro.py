@@ -26,6 +26,7 @@ import numpy as np
 
 __all__ = ["BUILDERS", "build_tiny", "MODEL_FILE", "VOICES_FILE", "VOICES"]
 
+DURATION_LOGIT = -2.8  # 50 * sigmoid(-2.8) = 2.9 frames (72 ms) per phoneme
 MODEL_FILE = "kokoro-v1.0.onnx"
 VOICES_FILE = "voices-v1.0.bin"
 # one voice of the real set per language Kokoro speaks (the first letter is the language)
@@ -83,6 +84,11 @@ def build_tiny(path: Path, seed: int = 0) -> None:
         model = KModel(repo_id="hexgrad/Kokoro-82M", config=cfg, model=str(empty), disable_complex=True).eval()
     for p in model.parameters():  # the default init of the decoder's convolutions is near silent
         p.data.normal_(0, 0.05)
+    # durations: each phoneme lasts sum(sigmoid(logits)) frames of 25 ms; random logits give
+    # ~25 frames (0.6 s a phoneme), real speech ~3: a constant logit of -2.8 gives that
+    proj = model.predictor.duration_proj.linear_layer
+    proj.weight.data.zero_()
+    proj.bias.data.fill_(DURATION_LOGIT)
     (path / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
     ids = torch.randint(1, 100, (1, 24))
     ids[0, 0] = ids[0, -1] = 0
