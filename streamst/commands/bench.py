@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_server_parser(bsub)  # `bench server`: concurrent real-time sessions per process
 
+    from streamst.speak.bench import add_parser as add_speech_parser
+
+    add_speech_parser(bsub)  # `bench speech`: synthesis RTF per engine, the bounded speech lag
+
     from streamst.server.soak import add_parser as add_soak_parser
 
     add_soak_parser(bsub)  # `bench soak`: long audio in fast mode, RSS and fds flat
