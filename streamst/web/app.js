@@ -383,7 +383,15 @@
   window.addEventListener("pagehide", () => { if (session) stop(); });
 
   applyQuery();
-  for (const b of speakBoxes()) b.checked = (query.get("speak") || "").split(",").includes(b.value);
+  // one Speak toggle per target language (after ?tgt= may have added languages)
+  const spoken = (query.get("speak") || "").split(",");
+  for (const t of tgtBoxes()) {
+    const label = document.createElement("label");
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", name: "speak", value: t.value,
+                                                                 checked: spoken.includes(t.value) });
+    label.append(box, " " + t.value);
+    $("speak").append(label);
+  }
   applyDisplay();
   setState("idle");
   document.body.dataset.empty = "1";
