@@ -3,6 +3,7 @@ released format (built offline with random weights by streamst/builders/kokoro.p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from streamst.errors import ModelNotFoundError
 
 pytest.importorskip("kokoro_onnx", reason="kokoro-onnx is a dev dependency: pip install -e '.[dev]'")
 pytest.importorskip("onnx", reason="building the test model needs onnx (a dev dependency)")
-if __import__("importlib.util").util.find_spec("kokoro") is None:
+if importlib.util.find_spec("kokoro") is None:
     pytest.skip("building the test model needs the kokoro package's model code: pip install --no-deps kokoro "
                 "(.ci/run does)", allow_module_level=True)
 
