@@ -43,16 +43,15 @@ def test_speak_out_checked_before_models_load(tmp_path, monkeypatch, speech, cap
     assert needle in capsys.readouterr().err
 
 
-def test_eval_speak_reports_the_speech_output_delay(tiny_models_root, monkeypatch, capsys, tmp_path):
+def test_eval_speak_reports_the_speech_output_delay(tiny_models_root, monkeypatch, capsys, tmp_path, speech):
+    """``speech`` (the espeak-ng fixture) skips without espeak-ng; the test set is one line."""
     from streamst.testset import synthesize_testset
-    from streamst.tts import have_tts
 
-    if not have_tts():
-        pytest.skip("espeak-ng and sox are not installed (apt-get install espeak-ng sox)")
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    manifest = synthesize_testset(tmp_path / "set", langs=["zh-en"], limit=1)
     out = tmp_path / "report"
-    assert main(["eval", str(manifest), "--profile", "tiny", "--mode", "simul", "--out", str(out), "--speak"]) == 0
+    args = ["eval", str(synthesize_testset(tmp_path / "set", langs=["zh-en"], limit=1)), "--profile", "tiny",
+            "--mode", "simul", "--out", str(out), "--speak"]
+    assert main(args) == 0
     capsys.readouterr()
     rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     report = json.loads((out / "report.json").read_text())
