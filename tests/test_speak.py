@@ -184,3 +184,16 @@ def test_speech_player_plays_messages_in_order_without_a_device():
     assert list(got[:88]) == [2000] * 88 and not got[88:].any()  # then silence
     player.close()
     assert player._stream.closed
+
+
+def test_engine_option_and_a_server_without_an_engine(caplog):
+    from streamst.errors import UserError
+    from streamst.speak.engine import parse_engine
+    from streamst.speak.serving import server_synthesizer
+
+    assert parse_engine("espeak-ng") == ("espeak-ng", "") and parse_engine("kokoro:/m/k") == ("kokoro", "/m/k")
+    with pytest.raises(UserError, match="--tts: unknown engine 'piper'"):
+        parse_engine("piper:/x")
+    # a server whose engine cannot load speaks nothing and says why in its log (sessions get text)
+    assert server_synthesizer(None, "kokoro:/no/such/dir") is None
+    assert "spoken output is off" in caplog.text and "kokoro-v1.0.onnx" in caplog.text

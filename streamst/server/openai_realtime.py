@@ -12,7 +12,8 @@ base64 of 24 kHz PCM16 mono little-endian), ``session.close``. Server events:
 ``session.created`` (first), ``session.updated``, ``session.input_transcript.delta`` /
 ``session.output_transcript.delta`` (append-only text, spacing inside the delta,
 ``elapsed_ms`` = source stream position in ms when the text was committed),
-``session.closed``, ``error``.
+``session.output_audio.delta`` (the committed translation spoken, PCM16 24 kHz: streamst/speak;
+``serve --no-speech`` turns it off), ``session.closed``, ``error``.
 
 The source language is detected (pipeline ``src_lang="auto"``: SenseVoice's language ID).
 A mistake in one client event is answered by an ``error`` event and the session goes on
