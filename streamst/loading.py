@@ -129,6 +129,18 @@ class Models:
         return self._load("e2e")
 
     @property
+    def tts(self):
+        """The shared speech engine of spoken output (:class:`~streamst.speak.engine.Synthesizer`):
+        the profile's ``tts`` entry, else espeak-ng."""
+        from streamst.speak.engine import load_synthesizer
+
+        spec = self.profile.tts
+        if spec is None:
+            return self._get("tts", lambda: load_synthesizer("espeak-ng"))
+        where = self._where(spec) if spec.source else ""
+        return self._get("tts", lambda: load_synthesizer(spec.kind, where, spec.options, spec.hint(self.profile.name)))
+
+    @property
     def has_e2e(self) -> bool:
         return self.profile.e2e is not None
 

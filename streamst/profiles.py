@@ -29,8 +29,9 @@ from typing import Any, Callable
 from streamst import hub as hubs
 from streamst.errors import ModelNotFoundError, UserError
 
-ROLES = ("asr", "vad", "punc", "mt", "e2e")
-OPTIONAL_ROLES = ("e2e",)  # a profile may lack these; modes that need them fail clearly
+ROLES = ("asr", "vad", "punc", "mt", "e2e", "tts")
+# a profile may lack these; modes that need them fail clearly (no tts: the espeak-ng engine)
+OPTIONAL_ROLES = ("e2e", "tts")
 PACKAGED_PROFILES = Path(__file__).resolve().parent / "data" / "profiles"
 # Which hub a kind's loader downloads from (FunASR's AutoModel defaults to ModelScope).
 HUB_OF_KIND = {"sensevoice": hubs.MODELSCOPE, "fsmn-vad": hubs.MODELSCOPE, "ct-punc": hubs.MODELSCOPE}
@@ -50,7 +51,7 @@ def models_dir() -> Path:
 class ModelSpec:
     """One model of a profile."""
 
-    role: str  # asr | vad | punc | mt | e2e
+    role: str  # asr | vad | punc | mt | e2e | tts
     kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad | fun-asr-nano
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
@@ -109,9 +110,10 @@ class Profile:
     # (profile JSON: "engine": {"kind": "vllm", "url": "http://127.0.0.1:8100/v1,http://127.0.0.1:8101/v1"})
     engine: str = "local"
     engine_url: str = ""
+    tts: ModelSpec | None = None  # speech engine of spoken output (streamst/speak); None: espeak-ng
 
     def specs(self) -> tuple[ModelSpec, ...]:
-        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e) if s is not None)
+        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e, self.tts) if s is not None)
 
     def spec(self, role: str) -> ModelSpec | None:
         return getattr(self, role)
@@ -167,7 +169,7 @@ class Profile:
 
     def unavailable(self, specs: list[ModelSpec], why: str) -> ModelNotFoundError:
         """One line: every model of ``specs`` with how to get it, and why it cannot be fetched now."""
-        names = "; ".join(f"{s.role}{' (mode e2e)' if s.role in OPTIONAL_ROLES else ''} {s.source} "
+        names = "; ".join(f"{s.role}{' (mode e2e)' if s.role == 'e2e' else ''}{' (spoken output)' if s.role == 'tts' else ''} {s.source} "
                           f"({s.hint(self.name)})" for s in specs)
         offline = f" Offline ({why}): download them where there is network, or point the profile at local directories." if why else ""
         return ModelNotFoundError(f"profile '{self.name}' needs {len(specs)} model(s) that are not here: {names}.{offline}")
@@ -213,10 +215,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 def builders() -> dict[str, Callable[[Path, int], None]]:
     """All offline builder recipes by name."""
-    from streamst.builders import ctpunc, funasr_nano, qwen, sensevoice
+    from streamst.builders import ctpunc, funasr_nano, kokoro, qwen, sensevoice
 
     table: dict[str, Callable[[Path, int], None]] = {}
-    for mod in (sensevoice, qwen, ctpunc, funasr_nano):
+    for mod in (sensevoice, qwen, ctpunc, funasr_nano, kokoro):
         table.update(mod.BUILDERS)
     return table
 

@@ -20,12 +20,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "streamst.testset", "streamst.hf_load", "streamst.metrics", "streamst.results", "streamst.builders",
      "streamst.profiles"),
     # models and policies
-    ("streamst.asr", "streamst.mt", "streamst.e2e", "streamst.policy"),
+    ("streamst.asr", "streamst.mt", "streamst.e2e", "streamst.policy", "streamst.speak"),
     ("streamst.loading",),
     # the session pipeline and its paths
     ("streamst.pipeline", "streamst.e2e.path", "streamst.track"),
     # what runs sessions: the service, evaluation, training
-    ("streamst.server", "streamst.evaluation", "streamst.training"),
+    ("streamst.server", "streamst.evaluation", "streamst.training", "streamst.speak.serving"),
     ("streamst.bench",),
     ("streamst.commands",),
     ("streamst.cli",),

@@ -68,6 +68,7 @@ class ClientResult:
     ok: bool = False
     error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    speech_delays_ms: list[float] = field(default_factory=list)  # --speak: per spoken chunk (streamst/speak)
 
 
 def drift_ms(lags: list[int]) -> float:
@@ -121,6 +122,8 @@ async def run_client(url: str, audio: np.ndarray, start: dict[str, Any], timeout
                     elif kind == "translation" and m["mode"] in ("simul", "e2e"):  # the streaming paths
                         key = (m["utterance"], m["language"])
                         units.setdefault(key, []).extend((now, d) for d in m["delays_ms"])
+                    elif kind == "speech" and m["part"] == 0 and not m["skipped"]:
+                        res.speech_delays_ms.append(m["delay_ms"])
                     elif kind == "end":
                         res.flush_s = now - end_sent
                         res.summary = m["summary"]
@@ -191,7 +194,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                   mode: str = "simul", policy: str = "reorder-aware", lag_bound_ms: float = 3000.0,
                   flush_bound_s: float = 5.0, device: str = "cpu", keep_going: bool = False,
                   mt_batch_rows: int | None = None, continuations: int | None = None, log=print,
-                  server_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                  server_options: dict[str, Any] | None = None, speak: bool = False) -> dict[str, Any]:
     """Ramp 1..``max_sessions`` concurrent real-time clients against one in-process server.
     ``server_options``: more :class:`ServerConfig` fields (quantize, threads, e2e_lean,
     e2e_batch_rows...)."""
@@ -209,6 +212,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     overrides = (("continuations", continuations),) if continuations is not None else ()
     start = Start(src_lang=src, tgt_langs=(tgt,), mode=mode, policy=PolicySpec(policy, overrides)).to_message()
     del start["type"]  # _round adds it
+    if speak:
+        start["speak"] = [tgt]  # every session also speaks its translation (streamst/speak)
     rounds = []
     t_load = time.monotonic()
     with running_server(cfg, "bench-server") as server:
@@ -247,6 +252,8 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
                 "loadavg": round(os.getloadavg()[0], 2), "asr_batches": dict(sorted(batches.items())),
                 "decoder_batches": _decoder_batches(mt_before, mt_after, t_round),
                 **({"e2e_batches": _decoder_batches(e2e_before, e2e_after, t_round)} if e2e_after else {}),
+                **({"speech_delay_ms_p50": pct(sd, 50), "speech_delay_ms_p95": pct(sd, 95), "speech_chunks": len(sd)}
+                   if speak and (sd := [v for r in results for v in r.speech_delays_ms]) is not None else {}),
             }
             rounds.append(row)
             log(format_row(row))
@@ -261,7 +268,7 @@ def run_loadcheck(profile: str, *, max_sessions: int, seconds: float, src: str =
     return {"profile": profile, "seconds": seconds, "pair": f"{src}-{tgt}", "mode": mode, "policy": policy,
             "continuations": continuations, "cpus": os.cpu_count(),
             "mt_batch_rows": cfg.mt_batch_rows, "e2e_batch_rows": cfg.e2e_rows, "quantize": cfg.quantize,
-            "threads": cfg.threads, "e2e_lean": cfg.e2e_lean,
+            "threads": cfg.threads, "e2e_lean": cfg.e2e_lean, "speak": speak,
             "lag_bound_ms": lag_bound_ms, "flush_bound_s": flush_bound_s, "rounds": rounds,
             "max_realtime_sessions": best["sessions"] if best else 0,
             "caption_delay_ms_p50": best["caption_delay_ms_p50"] if best else None,
@@ -304,7 +311,7 @@ def command(args: argparse.Namespace) -> int:
                            log=(lambda s: None) if args.json else print,
                            server_options={"quantize": args.quantize, "threads": args.threads, "e2e_lean": args.e2e_lean,
                                            "e2e_batch_rows": args.e2e_batch_rows, "engine": args.engine,
-                                           "engine_url": args.engine_url})
+                                           "engine_url": args.engine_url}, speak=args.speak)
     if args.json:
         print(json.dumps(report))  # one line
     else:

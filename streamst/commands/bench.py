@@ -83,8 +83,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads_arg(s)
     add_engine_args(s)
     add_e2e_lean_arg(s)
+    s.add_argument("--speak", action="store_true", help="every session also speaks its translation (start.speak)")
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_run("server"))
+
+    from streamst.speak.bench import add_parser as add_speech_parser
+
+    add_speech_parser(bsub)  # `bench speech`: synthesis RTF per engine, the bounded speech lag
 
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")

@@ -45,6 +45,7 @@ from streamst.evaluation import SettingResult, UtteranceResult, write_report
 from streamst.loading import Models
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS, PolicyOption
+from streamst.speak.cli import speech_record, speech_report
 from streamst.text import join_units, split_units
 
 RESULTS = "results.jsonl"
@@ -107,6 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N manifest lines only")
     p.add_argument("--out", required=True, help="output folder (results.jsonl there is reused: see --fresh)")
     p.add_argument("--fresh", action="store_true", help="ignore results of an earlier run in --out")
+    p.add_argument("--speak", action="store_true",
+                   help="also speak each item's translation (profile's tts engine) and report the speech-output delay")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -137,10 +140,11 @@ def pipeline_config(line: ManifestLine, params: dict[str, Any], mode: str, chunk
                                  chunk_ms=chunk_ms, **overrides)
 
 
-def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int) -> tuple[Any, int]:
+def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int,
+            on_events=lambda events: None) -> tuple[Any, int]:
     """Stream one manifest line; return (results of its utterances, audio ms)."""
     session = TranslationSession(models, config)
-    stream_file(session, open_audio(line.audio).chunks(chunk_ms), lambda events: None)
+    stream_file(session, open_audio(line.audio).chunks(chunk_ms), on_events)
     return list(session.results), session.audio_ms
 
 
@@ -263,20 +267,26 @@ def run(args: argparse.Namespace) -> int:
             bar.set_description_str(f"eval {n_done + 1}/{len(items)} {name} {line.id}", refresh=True)
             assert models is not None
             t_item = time.perf_counter()
-            results, audio_ms = run_one(models, line, pipeline_config(line, params, args.mode, args.chunk_ms),
-                                        args.chunk_ms)
+            config = pipeline_config(line, params, args.mode, args.chunk_ms)
+            events: list = []
+            results, audio_ms = run_one(models, line, config, args.chunk_ms, events.extend if args.speak else (lambda e: None))
             paths = sorted({p for r in results for p in result_paths(r)})
             store.put({"key": key, "setting": name, "id": line.id, "audio_ms": audio_ms,
                        "wall_s": round(time.perf_counter() - t_item, 3),
-                       "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths}})
+                       "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths},
+                       **({"speech": speech_record(models.tts, events, line.tgt_lang, config.paths[0])}
+                          if args.speak else {})})
             n_done += 1
             bar.update(min(durations[line.id], bar.total - bar.n))
     finally:
         bar.close()
     wall = time.perf_counter() - t0
 
-    report = write_report(out_dir, collect(settings, lines, store, items), meta=run_meta(args, lines, models, wall,
-                                                                                         resumed, len(items)))
+    meta = run_meta(args, lines, models, wall, resumed, len(items))
+    spoken = [rec["speech"] for *_, key in items if "speech" in (rec := store.get(key) or {})]
+    if spoken:  # eval --speak: the speech-output delay beside the text latency (streamst/speak)
+        meta["speech"] = speech_report(spoken, models.tts.name if models is not None else "")
+    report = write_report(out_dir, collect(settings, lines, store, items), meta=meta)
     print(json.dumps({"out": str(out_dir), "settings": [s["name"] for s in report["settings"]],
                       "resumed": resumed, "computed": len(items) - resumed,
                       "files": ["report.json", "report.md", "curve.png", RESULTS]}, ensure_ascii=False))

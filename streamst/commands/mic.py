@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-ms", type=int, default=600, help="server-side streaming chunk")
     p.add_argument("--plain", action="store_true", help="no ANSI codes or in-place rewriting")
     p.add_argument("--json", action="store_true", help="print the raw server events, one JSON object per line")
+    p.add_argument("--speak", action="store_true",
+                   help="play the first target's spoken translation (start.speak; sounddevice output device)")
     p.add_argument("--connect-timeout", type=float, default=30.0, help="seconds to wait for the server's ready")
     p.add_argument("--end-timeout", type=float, default=60.0,
                    help="seconds to wait for the summary after the audio ends")
@@ -333,7 +335,9 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
     from streamst.server.protocol import PolicySpec, Start
 
     start = Start(sample_rate=SAMPLE_RATE, src_lang=args.src, tgt_langs=tuple(tgts), mode=args.mode,
-                  policy=PolicySpec(args.policy), chunk_ms=args.chunk_ms).to_message()
+                  policy=PolicySpec(args.policy), chunk_ms=args.chunk_ms,
+                  speak=tuple(tgts[:1]) if getattr(args, "speak", False) else ()).to_message()
+    player = None  # streamst.speak.cli.SpeechPlayer with --speak, once the session is ready
     url = with_token(args.url, args.token)
     try:
         ws = await asyncio.wait_for(websockets.connect(url, max_size=2**24, open_timeout=None),
@@ -355,6 +359,10 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
             raise ServerError(first.get("code", "error"), first.get("message", ""))
         if first.get("type") != "ready":
             raise ServerError("protocol", f"expected ready, got {first.get('type')!r}")
+        if start.get("speak"):
+            from streamst.speak.cli import SpeechPlayer
+
+            player = SpeechPlayer(_import_sounddevice())
 
         async def send_audio() -> None:
             stopped = asyncio.ensure_future(stop.wait())
@@ -381,6 +389,11 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
                     if isinstance(msg, bytes):
                         continue
                     ev = json.loads(msg)
+                    if ev.get("type") == "speech":
+                        if player is not None:
+                            player.feed(ev)
+                        if not render.json_mode:
+                            continue
                     render.event(ev)
                     if ev.get("type") == "error":
                         raise ServerError(ev.get("code", "error"), ev.get("message", ""))
@@ -411,6 +424,8 @@ async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render:
             for task in (sender, receiver):
                 task.cancel()
             await asyncio.gather(sender, receiver, return_exceptions=True)
+            if player is not None:
+                player.close()
 
 
 def run(args: argparse.Namespace) -> int:

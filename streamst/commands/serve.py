@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rows per decoder forward batched across sessions (0: no cross-session batching)")
     p.add_argument("--e2e-batch-rows", type=int, default=d.e2e_batch_rows,
                    help="the same for the e2e decoder (default: as --mt-batch-rows on a GPU, 0 on CPU)")
+    p.add_argument("--no-speech", action="store_true",
+                   help="the OpenAI endpoint sends text only (no session.output_audio.delta); /ws clients may still ask with start.speak")
+    p.add_argument("--tts", default=None, metavar="KIND[:DIR]",
+                   help="speech engine of spoken output: espeak-ng, or kokoro:DIR (default: the profile's tts, else espeak-ng)")
     p.set_defaults(func=_run)
 
 
@@ -47,6 +51,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers, mt_batch_rows=args.mt_batch_rows,
         e2e_batch_rows=args.e2e_batch_rows, engine=args.engine, engine_url=args.engine_url,
+        speech=not args.no_speech, tts=args.tts,
     )
 
 

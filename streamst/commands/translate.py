@@ -36,6 +36,7 @@ from streamst.errors import UserError
 from streamst.events import Event
 from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS
 from streamst.results import path_summary
+from streamst.speak.cli import add_tts_arg, check_speak_out, speak_out, synthesizer
 
 
 def add_policy_args(p: argparse.ArgumentParser) -> None:
@@ -60,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_stream_args(p)
     add_e2e_lean_arg(p)
+    p.add_argument("--speak-out", default=None, metavar="FILE.wav",
+                   help="also speak the first target's translation into this wav (24 kHz; streamst/speak)")
+    add_tts_arg(p)
     p.set_defaults(func=run)
 
 
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.e2e_lean:
         config = config.e2e_lean()
     audio = open_audio(args.file, declared_rate=args.rate)
+    speak_to = check_speak_out(args.speak_out)
     live = interactive(args.json)
     if live:
         print(f"loading models (profile {args.profile})…", file=sys.stderr, flush=True)
@@ -83,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     session = TranslationSession(models, config)
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()
+    seen: list[Event] = []  # kept for --speak-out
 
     def handle(events: list[Event]) -> None:
+        if speak_to is not None:
+            seen.extend(events)
         for ev in events:
             if args.json:
                 emit(ev.to_dict(), True)
@@ -127,9 +135,15 @@ def run(args: argparse.Namespace) -> int:
         # per target language and path: the whole output and its AL/LAAL (and _CA) over the stream
         "outputs": path_summary(session.results, session.audio_ms, config.tgt_langs, config.paths),
     }
+    if speak_to is not None:
+        summary["speech"] = speak_out(synthesizer(models, args.tts), seen, config.tgt_langs[0], config.paths[0], speak_to)
     if args.json:
         emit(summary, True)
         return 0
+    if speak_to is not None:
+        sp = summary["speech"]
+        print(f"speech: {sp['duration_s']:.1f} s of {sp['language']} in {speak_to} ({sp['segments']} segments, "
+              f"{sp['skipped']} skipped; delay p50 {fmt_s(sp['delay_ms'].get('p50'))} s)")
     n = len({r.utterance for r in session.results})
     print(f"summary: {audio_s:.1f} s of audio, {n} utterance{'s' if n != 1 else ''}, mode {config.mode}, "
           f"profile {args.profile}; {wall:.1f} s of processing (RTF {rtf})")

@@ -91,6 +91,7 @@ class Server:
         self._ws: WsServer | None = None
         self._funasr_ws: WsServer | None = None
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
+        self.tts: Any = None  # the speech engine of spoken output (streamst/speak); None: text only
         self.started = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -135,6 +136,9 @@ class Server:
         assert self.models is not None
         self.models.asr, self.models.mt, self.models.punc  # noqa: B018 - properties load
         self.models.new_vad()
+        from streamst.speak.serving import server_synthesizer
+
+        self.tts = server_synthesizer(self.models, self.config.tts)
         self.e2e_available = False
         if self.models.has_e2e:  # optional: without it, modes e2e/all are refused (mode_unavailable)
             try:

@@ -47,6 +47,8 @@ class ServerConfig:
     e2e_batch_rows: int | None = None
     mt_batch_wait_ms: float = 2.0  # how long the decoder batcher waits for the next forward of a decode under way
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
+    speech: bool = True  # the OpenAI endpoint speaks (session.output_audio.delta); serve --no-speech: text only
+    tts: str | None = None  # speech engine "KIND" or "KIND:DIR" (serve --tts); None: the profile's tts role
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_frame_bytes < 1024 or self.idle_timeout_s <= 0 or self.max_session_s <= 0:

@@ -238,6 +238,8 @@ class Connection(abc.ABC):
         self._tasks: list[asyncio.Task] = []
         self._closer: asyncio.Task | None = None  # a close that bypasses the outbox
         self._failed = asyncio.Event()  # set by fail(): the handler stops reading the client
+        self.speaker: Any = None  # streamst.speak.Speaker when this session speaks
+        self.speaker_task: asyncio.Task | None = None
 
     # -- the endpoint's shapes ------------------------------------------------------------------
     @classmethod
@@ -405,6 +407,33 @@ class Connection(abc.ABC):
                 reset(self.ws)
 
 
+    # -- spoken output (streamst/speak) ------------------------------------------------------
+    def speak(self, languages, path: str, clock, deliver) -> None:
+        """Speak the committed translation of ``languages`` (``path``'s events, fed through
+        ``self.speaker.feed``): ``deliver(chunk)`` sends each chunk, through the outbox."""
+        from streamst.speak.speaker import Speaker
+
+        tts = self.server.tts
+        if tts is None:
+            raise ProtocolError("speech_unavailable", "this server has no speech engine (see its log)")
+        if not all(tts.supports(lang) for lang in languages):
+            raise ProtocolError("speech_unavailable", f"the {tts.name} speech engine has no voice for "
+                                f"{', '.join(lang for lang in languages if not tts.supports(lang))}")
+        metrics = self.server.metrics.speech
+
+        def on_chunk(chunk) -> None:
+            metrics.chunk(chunk)
+            deliver(chunk)
+
+        self.speaker = Speaker(tts, languages, path, clock=clock, on_chunk=on_chunk)
+        self.speaker_task = self._spawn(self.speaker.run())
+
+    async def finish_speaking(self) -> None:
+        """Speak what is queued (bounded by the speech policy); the speaker is done after."""
+        if self.speaker is not None and self.speaker_task is not None:
+            self.speaker.end()
+            await asyncio.wait({self.speaker_task})
+
     @abc.abstractmethod
     async def serve(self) -> None:
         """Consume the client's messages until the session ends (raise ProtocolError to fail)."""
@@ -452,6 +481,9 @@ class NativeConnection(Connection):
         cfg = self.open_session(native_config(start), start.sample_rate)
         self.start = start
         self.send(Ready(session=self.id, config=resolved_config(start, cfg)))
+        if start.speak:
+            runner = self.runner
+            self.speak(start.speak, cfg.paths[0], lambda: runner.received / 16, self.send_speech)
 
     def feed(self, frame: bytes) -> None:
         assert self.start is not None
@@ -459,12 +491,18 @@ class NativeConnection(Connection):
 
     def on_update(self, events: list[Event], samples: int, compute_ms: float) -> None:
         self.server.metrics.update(samples, compute_ms)
+        if self.speaker is not None:
+            self.speaker.feed(events)
         for ev in events:
             if isinstance(ev, LatencyEvent):
                 self.server.metrics.utterance(ev.language, ev.metrics, ev.retention_proxy, path=ev.mode)
             elif getattr(ev, "kind", None) == "final":
                 self.finals += 1
             self.send(ev.to_dict())
+
+    def send_speech(self, chunk) -> None:
+        for message in chunk.messages():
+            self.send(message)
 
     def tick(self) -> None:
         if self.runner is not None:
@@ -483,6 +521,9 @@ class NativeConnection(Connection):
             closed.cancel()
         if self.closing or not runner_task.done():
             return  # failed meanwhile, or the client went away
+        await self.finish_speaking()
+        if self.closing:
+            return
         self.send(self.runner.status())
         self.outbox.put_last(EndMessage(summary=self.summary()), 1000, "end of stream")
         self.closing = True
@@ -505,6 +546,7 @@ class NativeConnection(Connection):
             "real_time_factor": round(self.session.compute_ms / audio_ms, 4),
             "updates": st.updates, "coalesced_ms": st.coalesced_ms, "max_lag_ms": self.runner.max_lag_ms,
             "utterances": self.finals, "mean_latency_ms": primary_means(outputs), "outputs": outputs, "results": results,
+            **({"speech": self.speaker.meter.summary()} if self.speaker is not None else {}),
         }
 
 

@@ -73,6 +73,9 @@ class ServerMetrics:
                                   "Requests to the decoder engine (vLLM, an MT server), by decoder (mt, e2e).",
                                   ["decoder"], buckets=ENGINE_BUCKETS_S, registry=reg)
         self.sessions_total.labels(endpoint="ws")  # present (at 0) before the first session
+        from streamst.speak.serving import SpeechMetrics
+
+        self.speech = SpeechMetrics(reg)  # spoken output (streamst/speak)
 
     def _rtf(self) -> float:
         with self._lock:

@@ -12,7 +12,8 @@ base64 of 24 kHz PCM16 mono little-endian), ``session.close``. Server events:
 ``session.created`` (first), ``session.updated``, ``session.input_transcript.delta`` /
 ``session.output_transcript.delta`` (append-only text, spacing inside the delta,
 ``elapsed_ms`` = source stream position in ms when the text was committed),
-``session.closed``, ``error``.
+``session.output_audio.delta`` (the committed translation spoken, PCM16 24 kHz: streamst/speak;
+``serve --no-speech`` turns it off), ``session.closed``, ``error``.
 
 The source language is detected (pipeline ``src_lang="auto"``: SenseVoice's language ID).
 A mistake in one client event is answered by an ``error`` event and the session goes on
@@ -265,7 +266,11 @@ class OpenAIConnection(Connection):
         self.send(self.session_event("session.updated"))
 
     def begin(self) -> None:
-        self.open_session(PipelineConfig.create(AUTO, [self.settings.language], mode="simul"), INPUT_RATE)
+        cfg = self.open_session(PipelineConfig.create(AUTO, [self.settings.language], mode="simul"), INPUT_RATE)
+        tts = self.server.tts  # OpenAI's service always speaks (serve --no-speech: text only)
+        if self.cfg.speech and tts is not None and tts.supports(self.settings.language):
+            runner = self.runner
+            self.speak([self.settings.language], cfg.paths[0], lambda: runner.received / 16, self.send_audio)
 
     def append(self, samples: np.ndarray) -> None:
         if self.runner is None:
@@ -280,6 +285,8 @@ class OpenAIConnection(Connection):
         self.runner.feed(self.resample.flush())
         self.runner.end()
         await asyncio.wait({self.runner_task})
+        await self.finish_speaking()
+        self.speaker = self.speaker_task = None
         self.offset_ms += self.session.audio_ms if self.session is not None else 0
         self.generation += 1
         self.runner, self.runner_task, self.session, self.resample = None, None, None, None
@@ -293,8 +300,17 @@ class OpenAIConnection(Connection):
         self.closing = True
 
     # -- results ---------------------------------------------------------------------------------
+    def send_audio(self, chunk) -> None:
+        """A spoken chunk (streamst/speak) as ``session.output_audio.delta`` events."""
+        from streamst.speak.serving import openai_deltas
+
+        for fields in openai_deltas(chunk, self.offset_ms):
+            self.send(self.event("session.output_audio.delta", **fields))
+
     def on_update(self, events: list[Event], samples: int, compute_ms: float) -> None:
         self.server.metrics.update(samples, compute_ms)
+        if self.speaker is not None:
+            self.speaker.feed(events)
         for ev in events:
             if isinstance(ev, TranslationEvent):
                 delta = self._out.delta((self.generation, ev.utterance), ev.committed, ev.language)

@@ -66,6 +66,7 @@ class StartIn(_Strict):
     mode: str = "simul"
     policy: PolicyIn = PolicyIn()
     chunk_ms: Annotated[int, Field(ge=CHUNK_MS_RANGE[0], le=CHUNK_MS_RANGE[1], multiple_of=FRAME_MS)] = 600
+    speak: Annotated[list[str], Field(max_length=MAX_TARGETS)] = []  # targets to speak (streamst/speak)
 
 
 PingId = (Annotated[str, Field(max_length=MAX_PING_ID)] | bool | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)]
@@ -83,7 +84,7 @@ class EndIn(_Strict):
 
 # field (dotted path; the longest listed prefix wins) -> error code; everything else bad_value
 START_CODES = {"sample_rate": "bad_sample_rate", "encoding": "bad_encoding", "src_lang": "bad_language",
-               "tgt_langs": "bad_language", "policy.name": "bad_policy"}
+               "tgt_langs": "bad_language", "policy.name": "bad_policy", "speak": "bad_language"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Start:
     mode: str = "simul"
     policy: PolicySpec = PolicySpec()
     chunk_ms: int = 600
+    speak: tuple[str, ...] = ()  # target languages whose translation is spoken (``speech`` messages)
 
     def to_message(self) -> dict[str, Any]:
         """The ``start`` message as clients send it: the one place it is built (``streamst mic``,
@@ -109,7 +111,7 @@ class Start:
         policy: dict[str, Any] = {"name": self.policy.name, **dict(self.policy.overrides)}
         return {"type": "start", "version": self.version, "sample_rate": self.sample_rate, "encoding": self.encoding,
                 "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
-                "policy": policy, "chunk_ms": self.chunk_ms}
+                "policy": policy, "chunk_ms": self.chunk_ms, **({"speak": list(self.speak)} if self.speak else {})}
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def parse_start(obj: dict[str, Any]) -> Start:
                                             f"(known: {', '.join(TARGET_LANGS)})")
     if len(set(tgts)) != len(tgts) or src in tgts:
         raise ProtocolError("bad_language", f"tgt_langs must be 1..{MAX_TARGETS} distinct languages other than src_lang, got {tgts!r}")
+    if not set(msg.speak) <= set(tgts) or len(set(msg.speak)) != len(msg.speak):
+        raise ProtocolError("bad_language", f"speak must list distinct languages of tgt_langs, got {strict.clip(repr(msg.speak))}")
     if msg.mode not in MODES:
         raise ProtocolError("bad_value", f"mode must be one of {', '.join(MODES)}, got {strict.short(msg.mode)}")
     pol = msg.policy
@@ -161,7 +165,8 @@ def parse_start(obj: dict[str, Any]) -> Start:
         raise ProtocolError("bad_policy", f"policy.name must be one of {', '.join(POLICY_NAMES)}, got {strict.short(pol.name)}")
     overrides = tuple(sorted((k, v) for k, v in pol.model_dump(exclude={"name"}).items() if v is not None))
     start = Start(version=msg.version, sample_rate=msg.sample_rate, encoding=msg.encoding, src_lang=src,
-                  tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms)
+                  tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms,
+                  speak=tuple(msg.speak))
     if "simul" in paths_of(start.mode):  # the policy values against each pair's defaults (max_lag >= k, ...)
         try:
             for tgt in start.tgt_langs:

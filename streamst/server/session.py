@@ -58,7 +58,7 @@ def resolved_config(start: Start, cfg: PipelineConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "sample_rate": start.sample_rate, "encoding": start.encoding, "src_lang": cfg.src_lang,
         "tgt_langs": list(cfg.tgt_langs), "mode": cfg.mode, "chunk_ms": cfg.asr.chunk_ms,
-        "policy": policies,
+        "policy": policies, "speak": list(start.speak),
     }
     if "e2e" in cfg.paths:  # the e2e path's own policy (units: chunks) and encoding (serve --e2e-lean)
         out["e2e"] = {"final_encoding": cfg.e2e.final_encoding, "context_frames": cfg.e2e.context_frames,

@@ -4,7 +4,8 @@
 // URL query: token=T (passed to /ws), autostart=1, src=zh, tgt=en[,ja],
 // mode=simul|e2e|cascade|both|all, policy=NAME, keep=N (utterances kept, default 50),
 // view=captions|inspect, size=PX (caption text size), theme=dark|light|yellow, source=0|1,
-// overlay=1 (captions only, transparent background: for OBS browser sources and video mixers).
+// overlay=1 (captions only, transparent background: for OBS browser sources and video mixers),
+// speak=en[,ja] (the Speak toggles: those targets are also spoken, speech.js).
 //
 // Page states (body[data-state]): idle -> connecting -> live -> finishing -> ended; error from
 // any of them. Start is possible again from idle, ended and error.
@@ -29,6 +30,9 @@
     larger: $("larger"), theme: $("theme"), showSource: $("show-source"),
   };
   const tgtBoxes = () => Array.from(document.querySelectorAll('input[name="tgt"]'));
+  const speakBoxes = () => Array.from(document.querySelectorAll('input[name="speak"]'));
+  const speaking = (lang) => speakBoxes().some((b) => b.checked && b.value === lang);
+  const speaker = window.StreamstSpeech.create(); // plays `speech` messages (speech.js)
   const fmtS = window.StreamstView.fmtS;
 
   let session = null; // the running session, see start()
@@ -214,6 +218,7 @@
         if (typeof ev.audio_ms === "number") ui.audio.textContent = fmtS(ev.audio_ms);
         view.onStatus(ev);
         break;
+      case "speech": if (speaking(ev.language)) speaker.play(ev); break;
       case "pong": break;
       case "error":
         showError(`server error ${ev.code}: ${ev.message}`);
@@ -308,6 +313,7 @@
       ws.send(JSON.stringify({
         type: "start", version: 1, sample_rate: 16000, encoding: "pcm_s16le",
         src_lang: ui.src.value, tgt_langs: tgts, mode: s.mode, policy: { name: policy }, chunk_ms: 600,
+        ...(tgts.some(speaking) ? { speak: tgts.filter(speaking) } : {}),
       }));
       s.ping = setInterval(() => {
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping", id: ++s.pingId }));
@@ -377,12 +383,21 @@
   window.addEventListener("pagehide", () => { if (session) stop(); });
 
   applyQuery();
+  // one Speak toggle per target language (after ?tgt= may have added languages)
+  const spoken = (query.get("speak") || "").split(",");
+  for (const t of tgtBoxes()) {
+    const label = document.createElement("label");
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", name: "speak", value: t.value,
+                                                                 checked: spoken.includes(t.value) });
+    label.append(box, " " + t.value);
+    $("speak").append(label);
+  }
   applyDisplay();
   setState("idle");
   document.body.dataset.empty = "1";
   // for tests and embedding: handle(event) renders one protocol event object as if it came
   // from the server
   window.streamst = { start, stop, handle: (ev) => onMessage(JSON.stringify(ev)), setView, setSize, setTheme,
-                      get session() { return session; }, keep: KEEP };
+                      get session() { return session; }, keep: KEEP, speech: speaker.state };
   if (query.get("autostart") === "1") start();
 })();
