@@ -115,6 +115,15 @@ class Models:
         return self._load("e2e")
 
     @property
+    def spk(self):
+        """The shared speaker-embedding model (:class:`~streamst.speakers.embed.Embedder`)."""
+        return self._load("spk")
+
+    @property
+    def has_spk(self) -> bool:
+        return self.profile.spk is not None
+
+    @property
     def has_e2e(self) -> bool:
         return self.profile.e2e is not None
 
@@ -171,10 +180,19 @@ def _funasr_nano(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, An
     return FunAsrNanoSpeech(where, NanoOptions(device=o.device, quantize=o.quantize), hint=hint)
 
 
+def _campplus(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
+    from streamst.speakers.embed import CamPlusEmbedder
+
+    threshold = opts.get("threshold")  # else the model directory's speaker.json, else the default
+    return CamPlusEmbedder.load(where, hint=hint, device=o.device,
+                                threshold=float(threshold) if threshold is not None else None)
+
+
 KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str, Mapping[str, Any]], Any]]] = {
     "asr": {"sensevoice": _sensevoice},
     "vad": {"fsmn-vad": _fsmn_vad},
     "punc": {"ct-punc": _ct_punc, "rule-punc": _rule_punc},
     "mt": {"qwen": _qwen, "openai-http": _openai_http},
     "e2e": {"fun-asr-nano": _funasr_nano},
+    "spk": {"cam++": _campplus},
 }

@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_stream_parsers(bsub)  # `bench asr`, `bench pipeline`: one stream as fast as it goes
 
+    from streamst.speakers.bench import add_parser as add_speakers_parser
+
+    add_speakers_parser(bsub)  # `bench speakers`: speaker attribution on synthetic dialogues, cost
+
 
 @dataclass(frozen=True)
 class MtStep:

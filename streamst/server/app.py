@@ -41,7 +41,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streamst.errors import ModelNotFoundError
+from streamst.errors import ModelNotFoundError, UserError
 from streamst.loading import Models, RuntimeOptions
 from streamst.profiles import load_profile
 from streamst.server.connection import CLOSE_GRACE_S, Connection, NativeConnection, reset
@@ -84,6 +84,7 @@ class ServerConfig:
     quantize: str = "none"  # "int8": dynamic int8 Linear layers in every model (CPU)
     threads: int | None = None  # torch threads per model call on CPU (None: $STREAMST_TORCH_THREADS, else 1)
     e2e_lean: bool = False  # every session's e2e path with PipelineConfig.e2e_lean's cost levers
+    speakers: bool = False  # speaker labels on every session's events (the profile's spk model; issue 23)
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB
     max_session_s: float = 4 * 3600.0  # wall clock (or audio) length of one session
@@ -194,6 +195,11 @@ class Server:
         assert self.models is not None
         self.models.asr, self.models.mt, self.models.punc  # noqa: B018 - properties load
         self.models.new_vad()
+        if self.config.speakers:
+            if not self.models.has_spk:
+                raise UserError(f"--speakers needs a speaker model, and profile '{self.models.profile.name}' has "
+                                "none (add an `spk` entry, or use --profile tiny / default)")
+            self.models.spk  # noqa: B018
         self.e2e_available = False
         if self.models.has_e2e:  # optional: without it, modes e2e/all are refused (mode_unavailable)
             try:
@@ -211,6 +217,16 @@ class Server:
     def bound_funasr_port(self) -> int | None:
         """The FunASR port actually bound (``funasr_port=0`` picks a free one), or None."""
         return self._funasr_ws.sockets[0].getsockname()[1] if self._funasr_ws is not None else None
+
+    def speakers(self, wanted: bool | None = None, max_speakers: int | None = None) -> Any:
+        """A new session's :class:`~streamst.speakers.turns.SpeakerTurns`, or None when speakers
+        are off (server setting, or the client's ``speakers: false``)."""
+        if not self.config.speakers or wanted is False:
+            return None
+        from streamst.speakers.turns import session_speakers
+
+        assert self.models is not None
+        return session_speakers(self.models.spk, max_speakers)
 
     def recognize(self, window, language):
         """The ``RecognizeFn`` sessions use: through the batcher."""

@@ -437,9 +437,12 @@ class NativeConnection(Connection):
         if "e2e" in cfg.paths and not self.server.e2e_available:
             raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                                 f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
+        if start.speakers and not self.server.config.speakers:
+            raise ProtocolError("speakers_unavailable", "this server runs without speaker labels (serve --speakers)")
         self.start = start
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
-                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
+                                          mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm,
+                                          speakers=self.server.speakers(start.speakers, start.max_speakers))
         self.resample = StreamResampler(start.sample_rate)
         self.runner = SessionRunner(self.session, self.server.executor, max_pending_ms=int(self.cfg.max_pending_s * 1000),
                                     step_ms=self.cfg.step_ms, on_update=self.on_update)

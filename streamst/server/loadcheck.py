@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from streamst.commands._common import add_e2e_lean_arg, add_threads_arg
+from streamst.commands._speakers import add_speaker_args
 from streamst.pipeline import MODES
 from streamst.server.protocol import PolicySpec, Start
 
@@ -309,6 +310,7 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     s.add_argument("--quantize", default="none", choices=("none", "int8"), help="as serve --quantize")
     add_threads_arg(s)
     add_e2e_lean_arg(s)
+    add_speaker_args(s, server=True)  # sessions held with speaker labels on vs off
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_command)
 
@@ -322,7 +324,7 @@ def _command(args: argparse.Namespace) -> int:
                            mt_batch_rows=args.mt_batch_rows, continuations=args.continuations,
                            log=(lambda s: None) if args.json else print,
                            server_options={"quantize": args.quantize, "threads": args.threads, "e2e_lean": args.e2e_lean,
-                                           "e2e_batch_rows": args.e2e_batch_rows})
+                                           "e2e_batch_rows": args.e2e_batch_rows, "speakers": args.speakers})
     if args.json:
         print(json.dumps(report))  # one line
     else:
