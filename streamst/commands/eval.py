@@ -42,6 +42,7 @@ from streamst.commands._common import (
 from streamst.errors import UserError
 from streamst.evaluation import SettingResult, UtteranceResult, write_report
 from streamst.loading import Models
+from streamst.commands._speakers import add_speaker_args, session_speakers
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy import POLICY_NAMES
 from streamst.text import join_units, split_units
@@ -105,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (results.jsonl there is reused: see --fresh)")
     p.add_argument("--fresh", action="store_true", help="ignore results of an earlier run in --out")
     add_model_args(p)
+    add_speaker_args(p)  # a speaker label per utterance, counted per manifest line in the report
     p.set_defaults(func=run)
 
 
@@ -129,9 +131,11 @@ def pipeline_config(line: ManifestLine, params: dict[str, Any], mode: str, chunk
                                  chunk_ms=chunk_ms, **overrides)
 
 
-def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int) -> tuple[Any, int]:
-    """Stream one manifest line; return (results of its utterances, audio ms)."""
-    session = TranslationSession(models, config)
+def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int,
+            speakers: Any = None) -> tuple[Any, int]:
+    """Stream one manifest line; return (results of its utterances, audio ms). ``speakers``:
+    the session's :class:`~streamst.speakers.turns.SpeakerTurns` (``--speakers``)."""
+    session = TranslationSession(models, config, speakers=speakers)
     stream_file(session, open_audio(line.audio).chunks(chunk_ms), lambda events: None)
     return list(session.results), session.audio_ms
 
@@ -254,20 +258,28 @@ def run(args: argparse.Namespace) -> int:
             bar.set_description_str(f"eval {n_done + 1}/{len(items)} {name} {line.id}", refresh=True)
             assert models is not None
             t_item = time.perf_counter()
+            spk = session_speakers(args, models)
             results, audio_ms = run_one(models, line, pipeline_config(line, params, args.mode, args.chunk_ms),
-                                        args.chunk_ms)
+                                        args.chunk_ms, speakers=spk)
             paths = sorted({p for r in results for p in result_paths(r)})
             store.put({"key": key, "setting": name, "id": line.id, "audio_ms": audio_ms,
                        "wall_s": round(time.perf_counter() - t_item, 3),
-                       "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths}})
+                       "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths},
+                       **({"speakers": spk.summary(results)} if spk is not None else {})})
             n_done += 1
             bar.update(min(durations[line.id], bar.total - bar.n))
     finally:
         bar.close()
     wall = time.perf_counter() - t0
 
-    report = write_report(out_dir, collect(settings, lines, store, items), meta=run_meta(args, lines, models, wall,
-                                                                                         resumed, len(items)))
+    meta = run_meta(args, lines, models, wall, resumed, len(items))
+    speakers = {line.id: store.get(key)["speakers"] for name, _, line, key in items
+                if name == settings[0][0] and "speakers" in store.get(key)}
+    if speakers:  # --speakers: per manifest line, the speakers found and the label of each utterance
+        meta["speakers"] = "; ".join(f"{i}: {v['speakers']} speaker(s), utterances "
+                                     f"{' '.join('-' if u['speaker'] is None else str(u['speaker']) for u in v['utterances'])}"
+                                     for i, v in speakers.items())
+    report = write_report(out_dir, collect(settings, lines, store, items), meta=meta)
     print(json.dumps({"out": str(out_dir), "settings": [s["name"] for s in report["settings"]],
                       "resumed": resumed, "computed": len(items) - resumed,
                       "files": ["report.json", "report.md", "curve.png", RESULTS]}, ensure_ascii=False))

@@ -91,6 +91,16 @@ class SpeakerTurns:
         none, or forgotten)."""
         return self._labels.get(("e2e" if result.path == "e2e" else "asr", result.utterance))
 
+    def summary(self, results) -> dict:
+        """Speakers found and each utterance's label (one row per utterance, first path's
+        results), for reports (``translate``/``eval --speakers``)."""
+        rows: dict[tuple[str, int], dict] = {}
+        for r in results:
+            key = ("e2e" if r.path == "e2e" else "asr", r.utterance)
+            rows.setdefault(key, {"utterance": r.utterance, "start_ms": r.start_ms, "end_ms": r.end_ms,
+                                  "speaker": self.speaker_of(r)})
+        return {"speakers": self.clusterer.speakers, "utterances": list(rows.values())}
+
     # -- audio ------------------------------------------------------------------------------
     def insert_audio(self, samples: np.ndarray) -> None:
         if samples.size:
