@@ -9,10 +9,11 @@ The directory holds what ``funasr.AutoModel(model=DIR)`` reads for the hub model
   with seeded random weights: for cost figures only. Measured: random weights do not
   separate espeak-ng voices (every pair of utterances has cosine about 0.99, same voice or
   not), so it cannot label speakers.
-* ``campplus-tiny``: a narrow CAM++ (same blocks, 0.1M parameters, 64-dim embeddings)
-  TRAINED on synthetic espeak-ng voices by :mod:`streamst.speakers.train` (a minute or two
-  on a small CPU, cached by content hash, so later builds take a second). Its
-  ``speaker.json`` records the training figures and the calibrated new-speaker threshold.
+* ``campplus-tiny``: a narrow CAM++ (same blocks, 0.4M parameters, 64-dim embeddings) whose
+  embedding layer is TRAINED on synthetic espeak-ng voices by :mod:`streamst.speakers.train`
+  (about a minute on a small CPU, cached by content hash, so later builds take a second);
+  its trunk keeps seeded random weights. ``speaker.json`` records the training figures and
+  the calibrated new-speaker threshold.
 """
 
 from __future__ import annotations
@@ -66,11 +67,18 @@ def build_real(path: Path, seed: int = 0) -> None:
 
 
 def build_tiny(path: Path, seed: int = 0) -> None:
-    """The tiny CAM++, trained on synthetic voices (cached by content hash)."""
+    """The tiny CAM++, trained on synthetic voices (cached by content hash). Without
+    espeak-ng/sox it cannot be trained: the random model is written, marked untrained in
+    ``speaker.json`` (loading it logs a warning; its labels mean nothing)."""
     from streamst.speakers.train import TrainConfig, trained
+    from streamst.tts import have_tts
 
+    if not have_tts():
+        write_dir(path, TINY_CONF, random_state(TINY_CONF, seed),
+                  {"trained": False, "why": "espeak-ng and sox were missing when it was built"})
+        return
     state, report = trained(TrainConfig(model_conf=tuple(sorted(TINY_CONF.items())), seed=seed))
-    write_dir(path, TINY_CONF, state, report)
+    write_dir(path, TINY_CONF, state, {**report, "trained": True})
 
 
 BUILDERS = {"campplus-tiny": build_tiny, "campplus-real": build_real}

@@ -12,6 +12,7 @@ diarization pipelines call it; ``generate`` is not safe to call concurrently on 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from streamst.asr.funasr_load import keep_torch_threads, load_auto_model
 from streamst.sources import is_local_source
 
 __all__ = ["CamPlusEmbedder", "Embedder", "SpeakerOptions", "unit"]
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
@@ -80,11 +83,12 @@ class CamPlusEmbedder:
             ModelNotFoundError: one line naming the model and ending with ``hint``.
         """
         am = load_auto_model(source, what="speaker model (cam++)", hint=hint, device=device, ncpu=ncpu)
+        meta_path = Path(str(source)).expanduser() / "speaker.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if is_local_source(source) and meta_path.is_file() else {}
+        if meta.get("trained") is False:
+            log.warning("speaker model at %s is untrained (%s): its speaker labels mean nothing", source, meta.get("why"))
         if threshold is None:
-            threshold = SpeakerOptions.threshold
-            meta = Path(str(source)).expanduser() / "speaker.json"
-            if is_local_source(source) and meta.is_file():
-                threshold = float(json.loads(meta.read_text(encoding="utf-8")).get("threshold", threshold))
+            threshold = float(meta.get("threshold", SpeakerOptions.threshold))
         return cls(am, threshold=threshold)
 
     def embed(self, windows: Sequence[np.ndarray]) -> np.ndarray:
