@@ -9,7 +9,8 @@ audio, ``label(events)`` with the events of every step.
   ``window_ms`` (hop ``shift_ms``: 1.5 s / 0.75 s, FunASR's ``sv_chunk``) is embedded as
   soon as its audio is there, so a long utterance costs a few windows per second and its
   final step only the tail window. The utterance's embedding is the normalised mean of its
-  windows'; an utterance shorter than one window is embedded whole.
+  windows'; an utterance shorter than one window is embedded whole. Each window loses its
+  quiet edges first (the VAD's pre-roll and end silence).
 * At the utterance's final transcript its embedding goes to the session's
   :class:`~streamst.speakers.cluster.OnlineClusterer`, whose label is then on the final
   transcript and every later (and same-step) event of that utterance: its translations and
@@ -37,7 +38,8 @@ from streamst.speakers.embed import Embedder, unit
 __all__ = ["SpeakerTurns", "TurnOptions", "session_speakers"]
 
 SR_MS = 16  # samples per ms at 16 kHz
-MIN_WINDOW_MS = 200  # shorter windows are not embedded
+MIN_WINDOW_MS = 200  # shorter windows (after trimming quiet edges) are not embedded
+QUIET_DBFS = -50.0  # frames quieter than this at a window's edges are trimmed
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,18 @@ class _Open:
     sum: np.ndarray | None = None  # sum of the window embeddings so far
     n: int = 0
     covered_ms: int = 0  # end of the last window embedded
+
+
+def voiced(x: np.ndarray) -> np.ndarray:
+    """``x`` without its quiet edges (10 ms frames below ``QUIET_DBFS``): an utterance's span
+    includes the VAD's pre-roll and end silence, which would otherwise weigh in the window's
+    statistics (digital silence most of all)."""
+    n = x.size // 160
+    if n == 0:
+        return x[:0]
+    rms = np.sqrt(np.mean(x[: n * 160].reshape(n, 160) ** 2, axis=1))
+    loud = np.flatnonzero(rms >= 10 ** (QUIET_DBFS / 20))
+    return x[loud[0] * 160: (loud[-1] + 1) * 160] if loud.size else x[:0]
 
 
 def _key(ev: Event) -> tuple[str, int]:
@@ -175,7 +189,8 @@ class SpeakerTurns:
                 if not (u.n or mine) or u.end_ms - done >= o.min_tail_ms:
                     start = max(u.start_ms, u.end_ms - o.window_ms)
                     todo.append((u, self.audio(start, u.end_ms), u.end_ms))
-        todo = [t for t in todo if t[1].size >= MIN_WINDOW_MS * SR_MS]  # audio trimmed away, or a blip
+        todo = [(u, voiced(x), end) for u, x, end in todo]
+        todo = [t for t in todo if t[1].size >= MIN_WINDOW_MS * SR_MS]  # silence, audio trimmed away, or a blip
         if not todo:
             return
         embs = self.embedder.embed([t[1] for t in todo])
