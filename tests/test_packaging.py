@@ -73,7 +73,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     from streamst.cli import main
 
     prof = load_profile("default")
-    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt", "e2e"]
+    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt", "e2e", "spk"]
     main(["models", "list"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("default"))
     assert "missing" in line and "Qwen/Qwen3-1.7B" in line and "iic/SenseVoiceSmall" in line
@@ -82,6 +82,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     fake_ms(caches, prof.punc.source)
     snap = fake_hf(caches, prof.mt.source)
     fake_hf(caches, prof.e2e.source)
+    fake_ms(caches, prof.spk.source)
     assert [s.role for s in prof.missing()] == ["vad"]
     (caches / "ms" / "models" / "iic" / prof.vad.source.split("/")[1] / "model.pt").write_bytes(b"\0")
     assert prof.missing() == []
@@ -111,7 +112,7 @@ def test_offline_setting_fails_at_once_naming_every_model(caches, monkeypatch):
 
 def test_an_optional_model_alone_does_not_fail_the_check(caches, monkeypatch):
     prof = load_profile("default")
-    for spec in (prof.asr, prof.vad, prof.punc):
+    for spec in (prof.asr, prof.vad, prof.punc, prof.spk):
         fake_ms(caches, spec.source)
     fake_hf(caches, prof.mt.source)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
