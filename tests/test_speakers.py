@@ -196,3 +196,19 @@ def test_speakers_refused_on_a_server_without_them(tiny_models):
             expect_error(ws, "speakers_unavailable", 1007)
     finally:
         srv.close()
+
+
+def test_start_speaker_fields_are_parsed_strictly():
+    from streamst.server.protocol import ProtocolError, parse_text
+
+    s = parse_text(json.dumps({"type": "start", "src_lang": "en", "tgt_langs": ["zh"], "speakers": True,
+                               "max_speakers": 3}))
+    assert s.speakers is True and s.max_speakers == 3
+    assert s.to_message()["max_speakers"] == 3 and "speakers" not in parse_text('{"type": "start"}').to_message()
+    for bad in ({"max_speakers": 0}, {"max_speakers": 17}, {"speakers": "yes"}):
+        try:
+            parse_text(json.dumps({"type": "start", **bad}))
+        except ProtocolError as e:
+            assert e.code == "bad_value", (bad, e.code)
+        else:
+            raise AssertionError(f"accepted {bad}")
