@@ -43,11 +43,12 @@ class TranscriptEvent:
     start_ms: int  # utterance start in the stream
     end_ms: int  # end of the audio the hypothesis covers
     path: Literal["asr", "e2e"] = "asr"  # SenseVoice CTC, or the end-to-end model's own transcript
+    speaker: int | None = None  # speaker label when speakers are on (streamst.speakers)
 
     type: Literal["transcript"] = field(default="transcript", init=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _without_speaker(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,12 @@ class TranslationEvent:
     tentative: str
     final: bool
     audio_ms: int
+    speaker: int | None = None  # speaker label of the utterance when speakers are on
 
     type: Literal["translation"] = field(default="translation", init=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _without_speaker(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,19 @@ class LatencyEvent:
     metrics: dict[str, float]  # e.g. {"AL": .., "LAAL": .., "AL_CA": .., "LAAL_CA": ..}
     retention_proxy: float | None = None  # chrF(streaming output, cascade)/100 when both ran on the utterance
     mode: Literal["e2e", "simul"] = "simul"  # the streaming path these figures measure
+    speaker: int | None = None  # speaker label of the utterance when speakers are on
 
     type: Literal["latency"] = field(default="latency", init=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _without_speaker(asdict(self))
 
 
 Event = TranscriptEvent | TranslationEvent | LatencyEvent
+
+
+def _without_speaker(d: dict[str, Any]) -> dict[str, Any]:
+    """``speaker`` appears only when known (speakers on): events stay as they were without."""
+    if d.get("speaker") is None:
+        d.pop("speaker", None)
+    return d

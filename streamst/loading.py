@@ -141,6 +141,15 @@ class Models:
         return self._get("tts", lambda: load_synthesizer(spec.kind, where, spec.options, spec.hint(self.profile.name)))
 
     @property
+    def spk(self):
+        """The shared speaker-embedding model (:class:`~streamst.speakers.embed.Embedder`)."""
+        return self._load("spk")
+
+    @property
+    def has_spk(self) -> bool:
+        return self.profile.spk is not None
+
+    @property
     def has_e2e(self) -> bool:
         return self.profile.e2e is not None
 
@@ -206,10 +215,19 @@ def _on_engine(model: Any, role: str, o: RuntimeOptions) -> Any:
     return model
 
 
+def _campplus(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
+    from streamst.speakers.embed import CamPlusEmbedder
+
+    threshold = opts.get("threshold")  # else the model directory's speaker.json, else the default
+    return CamPlusEmbedder.load(where, hint=hint, device=o.device,
+                                threshold=float(threshold) if threshold is not None else None)
+
+
 KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str, Mapping[str, Any]], Any]]] = {
     "asr": {"sensevoice": _sensevoice},
     "vad": {"fsmn-vad": _fsmn_vad},
     "punc": {"ct-punc": _ct_punc, "rule-punc": _rule_punc},
     "mt": {"qwen": _qwen, "openai-http": _openai_http},
     "e2e": {"fun-asr-nano": _funasr_nano},
+    "spk": {"cam++": _campplus},
 }

@@ -113,12 +113,15 @@ class TranslationSession:
     a time (the server serialises per session)."""
 
     def __init__(self, models: Models, config: PipelineConfig, *, recognize: RecognizeFn | None = None,
-                 mt_lm: Any = None, e2e_lm: Any = None) -> None:
+                 mt_lm: Any = None, e2e_lm: Any = None, speakers: Any = None) -> None:
         """``recognize`` / ``mt_lm`` / ``e2e_lm``: what runs this session's ASR windows, its
         simultaneous text decoder's and its e2e decoder's forwards (the server's batchers,
         :class:`~streamst.server.worker.AsrBatcher` and one
-        :class:`~streamst.mt.batching.BatchedLM` per decoder); default: the models themselves."""
+        :class:`~streamst.mt.batching.BatchedLM` per decoder); default: the models themselves.
+        ``speakers``: a :class:`~streamst.speakers.turns.SpeakerTurns` that puts a ``speaker``
+        on the events (None: speakers off)."""
         self.models, self.cfg = models, config
+        self.speakers = speakers
         self.mt_lm = mt_lm
         self.compute_ms = 0.0  # processing time spent by this session so far
         self._t0: float | None = None  # start of the step under way
@@ -139,6 +142,8 @@ class TranslationSession:
             self.recognizer.insert_audio(samples)
         if self.e2e is not None:
             self.e2e.insert_audio(samples)
+        if self.speakers is not None:
+            self.speakers.insert_audio(samples)
         self.compute_ms += (time.perf_counter() - t0) * 1e3
 
     def process(self) -> list[Event]:
@@ -161,6 +166,8 @@ class TranslationSession:
                 out.append(ev)
                 for track in self.tracks:
                     out += track.on_transcript(ev)
+        if self.speakers is not None:
+            out = self.speakers.label(out)
         self.compute_ms += (time.perf_counter() - t0) * 1e3
         self._t0 = None
         return out

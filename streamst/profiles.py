@@ -29,12 +29,14 @@ from typing import Any, Callable
 from streamst import hub as hubs
 from streamst.errors import ModelNotFoundError, UserError
 
-ROLES = ("asr", "vad", "punc", "mt", "e2e", "tts")
+ROLES = ("asr", "vad", "punc", "mt", "e2e", "tts", "spk")
 # a profile may lack these; modes that need them fail clearly (no tts: the espeak-ng engine)
-OPTIONAL_ROLES = ("e2e", "tts")
+OPTIONAL_ROLES = ("e2e", "tts", "spk")
+OPTIONAL_USE = {"e2e": " (mode e2e)", "tts": " (spoken output)", "spk": " (speakers)"}  # what needs an optional role
 PACKAGED_PROFILES = Path(__file__).resolve().parent / "data" / "profiles"
 # Which hub a kind's loader downloads from (FunASR's AutoModel defaults to ModelScope).
-HUB_OF_KIND = {"sensevoice": hubs.MODELSCOPE, "fsmn-vad": hubs.MODELSCOPE, "ct-punc": hubs.MODELSCOPE}
+HUB_OF_KIND = {"sensevoice": hubs.MODELSCOPE, "fsmn-vad": hubs.MODELSCOPE, "ct-punc": hubs.MODELSCOPE,
+               "cam++": hubs.MODELSCOPE}
 
 
 def models_dir() -> Path:
@@ -51,8 +53,8 @@ def models_dir() -> Path:
 class ModelSpec:
     """One model of a profile."""
 
-    role: str  # asr | vad | punc | mt | e2e | tts
-    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad | fun-asr-nano
+    role: str  # asr | vad | punc | mt | e2e | tts | spk
+    kind: str  # sensevoice | qwen | ct-punc | rule-punc | fsmn-vad | energy-vad | fun-asr-nano | cam++ | espeak-ng | kokoro
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
     options: dict[str, Any] = field(default_factory=dict)
@@ -111,9 +113,10 @@ class Profile:
     engine: str = "local"
     engine_url: str = ""
     tts: ModelSpec | None = None  # speech engine of spoken output (streamst/speak); None: espeak-ng
+    spk: ModelSpec | None = None  # speaker embedding model (speaker labels: serve --speakers)
 
     def specs(self) -> tuple[ModelSpec, ...]:
-        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e, self.tts) if s is not None)
+        return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e, self.tts, self.spk) if s is not None)
 
     def spec(self, role: str) -> ModelSpec | None:
         return getattr(self, role)
@@ -169,7 +172,7 @@ class Profile:
 
     def unavailable(self, specs: list[ModelSpec], why: str) -> ModelNotFoundError:
         """One line: every model of ``specs`` with how to get it, and why it cannot be fetched now."""
-        names = "; ".join(f"{s.role}{' (mode e2e)' if s.role == 'e2e' else ''}{' (spoken output)' if s.role == 'tts' else ''} {s.source} "
+        names = "; ".join(f"{s.role}{OPTIONAL_USE.get(s.role, '')} {s.source} "
                           f"({s.hint(self.name)})" for s in specs)
         offline = f" Offline ({why}): download them where there is network, or point the profile at local directories." if why else ""
         return ModelNotFoundError(f"profile '{self.name}' needs {len(specs)} model(s) that are not here: {names}.{offline}")
@@ -215,10 +218,10 @@ def load_profile(name_or_path: str) -> Profile:
 
 def builders() -> dict[str, Callable[[Path, int], None]]:
     """All offline builder recipes by name."""
-    from streamst.builders import ctpunc, funasr_nano, kokoro, qwen, sensevoice
+    from streamst.builders import campplus, ctpunc, funasr_nano, kokoro, qwen, sensevoice
 
     table: dict[str, Callable[[Path, int], None]] = {}
-    for mod in (sensevoice, qwen, ctpunc, funasr_nano, kokoro):
+    for mod in (sensevoice, qwen, ctpunc, funasr_nano, kokoro, campplus):
         table.update(mod.BUILDERS)
     return table
 

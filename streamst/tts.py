@@ -30,18 +30,23 @@ def _require_tools() -> None:
         )
 
 
-def synthesize(text: str, lang: str, path: str | Path, *, speed: int = 150, gap_ms: int = 0) -> Path:
+def synthesize(text: str, lang: str, path: str | Path, *, speed: int = 150, gap_ms: int = 0,
+               variant: str | None = None, pitch: int | None = None) -> Path:
     """Speak ``text`` in ``lang`` into a 16 kHz mono PCM16 wav at ``path``.
 
-    ``gap_ms`` of silence is appended (utterance boundaries in tests).
+    ``gap_ms`` of silence is appended (utterance boundaries in tests). ``variant``: an
+    espeak-ng voice variant (``m3``, ``f2``, ``klatt``...: ``espeak-ng --voices=variant``),
+    ``pitch``: espeak-ng ``-p`` (0..99, default 50); together they make distinct synthetic
+    speakers (speaker-turn tests and ``streamst bench speakers``).
     """
     _require_tools()
-    voice = VOICES.get(lang, lang)
+    voice = VOICES.get(lang, lang) + (f"+{variant}" if variant else "")
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+            ["espeak-ng", "-v", voice, "-s", str(speed), *(["-p", str(pitch)] if pitch is not None else []),
+             "-w", str(raw), text],
             check=True, capture_output=True,
         )
         # -D: no dither, so the same text always gives the same samples (dither is random)

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "streamst.testset", "streamst.hf_load", "streamst.metrics", "streamst.results", "streamst.builders",
      "streamst.profiles"),
     # models and policies
-    ("streamst.asr", "streamst.mt", "streamst.e2e", "streamst.policy", "streamst.speak"),
+    ("streamst.asr", "streamst.mt", "streamst.e2e", "streamst.policy", "streamst.speak", "streamst.speakers"),
     ("streamst.loading",),
     # the session pipeline and its paths
     ("streamst.pipeline", "streamst.e2e.path", "streamst.track"),

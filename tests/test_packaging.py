@@ -73,7 +73,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     from streamst.cli import main
 
     prof = load_profile("default")
-    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt", "e2e"]
+    assert [s.role for s in prof.missing()] == ["asr", "vad", "punc", "mt", "e2e", "spk"]
     main(["models", "list"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("default"))
     assert "missing" in line and "Qwen/Qwen3-1.7B" in line and "iic/SenseVoiceSmall" in line
@@ -82,6 +82,7 @@ def test_hub_models_count_only_when_cached_with_weights(caches, capsys):
     fake_ms(caches, prof.punc.source)
     snap = fake_hf(caches, prof.mt.source)
     fake_hf(caches, prof.e2e.source)
+    fake_ms(caches, prof.spk.source)
     assert [s.role for s in prof.missing()] == ["vad"]
     (caches / "ms" / "models" / "iic" / prof.vad.source.split("/")[1] / "model.pt").write_bytes(b"\0")
     assert prof.missing() == []
@@ -111,7 +112,7 @@ def test_offline_setting_fails_at_once_naming_every_model(caches, monkeypatch):
 
 def test_an_optional_model_alone_does_not_fail_the_check(caches, monkeypatch):
     prof = load_profile("default")
-    for spec in (prof.asr, prof.vad, prof.punc):
+    for spec in (prof.asr, prof.vad, prof.punc, prof.spk):
         fake_ms(caches, spec.source)
     fake_hf(caches, prof.mt.source)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -199,6 +200,8 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path, speech):
     (elsewhere / "home").mkdir(parents=True)
     env = dict(clean)
     env.update(HOME=str(elsewhere / "home"), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    # the tiny speaker model's training is cached by content hash: share this machine's cache
+    env.setdefault("STREAMST_CACHE", str(Path.home() / ".cache" / "streamst"))
     exe = str(venv / "bin" / "streamst")
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -212,7 +215,7 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path, speech):
     r = run(exe, "models", "build", "--profile", "tiny")
     assert r.returncode == 0, r.stderr[-3000:]
     built = json.loads(r.stdout.splitlines()[-1])["built"]
-    assert len(built) == sum(s.is_store for s in load_profile("tiny").specs()) == 4
+    assert len(built) == sum(s.is_store for s in load_profile("tiny").specs()) == 5
     r = run(exe, "models", "list")
     assert any(x.split() == ["tiny", "ready"] for x in r.stdout.splitlines()), r.stdout
     r = run(exe, "translate", str(speech("区块链是今年最火热的科技趋势了。", "zh")), "--profile", "tiny",

@@ -311,7 +311,7 @@ def command(args: argparse.Namespace) -> int:
                            log=(lambda s: None) if args.json else print,
                            server_options={"quantize": args.quantize, "threads": args.threads, "e2e_lean": args.e2e_lean,
                                            "e2e_batch_rows": args.e2e_batch_rows, "engine": args.engine,
-                                           "engine_url": args.engine_url}, speak=args.speak)
+                                           "engine_url": args.engine_url, "speakers": args.speakers}, speak=args.speak)
     if args.json:
         print(json.dumps(report))  # one line
     else:

@@ -8,6 +8,7 @@ import importlib
 from collections.abc import Callable
 
 from streamst.commands._common import add_e2e_lean_arg, add_engine_args, add_threads_arg
+from streamst.commands._speakers import add_speaker_args
 from streamst.modes import MODES
 
 
@@ -84,12 +85,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_engine_args(s)
     add_e2e_lean_arg(s)
     s.add_argument("--speak", action="store_true", help="every session also speaks its translation (start.speak)")
+    add_speaker_args(s, server=True)  # sessions held with speaker labels on vs off
     s.add_argument("--json", action="store_true", help="print the report as one JSON line")
     s.set_defaults(func=_run("server"))
 
-    from streamst.speak.bench import add_parser as add_speech_parser
+    from streamst.bench.speech import add_parser as add_speech_parser
 
     add_speech_parser(bsub)  # `bench speech`: synthesis RTF per engine, the bounded speech lag
+
+    from streamst.bench.speakers import add_parser as add_speakers_parser
+
+    add_speakers_parser(bsub)  # `bench speakers`: speaker attribution on synthetic dialogues, cost
 
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")

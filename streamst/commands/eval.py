@@ -43,6 +43,7 @@ from streamst.commands._common import (
 from streamst.errors import UserError
 from streamst.evaluation import SettingResult, UtteranceResult, write_report
 from streamst.loading import Models
+from streamst.commands._speakers import add_speaker_args, session_speakers
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.policy.config import POLICY_NAMES, POLICY_OPTIONS, PolicyOption
 from streamst.speak.cli import speech_record, speech_report
@@ -111,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speak", action="store_true",
                    help="also speak each item's translation (profile's tts engine) and report the speech-output delay")
     add_model_args(p)
+    add_speaker_args(p)  # a speaker label per utterance, counted per manifest line in the report
     p.set_defaults(func=run)
 
 
@@ -141,9 +143,10 @@ def pipeline_config(line: ManifestLine, params: dict[str, Any], mode: str, chunk
 
 
 def run_one(models: Models, line: ManifestLine, config: PipelineConfig, chunk_ms: int,
-            on_events=lambda events: None) -> tuple[Any, int]:
-    """Stream one manifest line; return (results of its utterances, audio ms)."""
-    session = TranslationSession(models, config)
+            on_events=lambda events: None, speakers: Any = None) -> tuple[Any, int]:
+    """Stream one manifest line; return (results of its utterances, audio ms). ``speakers``:
+    the session's :class:`~streamst.speakers.turns.SpeakerTurns` (``--speakers``)."""
+    session = TranslationSession(models, config, speakers=speakers)
     stream_file(session, open_audio(line.audio).chunks(chunk_ms), on_events)
     return list(session.results), session.audio_ms
 
@@ -269,13 +272,16 @@ def run(args: argparse.Namespace) -> int:
             t_item = time.perf_counter()
             config = pipeline_config(line, params, args.mode, args.chunk_ms)
             events: list = []
-            results, audio_ms = run_one(models, line, config, args.chunk_ms, events.extend if args.speak else (lambda e: None))
+            spk = session_speakers(args, models)
+            results, audio_ms = run_one(models, line, config, args.chunk_ms, events.extend if args.speak else (lambda e: None),
+                                        speakers=spk)
             paths = sorted({p for r in results for p in result_paths(r)})
             store.put({"key": key, "setting": name, "id": line.id, "audio_ms": audio_ms,
                        "wall_s": round(time.perf_counter() - t_item, 3),
                        "paths": {p: asdict(merge(line, results, audio_ms, p)) for p in paths},
                        **({"speech": speech_record(models.tts, events, line.tgt_lang, config.paths[0])}
-                          if args.speak else {})})
+                          if args.speak else {}),
+                       **({"speakers": spk.summary(results)} if spk is not None else {})})
             n_done += 1
             bar.update(min(durations[line.id], bar.total - bar.n))
     finally:
@@ -286,6 +292,12 @@ def run(args: argparse.Namespace) -> int:
     spoken = [rec["speech"] for *_, key in items if "speech" in (rec := store.get(key) or {})]
     if spoken:  # eval --speak: the speech-output delay beside the text latency (streamst/speak)
         meta["speech"] = speech_report(spoken, models.tts.name if models is not None else "")
+    speakers = {line.id: store.get(key)["speakers"] for name, _, line, key in items
+                if name == settings[0][0] and "speakers" in store.get(key)}
+    if speakers:  # --speakers: per manifest line, the speakers found and the label of each utterance
+        meta["speakers"] = "; ".join(f"{i}: {v['speakers']} speaker(s), utterances "
+                                     f"{' '.join('-' if u['speaker'] is None else str(u['speaker']) for u in v['utterances'])}"
+                                     for i, v in speakers.items())
     report = write_report(out_dir, collect(settings, lines, store, items), meta=meta)
     print(json.dumps({"out": str(out_dir), "settings": [s["name"] for s in report["settings"]],
                       "resumed": resumed, "computed": len(items) - resumed,

@@ -7,6 +7,7 @@ import asyncio
 import os
 
 from streamst.commands._common import add_e2e_lean_arg, add_engine_args, add_threads_arg
+from streamst.commands._speakers import add_speaker_args
 from streamst.server.app import ServerConfig
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads_arg(p)  # ServerConfig.threads
     add_engine_args(p)  # ServerConfig.engine, engine_url
     add_e2e_lean_arg(p)
+    add_speaker_args(p, server=True)  # ServerConfig.speakers
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="concurrent sessions (more: server_full)")
     p.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes, help="largest websocket message")
     p.add_argument("--max-session-s", type=float, default=d.max_session_s, help="longest session (wall clock or audio)")
@@ -51,7 +53,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers, mt_batch_rows=args.mt_batch_rows,
         e2e_batch_rows=args.e2e_batch_rows, engine=args.engine, engine_url=args.engine_url,
-        speech=not args.no_speech, tts=args.tts,
+        speech=not args.no_speech, tts=args.tts, speakers=args.speakers,
     )
 
 

@@ -31,6 +31,7 @@ from streamst.commands._common import (
 )
 from streamst import modes
 from streamst.bench.stats import pct
+from streamst.commands._speakers import add_speaker_args, session_speakers
 from streamst.pipeline import PipelineConfig, TranslationSession
 from streamst.errors import UserError
 from streamst.events import Event
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speak-out", default=None, metavar="FILE.wav",
                    help="also speak the first target's translation into this wav (24 kHz; streamst/speak)")
     add_tts_arg(p)
+    add_speaker_args(p)
     p.set_defaults(func=run)
 
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     # a mode the profile cannot serve, or unbuilt models, fail before any model loads
     models = load_models(args.profile, args.device, config.paths, quantize=args.quantize,
                          threads=args.threads, engine=args.engine, engine_url=args.engine_url)
-    session = TranslationSession(models, config)
+    session = TranslationSession(models, config, speakers=session_speakers(args, models))
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()
     seen: list[Event] = []  # kept for --speak-out
@@ -129,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         "utterances": [
             {"utterance": r.utterance, "language": r.language, "start_ms": r.start_ms, "end_ms": r.end_ms, "source": r.source,
              "path": r.path, "simul": r.simul, "e2e": r.e2e, "cascade": r.cascade, "delays_ms": r.delays_ms,
-             "elapsed_ms": r.elapsed_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy}
+             "elapsed_ms": r.elapsed_ms, "latency": r.metrics, "retention_proxy": r.retention_proxy,
+             **({"speaker": session.speakers.speaker_of(r)} if session.speakers else {})}
             for r in session.results
         ],
         # per target language and path: the whole output and its AL/LAAL (and _CA) over the stream
@@ -173,7 +176,8 @@ def show(out: LiveLines, ev: Event) -> None:
     if kind == "transcript":
         text = one_line(d["text"])
         if d["kind"] == "final":
-            out.line(f"[{utt}] {d['start_ms'] / 1000:.1f}-{d['end_ms'] / 1000:.1f} s "
+            who = f" speaker {d['speaker'] + 1}" if d.get("speaker") is not None else ""
+            out.line(f"[{utt}] {d['start_ms'] / 1000:.1f}-{d['end_ms'] / 1000:.1f} s{who} "
                      f"{d.get('language') or 'source'}: {text}")
         else:
             out.live(f"[{utt}] {d.get('language') or 'source'}: {text}")

@@ -41,7 +41,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streamst.errors import ModelNotFoundError
+from streamst.errors import ModelNotFoundError, UserError
 from streamst.loading import Models, RuntimeOptions, engine_options
 from streamst.profiles import load_profile
 from streamst.server.config import ServerConfig  # noqa: F401 - re-exported: `streamst serve` maps its flags onto it
@@ -139,6 +139,11 @@ class Server:
         from streamst.speak.serving import server_synthesizer
 
         self.tts = server_synthesizer(self.models, self.config.tts)
+        if self.config.speakers:
+            if not self.models.has_spk:
+                raise UserError(f"--speakers needs a speaker model, and profile '{self.models.profile.name}' has "
+                                "none (add an `spk` entry, or use --profile tiny / default)")
+            self.models.spk  # noqa: B018
         self.e2e_available = False
         if self.models.has_e2e:  # optional: without it, modes e2e/all are refused (mode_unavailable)
             try:
@@ -159,6 +164,16 @@ class Server:
     def bound_funasr_port(self) -> int | None:
         """The FunASR port actually bound (``funasr_port=0`` picks a free one), or None."""
         return self._funasr_ws.sockets[0].getsockname()[1] if self._funasr_ws is not None else None
+
+    def speakers(self, wanted: bool | None = None, max_speakers: int | None = None) -> Any:
+        """A new session's :class:`~streamst.speakers.turns.SpeakerTurns`, or None when speakers
+        are off (server setting, or the client's ``speakers: false``)."""
+        if not self.config.speakers or wanted is False:
+            return None
+        from streamst.speakers.turns import session_speakers
+
+        assert self.models is not None
+        return session_speakers(self.models.spk, max_speakers)
 
     def recognize(self, window, language):
         """The ``RecognizeFn`` sessions use: through the batcher."""

@@ -36,6 +36,7 @@ ERRORS: dict[str, int] = {
     "bad_policy": CLOSE_INVALID,  # unknown policy name, inconsistent options (max_lag < k)
     "mode_unavailable": CLOSE_INVALID,  # e.g. mode e2e on a profile without an end-to-end model
     "speech_unavailable": CLOSE_INVALID,  # start.speak on a server without a speech engine (streamst/speak)
+    "speakers_unavailable": CLOSE_INVALID,  # start.speakers true on a server without speakers
     "bad_audio": CLOSE_INVALID,  # odd byte count, NaN, out-of-range floats
     "wrong_order": CLOSE_INVALID,  # start twice, a message after end, ...
     "unauthorized": CLOSE_POLICY,

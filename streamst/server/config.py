@@ -19,6 +19,7 @@ class ServerConfig:
     threads: int | None = None  # torch threads per model call on CPU (None: $STREAMST_TORCH_THREADS, else 1)
     engine: str | None = None  # "local" | "vllm" (None: the profile's engine; RuntimeOptions.engine)
     engine_url: str | None = None  # the vLLM servers of engine "vllm" (None: the profile's)
+    speakers: bool = False  # speaker labels on every session's events (the profile's spk model; issue 23)
     e2e_lean: bool = False  # every session's e2e path with PipelineConfig.e2e_lean's cost levers
     max_sessions: int = 8  # concurrent websocket sessions (both endpoints); more get server_full
     max_frame_bytes: int = 256 * 1024  # one websocket message; 100 ms of 48 kHz f32 is 19 KiB

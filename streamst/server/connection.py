@@ -356,10 +356,11 @@ class Connection(abc.ABC):
         if busy:
             self.server.metrics.coalesced(out.size)
 
-    def open_session(self, cfg: PipelineConfig, sample_rate: int, postprocess: PostProcess | None = None) -> PipelineConfig:
+    def open_session(self, cfg: PipelineConfig, sample_rate: int, postprocess: PostProcess | None = None,
+                     speakers: Any = None) -> PipelineConfig:
         """Open the session (:func:`streamst.server.session.open_session`, the same for every
         endpoint) for audio at ``sample_rate``, start its runner; returns the config it runs with."""
-        self.runner = open_session(self.server, cfg, on_update=self.on_update, postprocess=postprocess)
+        self.runner = open_session(self.server, cfg, on_update=self.on_update, postprocess=postprocess, speakers=speakers)
         self.session, self.resample = self.runner.session, StreamResampler(sample_rate)
         self.runner_task = self._spawn(self.run_runner())
         return self.session.cfg
@@ -478,7 +479,10 @@ class NativeConnection(Connection):
                 return
 
     def begin(self, start: Start) -> None:
-        cfg = self.open_session(native_config(start), start.sample_rate)
+        if start.speakers and not self.server.config.speakers:
+            raise ProtocolError("speakers_unavailable", "this server runs without speaker labels (serve --speakers)")
+        cfg = self.open_session(native_config(start), start.sample_rate,
+                                speakers=self.server.speakers(start.speakers, start.max_speakers))
         self.start = start
         self.send(Ready(session=self.id, config=resolved_config(start, cfg)))
         if start.speak:

@@ -18,7 +18,8 @@ Server (every message has ``mode``, ``text``, ``wav_name``, ``is_final``):
   translation of the current utterance so far}.
 * ``2pass-offline`` / ``offline``: one per utterance: the punctuated utterance text,
   ``timestamp`` "[[beg,end],...]" per token (ms), ``stamp_sents``, ``translation``
-  {lang: final translation}.
+  {lang: final translation}. With ``serve --speakers`` each ``stamp_sents`` entry has
+  FunASR's per-sentence speaker id ``spk`` (0, 1, ...; ``sentence_info`` of its pipelines).
 * ``is_final``: true on exactly one message per segment: the last one, an empty
   offline message (``end_of_segment: true``) sent after ``is_speaking: false`` once every
   result of the segment was sent, so clients waiting for it always finish. Utterance ends
@@ -204,7 +205,8 @@ class FunasrConnection(Connection):
                 self.send(self._message("offline", "", final=True) | ack)  # nothing was sent: still answer
 
     def begin(self) -> None:
-        self.open_session(self.opts.pipeline(), self.opts.audio_fs, postprocess=self._punctuate)
+        self.open_session(self.opts.pipeline(), self.opts.audio_fs, postprocess=self._punctuate,
+                          speakers=self.server.speakers())
         self._first_frame, self._carry, self.opts.is_speaking = True, b"", True
         self._began = True
 
@@ -305,4 +307,6 @@ def _timestamps(ev: TranscriptEvent, punctuated: str) -> dict[str, Any]:
     punc = stripped[-1] if stripped and not stripped[-1].isalnum() else ""
     sents = [{"text_seg": " ".join(t.text for t in ev.tokens), "punc": punc,
               "start": ts[0][0] if ts else ev.start_ms, "end": ts[-1][1] if ts else ev.end_ms, "ts_list": ts}]
+    if ev.speaker is not None:  # serve --speakers: FunASR's per-sentence speaker id (sentence_info "spk")
+        sents[0]["spk"] = ev.speaker
     return {"timestamp": json.dumps(ts, separators=(",", ":")), "stamp_sents": sents}

@@ -39,6 +39,7 @@ SOURCE_LANGS = ("zh", "en", "yue", "ja", "ko")  # SenseVoice languages the MT al
 TARGET_LANGS = tuple(MT_LANGUAGES)
 CHUNK_MS_RANGE = (240, 3000)
 MAX_TARGETS = 4
+MAX_SPEAKERS = 16  # start.max_speakers at most (streamst.speakers.cluster.MAX_SPEAKERS_LIMIT)
 MAX_PING_ID = 256  # characters of a string ping id (ids are echoed: they must stay small)
 MAX_ID_INT = 2**53  # integers beyond this lose precision in JavaScript clients
 
@@ -67,6 +68,8 @@ class StartIn(_Strict):
     policy: PolicyIn = PolicyIn()
     chunk_ms: Annotated[int, Field(ge=CHUNK_MS_RANGE[0], le=CHUNK_MS_RANGE[1], multiple_of=FRAME_MS)] = 600
     speak: Annotated[list[str], Field(max_length=MAX_TARGETS)] = []  # targets to speak (streamst/speak)
+    speakers: bool | None = None  # speaker labels (default: the server's setting)
+    max_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = None
 
 
 PingId = (Annotated[str, Field(max_length=MAX_PING_ID)] | bool | Annotated[int, Field(ge=-MAX_ID_INT, le=MAX_ID_INT)]
@@ -104,6 +107,8 @@ class Start:
     policy: PolicySpec = PolicySpec()
     chunk_ms: int = 600
     speak: tuple[str, ...] = ()  # target languages whose translation is spoken (``speech`` messages)
+    speakers: bool | None = None  # None: the server's setting
+    max_speakers: int | None = None
 
     def to_message(self) -> dict[str, Any]:
         """The ``start`` message as clients send it: the one place it is built (``streamst mic``,
@@ -111,7 +116,8 @@ class Start:
         policy: dict[str, Any] = {"name": self.policy.name, **dict(self.policy.overrides)}
         return {"type": "start", "version": self.version, "sample_rate": self.sample_rate, "encoding": self.encoding,
                 "src_lang": self.src_lang, "tgt_langs": list(self.tgt_langs), "mode": self.mode,
-                "policy": policy, "chunk_ms": self.chunk_ms, **({"speak": list(self.speak)} if self.speak else {})}
+                "policy": policy, "chunk_ms": self.chunk_ms, **({"speak": list(self.speak)} if self.speak else {}),
+                **{k: v for k, v in (("speakers", self.speakers), ("max_speakers", self.max_speakers)) if v is not None}}
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def parse_start(obj: dict[str, Any]) -> Start:
     overrides = tuple(sorted((k, v) for k, v in pol.model_dump(exclude={"name"}).items() if v is not None))
     start = Start(version=msg.version, sample_rate=msg.sample_rate, encoding=msg.encoding, src_lang=src,
                   tgt_langs=tuple(tgts), mode=msg.mode, policy=PolicySpec(pol.name, overrides), chunk_ms=msg.chunk_ms,
-                  speak=tuple(msg.speak))
+                  speak=tuple(msg.speak), speakers=msg.speakers, max_speakers=msg.max_speakers)
     if "simul" in paths_of(start.mode):  # the policy values against each pair's defaults (max_lag >= k, ...)
         try:
             for tgt in start.tgt_langs:

@@ -29,18 +29,22 @@ class SessionHost(Protocol):
 
     def recognize(self, window: Any, language: str) -> Any: ...
 
+    def speakers(self, wanted: bool | None = None, max_speakers: int | None = None) -> Any: ...
+
 
 def open_session(host: SessionHost, cfg: PipelineConfig, *, on_update: UpdateHook,
-                 postprocess: PostProcess | None = None) -> SessionRunner:
+                 postprocess: PostProcess | None = None, speakers: Any = None) -> SessionRunner:
     """Open a session with ``cfg`` on ``host`` (every endpoint): its runner (``runner.session``
-    is the pipeline, ``runner.session.cfg`` the config it runs with)."""
+    is the pipeline, ``runner.session.cfg`` the config it runs with). ``speakers``: the session's
+    :class:`~streamst.speakers.turns.SpeakerTurns` (``host.speakers(...)``), or None."""
     if host.config.e2e_lean:
         cfg = cfg.e2e_lean()
     if "e2e" in cfg.paths and not host.e2e_available:
         raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                             f"'{host.models.profile.name}' has none (use mode simul, cascade or both)")
     assert host.executor is not None, "the server is not started"
-    pipeline = TranslationSession(host.models, cfg, recognize=host.recognize, mt_lm=host.mt_lm, e2e_lm=host.e2e_lm)
+    pipeline = TranslationSession(host.models, cfg, recognize=host.recognize, mt_lm=host.mt_lm, e2e_lm=host.e2e_lm,
+                                  speakers=speakers)
     return SessionRunner(pipeline, host.executor, max_pending_ms=int(host.config.max_pending_s * 1000),
                          step_ms=host.config.step_ms, on_update=on_update, postprocess=postprocess)
 

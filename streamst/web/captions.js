@@ -66,6 +66,11 @@ window.StreamstView = (() => {
     return { line, committed, tentative };
   }
 
+  // speakers (protocol `speaker`: 0, 1, ...): a name and a colour each
+  const SPEAKER_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+  function speakerName(n) { return n === null || n === undefined ? "" : `S${n + 1}`; }
+  function speakerColour(n) { return n === null || n === undefined ? "transparent" : SPEAKER_COLOURS[n % SPEAKER_COLOURS.length]; }
+
   function create({ room, inspect, keep = 50, onChange = () => {} }) {
     const utts = new Map(); // index -> utterance model (+ its inspect card)
     const bands = new Map(); // key -> room band
@@ -77,7 +82,7 @@ window.StreamstView = (() => {
       let u = utts.get(index);
       if (u) return u;
       u = { index, startMs: null, audioMs: null, source: { stable: "", rest: "", final: false },
-            lines: new Map(), latency: new Map(), card: null };
+            lines: new Map(), latency: new Map(), card: null, speaker: null };
       utts.set(index, u);
       u.card = makeCard(u);
       while (utts.size > keep) {
@@ -106,14 +111,15 @@ window.StreamstView = (() => {
       const num = el("span", "num", "#" + u.index);
       const state = el("span", "state");
       const lat = el("span", "latency");
-      meta.append(num, state, lat);
+      const who = el("span", "speaker");
+      meta.append(num, who, state, lat);
       const transcript = textPair("transcript");
       card.append(meta, transcript.line);
       // keep cards in index order (events of an older utterance may arrive late)
       let before = null;
       for (const [k, other] of utts) if (k > u.index && other.card && (!before || k < before.k)) before = { k, el: other.card.el };
       inspect.insertBefore(card, before ? before.el : null);
-      return { el: card, state, lat, transcript, lines: new Map() };
+      return { el: card, state, lat, who, transcript, lines: new Map() };
     }
 
     function cardLine(u, key, line) {
@@ -139,6 +145,10 @@ window.StreamstView = (() => {
 
     function renderCard(u) {
       const c = u.card;
+      setText(c.who, speakerName(u.speaker));
+      if (u.speaker === null) delete c.el.dataset.speaker;
+      else c.el.dataset.speaker = String(u.speaker);
+      c.el.style.setProperty("--speaker", speakerColour(u.speaker));
       setText(c.transcript.committed, u.source.stable);
       setText(c.transcript.tentative, u.source.rest);
       for (const [key, line] of u.lines) {
@@ -214,8 +224,11 @@ window.StreamstView = (() => {
       const b = band("source", "source");
       let committed = "";
       let tentative = "";
+      let prev;
       for (const u of list) {
         const lang = u.language;
+        committed = turn(committed, u, prev, lang);
+        prev = u;
         committed = join(committed, u.source.stable, lang);
         if (u === list[list.length - 1] && !u.source.final) tentative = u.source.rest;
       }
@@ -229,7 +242,12 @@ window.StreamstView = (() => {
       if (!list.length) return;
       const b = band(key, `${language} · ${mode}`, language, mode);
       let committed = "";
-      for (const u of list) committed = join(committed, u.lines.get(key).committed, language);
+      let prev;
+      for (const u of list) {
+        committed = turn(committed, u, prev, language);
+        prev = u;
+        committed = join(committed, u.lines.get(key).committed, language);
+      }
       const last = list[list.length - 1].lines.get(key);
       setText(b.text.committed, committed);
       setText(b.text.tentative, last.final ? "" : tentativeText(last));
@@ -261,9 +279,20 @@ window.StreamstView = (() => {
                  utterances: utts.size });
     }
 
+    // a new line and the speaker's name where the speaker changes (speakers on): turns stay apart
+    function turn(text, u, prev, lang) {
+      if (u.speaker === null || (prev && prev.speaker === u.speaker)) return text;
+      return (text ? text + "\n" : "") + speakerName(u.speaker) + ": ";
+    }
+
+    function setSpeaker(u, ev) {
+      if (typeof ev.speaker === "number") u.speaker = ev.speaker;
+    }
+
     // ------------------------------------------------------------ events
     function onTranscript(ev) {
       const u = utt(ev.utterance);
+      setSpeaker(u, ev);
       if (typeof ev.start_ms === "number") u.startMs = u.startMs === null ? ev.start_ms : Math.min(u.startMs, ev.start_ms);
       if (typeof ev.audio_ms === "number") u.audioMs = Math.max(u.audioMs || 0, ev.audio_ms);
       const text = ev.text || "";
@@ -276,6 +305,7 @@ window.StreamstView = (() => {
 
     function onTranslation(ev) {
       const u = utt(ev.utterance);
+      setSpeaker(u, ev);
       const language = String(ev.language || "?");
       const mode = String(ev.mode || "simul");
       if (!langOrder.includes(language)) langOrder.push(language);
@@ -289,6 +319,7 @@ window.StreamstView = (() => {
 
     function onLatency(ev) {
       const u = utts.get(ev.utterance);
+      if (u) setSpeaker(u, ev);
       lastLatency.set(lineKey(String(ev.language), String(ev.mode || "simul")), ev);
       lastLatency.set("*", ev);
       if (u) u.latency.set(ev.mode ? `${ev.language} ${ev.mode}` : String(ev.language), ev.metrics || {});
@@ -326,5 +357,5 @@ window.StreamstView = (() => {
              get size() { return utts.size; } };
   }
 
-  return { create, behindMs, countUnits, fmtS, PATH_ORDER };
+  return { create, behindMs, countUnits, fmtS, PATH_ORDER, speakerName, speakerColour };
 })();
