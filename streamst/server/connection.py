@@ -40,6 +40,7 @@ from streamst.pipeline import TranslationSession
 from streamst.server import strict
 from streamst.server.guard import guarded, log_failure, watch
 from streamst.server.protocol import (
+    ClientMessage,
     End,
     EndMessage,
     ErrorMessage,
@@ -151,7 +152,9 @@ class Outbox:
         return time.monotonic() - self.last_progress
 
 
-def _encode(message: ServerMessage | dict[str, Any]) -> bytes:
+def _encode(message: ServerMessage | dict[str, Any] | bytes) -> bytes:
+    if isinstance(message, bytes):  # encoded already (a replayed event: streamst.server.resume)
+        return message
     if isinstance(message, ServerMessage):
         return message.to_json()
     return strict.dumps(message)
@@ -408,7 +411,9 @@ class NativeConnection(Connection):
             msg = await self.recv()
             if isinstance(msg, bytes):
                 raise ProtocolError("binary_before_start", "send a start message before audio")
-            parsed = parse_text(msg)
+            parsed = self.parse(msg)
+            if parsed is None:
+                continue  # a control message handled by a subclass (resume, ack)
             if isinstance(parsed, Ping):
                 self.send(Pong(id=parsed.id))
             elif isinstance(parsed, End):
@@ -421,7 +426,9 @@ class NativeConnection(Connection):
             if isinstance(msg, bytes):
                 self.feed(msg)
                 continue
-            parsed = parse_text(msg)
+            parsed = self.parse(msg)
+            if parsed is None:
+                continue
             if isinstance(parsed, Ping):
                 self.send(Pong(id=parsed.id))
             elif isinstance(parsed, Start):
@@ -429,6 +436,10 @@ class NativeConnection(Connection):
             else:
                 await self.finish()
                 return
+
+    def parse(self, msg: str | bytes) -> ClientMessage | None:
+        """One client text frame; None for a message a subclass handled itself."""
+        return parse_text(msg)
 
     def begin(self, start: Start) -> None:
         cfg = start.pipeline_config()
