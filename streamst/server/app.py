@@ -332,6 +332,8 @@ class Server:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         try:
             self._admit(ws, url.query, open_port=funasr and self.config.funasr_open)
+            if self.draining and cls is not ResumableConnection:  # /ws may still resume a session here
+                raise ProtocolError("shutting_down", "the server is draining; connect to another instance")
         except ProtocolError as e:
             self.metrics.error(e.code)
             log_failure("-", e)
