@@ -41,6 +41,7 @@ class ReconnectOptions:
     frame_bytes: int = 3200  # audio re-sent in frames of this size (100 ms of 16 kHz PCM16)
     open_timeout_s: float = 20.0
     continue_on_drain: bool = True
+    fail_first: bool = False  # the very first connection failing is an error (no retries before ready)
 
 
 class SessionFailed(Exception):
@@ -121,7 +122,9 @@ class ResumingClient:
         while True:
             try:
                 summary = await self._connection()
-            except _Dropped:
+            except _Dropped as e:
+                if self.opt.fail_first and self.token is None and self.last_seq == 0 and self.part == 0:
+                    raise SessionFailed("connect", f"cannot connect to {self.url}: {e}") from None
                 failures += 1
                 if failures > self.opt.attempts:
                     raise SessionFailed("unreachable", f"no connection to {self.url} after "
@@ -163,10 +166,12 @@ class ResumingClient:
             await ws.close()
 
     async def _serve(self, ws) -> dict[str, Any]:
-        if self.token is None:
-            await ws.send(json.dumps(self.start_msg))
-        else:
-            await ws.send(json.dumps({"type": "resume", "token": self.token, "last_seq": self.last_seq}))
+        first_msg = self.start_msg if self.token is None else \
+            {"type": "resume", "token": self.token, "last_seq": self.last_seq}
+        try:
+            await ws.send(json.dumps(first_msg))
+        except websockets.ConnectionClosed:
+            pass  # refused at once (token, capacity): the server's error is still to be read
         first = json.loads(await ws.recv())
         if first.get("type") == "error":
             self._raise(first)
@@ -204,7 +209,7 @@ class ResumingClient:
     def _deliver(self, ev: dict[str, Any]) -> None:
         if "seq" in ev:
             self.last_seq = ev["seq"]
-        self.on_event({**ev, "part": self.part})
+        self.on_event({**ev, "part": self.part} if self.part else ev)
 
     def _raise(self, ev: dict[str, Any]) -> None:
         code = ev.get("code", "error")

@@ -196,3 +196,42 @@ def test_the_event_log_is_bounded_and_says_when_a_resume_comes_too_late():
     assert [json.loads(d)["seq"] for d in tail] == list(range(391, 401))
     log.ack(400)
     assert log.bytes == 0 and log.since(400) == []
+
+
+def test_mic_reconnects_by_itself_and_prints_the_same_captions(tiny_models, speech, tmp_path):
+    """``streamst mic --file --fast --plain`` through a proxy that cuts the connection: it
+    says "reconnecting" and prints exactly the captions of an uninterrupted run."""
+    import argparse
+    import contextlib
+    import io
+
+    from streamst.commands.mic import Renderer, _main, file_source
+    from tests.conftest import concat_wavs
+
+    wav = concat_wavs([speech(t, "zh", gap_ms=700) for t in ZH], tmp_path / "two.wav")
+
+    async def captions(port: int) -> tuple[str, str]:
+        args = argparse.Namespace(url=f"ws://127.0.0.1:{port}/ws", token=None, src="zh", tgt="en", mode="both",
+                                  policy="reorder-aware", chunk_ms=600, connect_timeout=20.0, end_timeout=120.0)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = await _main(args, file_source(str(wav), True), Renderer(out, tty=False))
+        assert rc == 0, err.getvalue()
+        return out.getvalue(), err.getvalue()
+
+    async def body(server: Server):
+        ref, _ = await captions(server.port)
+        proxy = CuttingProxy(server.port, cuts=2, cut_bytes=(1_000, 30_000), rng=random.Random(7))
+        await proxy.start()
+        try:
+            got, err = await captions(proxy.port)
+        finally:
+            await proxy.close()
+        return ref, got, err, proxy.cuts
+
+    ref, got, err, cuts = asyncio.run(with_server(tiny_models, body))
+    assert cuts >= 1 and err.count("reconnecting") == cuts, err
+    def strip(text: str) -> list[str]:  # captions; latency figures with processing time (_CA) vary
+        return [ln for ln in text.splitlines() if not ln.startswith("summary:") and " latency: " not in ln]
+
+    assert strip(got) == strip(ref) and any(": " in ln for ln in strip(ref))
