@@ -5,8 +5,9 @@ in order, over as many websocket connections as it takes:
 
 * it keeps ``ready``'s resume token and the last ``seq`` it delivered, and acknowledges
   every ``ack_every`` events (the server's log of unacknowledged events stays small);
-* it keeps the audio the server has not confirmed (``status.audio_samples``,
-  ``resumed.audio_samples``) and re-sends it from the confirmed offset after a resume;
+* it keeps the audio the server has not processed (``status.processed_samples``; a drained
+  server gives back what it had not processed) and after a resume re-sends from what the
+  server received (``resumed.audio_samples``);
 * a drop (EOF, reset, a refused connection) means ``reconnecting``: it retries with
   exponential backoff and full jitter, then sends ``resume`` and skips events it already
   delivered (a ``seq`` at or below the last one);
@@ -121,7 +122,7 @@ class ResumingClient:
         failures = 0
         while True:
             try:
-                summary = await self._connection()
+                end = await self._connection()
             except _Dropped as e:
                 if self.opt.fail_first and self.token is None and self.last_seq == 0 and self.part == 0:
                     raise SessionFailed("connect", f"cannot connect to {self.url}: {e}") from None
@@ -135,7 +136,8 @@ class ResumingClient:
                 await asyncio.sleep(self.rng.uniform(0, delay))  # backoff with full jitter
                 continue
             failures = 0
-            if summary.get("reason") == "shutting_down" and self.opt.continue_on_drain and not self._all_sent(summary):
+            summary = end.get("summary") or {}
+            if end.get("reason") == "shutting_down" and self.opt.continue_on_drain and not self._all_sent(summary):
                 self._next_part(summary)
                 continue
             self._set_state("ended")
@@ -175,21 +177,22 @@ class ResumingClient:
         first = json.loads(await ws.recv())
         if first.get("type") == "error":
             self._raise(first)
+        resend_from = 0  # this session's input sample the audio goes on from
         if first.get("type") == "resumed":
-            self._confirm(int(first["audio_samples"]))
+            resend_from = int(first["audio_samples"])
         else:
             self._deliver(first)  # ready
             self.token = (first.get("resume") or {}).get("token")
         self._set_state("streaming")
-        sender = asyncio.create_task(self._send_audio(ws))
+        sender = asyncio.create_task(self._send_audio(ws, self._part_base + resend_from))
         try:
             async for raw in ws:
                 ev = json.loads(raw)
                 kind = ev.get("type")
                 if kind == "error":
                     self._raise(ev)
-                if kind == "status" and "audio_samples" in ev:
-                    self._confirm(int(ev["audio_samples"]))
+                if kind == "status" and "processed_samples" in ev:
+                    self._confirm(int(ev["processed_samples"]))
                     continue
                 if "seq" not in ev:
                     continue  # pong, status
@@ -200,7 +203,7 @@ class ResumingClient:
                 if ev["seq"] % self.opt.ack_every == 0:
                     await ws.send(json.dumps({"type": "ack", "seq": self.last_seq}))
                 if kind == "end":
-                    return ev.get("summary") or {}
+                    return ev
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -217,9 +220,8 @@ class ResumingClient:
             raise _Dropped("the server drains: try again (another instance, or after the restart)")
         raise SessionFailed(code, ev.get("message", ""))
 
-    async def _send_audio(self, ws) -> None:
-        """Send from the first unconfirmed sample on; ``end`` once the source is done."""
-        pos = self._base  # absolute input sample: what the server confirmed
+    async def _send_audio(self, ws, pos: int) -> None:
+        """Send from input sample ``pos`` (absolute) on; ``end`` once the source is done."""
         while True:
             pos = max(pos, self._base)
             offset = (pos - self._base) * self.width

@@ -71,7 +71,9 @@ def test_sigterm_drains_open_sessions_then_ends_the_rest_with_their_summary(tiny
         msgs, code = read_all(lingering)  # one that never ends gets its summary at --drain-s
         end = msgs[-1]
         assert end["type"] == "end" and end["reason"] == "shutting_down" and code == 1001
-        assert end["summary"]["audio_samples"] == half  # where a client continues elsewhere
+        # what it processed (audio short of a whole 60 ms grid step is given back): a client
+        # continues elsewhere from there
+        assert half - 960 < end["summary"]["audio_samples"] <= half
         assert srv.proc.wait(timeout=30) == 0
         assert "Traceback" not in srv.output()
 

@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_soak_parser(bsub)  # `bench soak`: long audio in fast mode, RSS and fds flat
 
+    from streamst.server.chaos import add_parser as add_chaos_parser
+
+    add_chaos_parser(bsub)  # `bench chaos`: drops, reconnects, a drain and a restart; nothing lost
+
     from streamst.e2e.bench import add_parser as add_e2e_parser
 
     add_e2e_parser(bsub)  # `bench e2e`: end-to-end per-chunk cost vs utterance length

@@ -387,8 +387,12 @@ class ResumableConnection(NativeConnection):
         return out
 
     def tick(self) -> None:
-        if self.runner is not None and self.kept is not None:  # audio_samples: the client may forget them
-            self.put({**self.runner.status().to_dict(), "audio_samples": self.kept.received})
+        if self.runner is not None and self.kept is not None and self.start is not None:
+            runner, rate = self.runner, self.start.sample_rate
+            unprocessed = round((runner.received - runner.processed) * rate / 16000)  # exact at 16 kHz
+            # audio_samples: received; processed_samples: the client may forget the audio before it
+            self.put({**runner.status().to_dict(), "audio_samples": self.kept.received,
+                      "processed_samples": max(0, self.kept.received - unprocessed)})
 
     async def run(self) -> None:
         try:
@@ -433,16 +437,21 @@ class ResumableConnection(NativeConnection):
 
 
     async def shut_down(self) -> None:
-        """Flush this connection's session and end it with its summary (``reason: shutting_down``)."""
+        """End this connection's session now (the drain's deadline): audio not yet processed
+        is dropped and given back (``audio_samples`` counts only what was processed), the
+        current utterance is finalised, and the client gets every event and the summary with
+        ``reason: shutting_down``, then close 1001. Nothing committed is lost, nothing is
+        processed twice when the client re-sends from ``audio_samples`` elsewhere."""
         kept, runner = self.kept, self.runner
-        if kept is None or runner is None or self.closing:
+        if kept is None or runner is None or self.start is None or self.closing:
             return
-        kept.ended = True
-        kept.done = True  # the end below replaces complete()'s
+        kept.ended = kept.done = True  # the end below replaces complete()'s
+        dropped = runner.drop_pending()
+        kept.received -= round(dropped * self.start.sample_rate / 16000)  # exact at 16 kHz
         runner.end()
         if kept.task is not None and not kept.task.done():
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(30):  # one step in flight and the final step
                     await asyncio.shield(kept.task)
         if self.closing or kept.conn is not self:
             return
@@ -453,10 +462,9 @@ class ResumableConnection(NativeConnection):
 
 
 async def drain(server: Server, drain_s: float) -> None:
-    """Let open sessions go on for up to ``drain_s``, then end each one cleanly: the pipeline
-    is flushed and the client gets its ``end`` summary with ``reason: "shutting_down"``
-    (the audio it covers is ``audio_ms``: a client continues elsewhere from there) and a
-    close with 1001. Detached sessions are dropped (their state cannot move)."""
+    """Let open sessions go on for up to ``drain_s``, then end each one cleanly
+    (:meth:`ResumableConnection.shut_down`). Detached sessions are dropped (their state
+    cannot move)."""
     deadline = time.monotonic() + drain_s
     while server.connections and time.monotonic() < deadline:
         server.connections_changed.clear()
@@ -466,6 +474,6 @@ async def drain(server: Server, drain_s: float) -> None:
     ends = [conn.shut_down() for conn in list(server.connections.values()) if isinstance(conn, ResumableConnection)]
     if ends:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(server.config.close_timeout_s + 10):
+            async with asyncio.timeout(server.config.close_timeout_s + 30):
                 await asyncio.gather(*ends, return_exceptions=True)
     server.resume.close()
