@@ -19,8 +19,11 @@ over every client:
 * ``lost_units``: gaps in the delivered ``seq`` numbers of a part, plus reference units
   missing (sessions that stayed on one server), plus sessions that failed;
 * the audio: the parts' ``audio_samples`` must add up to the audio sent (``audio_mismatch``);
-* RSS before, at its peak (sampled every 0.5 s) and after, and the most detached sessions
-  kept at once.
+* RSS before, at its peak (sampled every 0.5 s) and after (``rss_bounded``: the peak within
+  ``--rss-slack-mb`` of the start), and the most detached sessions kept at once.
+
+The exit code is 0 only when nothing was lost or duplicated, the audio adds up and RSS stayed
+bounded.
 
 Sessions that moved to B (cut by the drain) are checked by ``seq`` continuity and audio
 accounting only: their utterances end where the drain cut them, so their units differ from
@@ -71,7 +74,7 @@ async def _frames(audio: np.ndarray):
 
 async def run_chaos(profile: str, *, sessions: int = 20, seconds: float = 8.0, mode: str = "simul",
                     cut_every_s: tuple[float, float] = (0.5, 2.0), drain_at_s: float = 4.0, drain_s: float = 2.0,
-                    seed: int = 0, log=print) -> dict[str, Any]:
+                    seed: int = 0, rss_slack_mb: float = 400.0, log=print) -> dict[str, Any]:
     from streamst.loading import Models, RuntimeOptions
     from streamst.netproxy import CuttingProxy
     from streamst.profiles import load_profile
@@ -215,6 +218,7 @@ async def run_chaos(profile: str, *, sessions: int = 20, seconds: float = 8.0, m
         "lost_units": lost, "duplicated_units": dup, "audio_mismatch": audio_mismatch,
         "max_detached": max_detached, "rss_mb_before": round(rss["before"], 1), "rss_mb_peak": round(rss["peak"], 1),
         "rss_mb_after": round(rss["after"], 1),
+        "rss_bounded": rss["peak"] - rss["before"] <= rss_slack_mb, "rss_slack_mb": rss_slack_mb,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -230,6 +234,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     c.add_argument("--drain-at-s", type=float, default=4.0, help="when server A drains (and B takes over)")
     c.add_argument("--drain-s", type=float, default=2.0, help="A's drain period")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--rss-slack-mb", type=float, default=400.0,
+                   help="RSS growth (peak over the start, a second server included) that still counts as bounded")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=_command)
 
@@ -237,7 +243,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
 def _command(args: argparse.Namespace) -> int:
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else print
     report = asyncio.run(run_chaos(args.profile, sessions=args.sessions, seconds=args.seconds, mode=args.mode,
-                                   drain_at_s=args.drain_at_s, drain_s=args.drain_s, seed=args.seed, log=log))
+                                   drain_at_s=args.drain_at_s, drain_s=args.drain_s, seed=args.seed,
+                                   rss_slack_mb=args.rss_slack_mb, log=log))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -245,5 +252,6 @@ def _command(args: argparse.Namespace) -> int:
               f"{report['moved_by_drain']} moved by the drain: lost_units {report['lost_units']}, "
               f"duplicated_units {report['duplicated_units']}, audio mismatches {report['audio_mismatch']}; "
               f"RSS {report['rss_mb_before']:.0f} -> peak {report['rss_mb_peak']:.0f} -> {report['rss_mb_after']:.0f} MB")
-    ok = report["lost_units"] == 0 and report["duplicated_units"] == 0 and report["audio_mismatch"] == 0
+    ok = report["lost_units"] == 0 and report["duplicated_units"] == 0 and report["audio_mismatch"] == 0 \
+        and report["rss_bounded"]
     return 0 if ok else 1
