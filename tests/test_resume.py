@@ -154,7 +154,9 @@ def wait_until(cond, timeout=20.0):
     return poll()
 
 
-def test_clients_that_never_come_back_are_bounded_in_count_bytes_and_time(tiny_models, audio):
+@pytest.mark.parametrize("bound", [dict(resume_max_sessions=3), dict(resume_max_bytes=12_000, resume_log_bytes=4096)],
+                         ids=["count", "bytes"])
+def test_clients_that_never_come_back_are_bounded_in_count_bytes_and_time(tiny_models, audio, bound):
     async def body(server: Server):
         url = f"ws://127.0.0.1:{server.port}/ws"
         tokens = []
@@ -166,8 +168,8 @@ def test_clients_that_never_come_back_are_bounded_in_count_bytes_and_time(tiny_m
                 await ws.send(pcm16_bytes(audio[i: i + FRAME]))
             ws.transport.abort()  # never comes back
         reg = server.resume
-        assert await wait_until(lambda: reg.evicted + len(reg.detached) == 6 and not server.connections)
-        assert len(reg.detached) <= 3 and reg.evicted >= 3
+        assert await wait_until(lambda: reg.evicted + reg.expired + len(reg.detached) == 6 and not server.connections)
+        assert len(reg.detached) <= server.config.resume_max_sessions and reg.evicted >= 1
         assert reg.detached_bytes() <= server.config.resume_max_bytes
         # an evicted session is gone: its token gets resume_unknown
         ws = await connect(url)
@@ -181,7 +183,7 @@ def test_clients_that_never_come_back_are_bounded_in_count_bytes_and_time(tiny_m
         assert reg.expired >= 1
         return True
 
-    assert asyncio.run(with_server(tiny_models, body, resume_max_sessions=3, resume_grace_s=3.0))
+    assert asyncio.run(with_server(tiny_models, body, resume_grace_s=8.0, **bound))
 
 
 def test_the_event_log_is_bounded_and_says_when_a_resume_comes_too_late():

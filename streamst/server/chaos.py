@@ -245,13 +245,18 @@ def _command(args: argparse.Namespace) -> int:
     report = asyncio.run(run_chaos(args.profile, sessions=args.sessions, seconds=args.seconds, mode=args.mode,
                                    drain_at_s=args.drain_at_s, drain_s=args.drain_s, seed=args.seed,
                                    rss_slack_mb=args.rss_slack_mb, log=log))
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{report['sessions']} sessions, {report['connections']} connections ({report['proxy_cuts']} cut), "
-              f"{report['moved_by_drain']} moved by the drain: lost_units {report['lost_units']}, "
-              f"duplicated_units {report['duplicated_units']}, audio mismatches {report['audio_mismatch']}; "
-              f"RSS {report['rss_mb_before']:.0f} -> peak {report['rss_mb_peak']:.0f} -> {report['rss_mb_after']:.0f} MB")
-    ok = report["lost_units"] == 0 and report["duplicated_units"] == 0 and report["audio_mismatch"] == 0 \
+    print(json.dumps(report, indent=2) if args.json else _line(report))
+    return 0 if passed(report) else 1
+
+
+def passed(report: dict[str, Any]) -> bool:
+    """Nothing lost or duplicated, the audio adds up, RSS bounded."""
+    return (report["lost_units"], report["duplicated_units"], report["audio_mismatch"]) == (0, 0, 0) \
         and report["rss_bounded"]
-    return 0 if ok else 1
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (f"{r['sessions']} sessions, {r['connections']} connections ({r['proxy_cuts']} cut), "
+            f"{r['moved_by_drain']} moved by the drain: lost_units {r['lost_units']}, duplicated_units "
+            f"{r['duplicated_units']}, audio mismatches {r['audio_mismatch']}; RSS {r['rss_mb_before']:.0f} "
+            f"-> peak {r['rss_mb_peak']:.0f} -> {r['rss_mb_after']:.0f} MB")

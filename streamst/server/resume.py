@@ -146,6 +146,8 @@ class KeptSession:
         data = self.log.append(message)
         if self.conn is not None:
             self.conn.put(data)
+        elif not self.closed:
+            self.registry.bound()  # a detached session's log grows: the bounds hold all along
 
     def start_runner(self) -> asyncio.Task:
         if self.task is None:
@@ -243,9 +245,10 @@ class ResumeRegistry:
             return
         kept.detach()
         self.detached[kept.id] = kept
-        self._bound()
+        self.bound()
 
-    def _bound(self) -> None:
+    def bound(self) -> None:
+        """End the oldest detached sessions while their count or bytes exceed the bounds."""
         while self.detached and (len(self.detached) > self.options.max_detached
                                  or self.detached_bytes() > self.options.max_bytes):
             _, oldest = next(iter(self.detached.items()))
