@@ -154,7 +154,7 @@ def wait_until(cond, timeout=20.0):
     return poll()
 
 
-@pytest.mark.parametrize("bound", [dict(resume_max_sessions=3), dict(resume_max_bytes=12_000, resume_log_bytes=4096)],
+@pytest.mark.parametrize("bound", [dict(resume_max_sessions=3), dict(resume_max_bytes=100_000, resume_log_bytes=4096)],
                          ids=["count", "bytes"])
 def test_clients_that_never_come_back_are_bounded_in_count_bytes_and_time(tiny_models, audio, bound):
     async def body(server: Server):
