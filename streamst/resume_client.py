@@ -35,7 +35,7 @@ RESUME_FAILED = ("resume_unknown", "resume_gap")
 
 @dataclass(frozen=True)
 class ReconnectOptions:
-    attempts: int = 10  # consecutive failed connection attempts before giving up
+    attempts: int = 10  # consecutive failed connections (none got ready / resumed) before giving up
     base_s: float = 0.1  # first backoff; doubles per failure up to max_s, full jitter
     max_s: float = 5.0
     ack_every: int = 16  # acknowledge after this many events
@@ -77,6 +77,7 @@ class ResumingClient:
         self.reconnects = 0
         self.duplicates = 0  # events received again after a resume and skipped
         self.state = "connecting"
+        self._failures = 0  # consecutive failed connections
         # audio: everything from sample `base` on is kept until the server confirms it
         self._audio = bytearray()
         self._base = 0  # input samples before _audio[0] (confirmed by the server)
@@ -119,14 +120,14 @@ class ResumingClient:
             self.on_state(state)
 
     async def _sessions(self) -> dict[str, Any]:
-        failures = 0
         while True:
             try:
                 end = await self._connection()
             except _Dropped as e:
                 if self.opt.fail_first and self.token is None and self.last_seq == 0 and self.part == 0:
                     raise SessionFailed("connect", f"cannot connect to {self.url}: {e}") from None
-                failures += 1
+                self._failures += 1
+                failures = self._failures
                 if failures > self.opt.attempts:
                     raise SessionFailed("unreachable", f"no connection to {self.url} after "
                                                        f"{self.opt.attempts} attempts") from None
@@ -135,7 +136,6 @@ class ResumingClient:
                 delay = min(self.opt.max_s, self.opt.base_s * 2 ** (failures - 1))
                 await asyncio.sleep(self.rng.uniform(0, delay))  # backoff with full jitter
                 continue
-            failures = 0
             summary = end.get("summary") or {}
             if end.get("reason") == "shutting_down" and self.opt.continue_on_drain and not self._all_sent(summary):
                 self._next_part(summary)
@@ -183,6 +183,7 @@ class ResumingClient:
         else:
             self._deliver(first)  # ready
             self.token = (first.get("resume") or {}).get("token")
+        self._failures = 0  # attempts count from the last connection that got through
         self._set_state("streaming")
         sender = asyncio.create_task(self._send_audio(ws, self._part_base + resend_from))
         try:

@@ -77,7 +77,7 @@ def assert_in_order(events: list[dict]) -> None:
     assert seqs == list(range(1, len(seqs) + 1)), "events delivered out of order, twice or with a gap"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_a_session_cut_at_random_points_resumes_to_the_same_output(tiny_models, audio, seed):
     async def body(server: Server):
         ref, _, ref_summary = await run_client(f"ws://127.0.0.1:{server.port}/ws", audio)
@@ -213,7 +213,7 @@ def test_mic_reconnects_by_itself_and_prints_the_same_captions(tiny_models, spee
     wav = concat_wavs([speech(t, "zh", gap_ms=700) for t in ZH], tmp_path / "two.wav")
 
     async def captions(port: int) -> tuple[str, str]:
-        args = argparse.Namespace(url=f"ws://127.0.0.1:{port}/ws", token=None, src="zh", tgt="en", mode="both",
+        args = argparse.Namespace(url=f"ws://127.0.0.1:{port}/ws", token=None, src="zh", tgt="en", mode="simul",
                                   policy="reorder-aware", chunk_ms=600, connect_timeout=20.0, end_timeout=120.0)
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(err):

@@ -240,7 +240,8 @@ class ResumeRegistry:
         kept = conn.kept
         if kept is None or kept.conn is not conn or kept.closed:
             return
-        if conn.failed_session or not self.enabled:
+        delivered = kept.done and conn.ws.protocol.close_rcvd is not None  # the client echoed the close after the end
+        if conn.failed_session or not self.enabled or delivered:
             self.drop(kept)
             return
         kept.detach()
@@ -251,7 +252,8 @@ class ResumeRegistry:
         """End the oldest detached sessions while their count or bytes exceed the bounds."""
         while self.detached and (len(self.detached) > self.options.max_detached
                                  or self.detached_bytes() > self.options.max_bytes):
-            _, oldest = next(iter(self.detached.items()))
+            # ended sessions first (a client may only have missed their end), then the oldest
+            oldest = next((k for k in self.detached.values() if k.done), next(iter(self.detached.values())))
             self.evicted += 1
             log.info("session %s: detached session evicted (resume bounds)", oldest.id)
             self.drop(oldest)
