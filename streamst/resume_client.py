@@ -22,6 +22,7 @@ Used by ``streamst mic``, ``streamst bench chaos`` and the resume tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import AsyncIterator, Callable
@@ -202,7 +203,8 @@ class ResumingClient:
                     continue
                 self._deliver(ev)
                 if ev["seq"] % self.opt.ack_every == 0:
-                    await ws.send(json.dumps({"type": "ack", "seq": self.last_seq}))
+                    with contextlib.suppress(websockets.ConnectionClosed):  # closing after the end: read on
+                        await ws.send(json.dumps({"type": "ack", "seq": self.last_seq}))
                 if kind == "end":
                     return ev
         finally:
