@@ -48,32 +48,32 @@ def send(ws, audio: np.ndarray) -> None:
 def test_sigterm_drains_open_sessions_then_ends_the_rest_with_their_summary(tiny_models_root, audio):
     half = len(audio) // 2 // FRAME * FRAME
     with running_server(tiny_models_root, "--drain-s", "12") as srv:
-        finishing, lingering = connect(srv.ws, open_timeout=20), connect(srv.ws, open_timeout=20)
-        for ws in (finishing, lingering):
-            ws.send(json.dumps(START))
-            assert json.loads(ws.recv(timeout=20))["type"] == "ready"
-            send(ws, audio[:half])
-        srv.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while (got := health(srv.port))[0] == 200 and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling a condition with a deadline
-        status, body = got
-        assert status == 503 and body["draining"] is True and body["ok"] is False
-        with connect(srv.ws, open_timeout=20) as new:  # a new session goes elsewhere
-            new.send(json.dumps(START))
-            msgs, code = read_all(new, timeout=20)
-            assert msgs[-1]["code"] == "shutting_down" and code == 1001
-        send(finishing, audio[half:])  # an open session goes on and ends normally
-        finishing.send(json.dumps({"type": "end"}))
-        msgs, code = read_all(finishing)
-        assert msgs[-1]["type"] == "end" and "reason" not in msgs[-1] and code == 1000
-        assert msgs[-1]["summary"]["audio_samples"] == len(audio)
-        msgs, code = read_all(lingering)  # one that never ends gets its summary at --drain-s
-        end = msgs[-1]
-        assert end["type"] == "end" and end["reason"] == "shutting_down" and code == 1001
-        # what it processed (audio short of a whole 60 ms grid step is given back): a client
-        # continues elsewhere from there
-        assert half - 960 < end["summary"]["audio_samples"] <= half
+        with connect(srv.ws, open_timeout=20) as finishing, connect(srv.ws, open_timeout=20) as lingering:
+            for ws in (finishing, lingering):
+                ws.send(json.dumps(START))
+                assert json.loads(ws.recv(timeout=20))["type"] == "ready"
+                send(ws, audio[:half])
+            srv.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while (got := health(srv.port))[0] == 200 and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling a condition with a deadline
+            status, body = got
+            assert status == 503 and body["draining"] is True and body["ok"] is False
+            with connect(srv.ws, open_timeout=20) as new:  # a new session goes elsewhere
+                new.send(json.dumps(START))
+                msgs, code = read_all(new, timeout=20)
+                assert msgs[-1]["code"] == "shutting_down" and code == 1001
+            send(finishing, audio[half:])  # an open session goes on and ends normally
+            finishing.send(json.dumps({"type": "end"}))
+            msgs, code = read_all(finishing)
+            assert msgs[-1]["type"] == "end" and "reason" not in msgs[-1] and code == 1000
+            assert msgs[-1]["summary"]["audio_samples"] == len(audio)
+            msgs, code = read_all(lingering)  # one that never ends gets its summary at --drain-s
+            end = msgs[-1]
+            assert end["type"] == "end" and end["reason"] == "shutting_down" and code == 1001
+            # what it processed (audio short of a whole 60 ms grid step is given back): a client
+            # continues elsewhere from there
+            assert half - 960 < end["summary"]["audio_samples"] <= half
         assert srv.proc.wait(timeout=30) == 0
         assert "Traceback" not in srv.output()
 
