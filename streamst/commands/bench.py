@@ -97,6 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_speakers_parser(bsub)  # `bench speakers`: speaker attribution on synthetic dialogues, cost
 
+    from streamst.bench.chaos import add_parser as add_chaos_parser
+
+    add_chaos_parser(bsub)  # `bench chaos`: drops, reconnects, a drain and a restart; nothing lost
+
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")
     s.add_argument("--device", default="cpu")

@@ -6,7 +6,9 @@ Audio is sent as 16 kHz PCM16 frames of 100 ms. Each utterance is one line rewri
 latency are printed when it ends. Without a TTY (or with ``--plain``) nothing is rewritten:
 a line is printed when new words are committed, tentative text in ``[...]``. ``--json``
 prints the raw server events, one per line. Ctrl-C sends ``end`` and waits (bounded) for the
-remaining events and the summary; a second Ctrl-C quits at once.
+remaining events and the summary; a second Ctrl-C quits at once. A dropped connection is
+resumed (``streamst.resume_client``: backoff with jitter, "reconnecting" on stderr, no caption
+text repeated or missing); a drained server's session continues on a new one.
 
 Exit codes: 0 session ended normally; 1 server error or connection failure; 2 bad input or
 no audio input (sounddevice missing, no device); 130 interrupted before the summary came.
@@ -193,6 +195,7 @@ class Renderer:
     printed: dict[tuple[int, str, str], str] = field(default_factory=dict)  # plain: last committed shown
     latencies: list[dict[str, Any]] = field(default_factory=list)
     current: int | None = None
+    reconnecting: bool = False
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -282,6 +285,17 @@ class Renderer:
             self._clear()
             self.summary(ev.get("summary") or {})
 
+    def state(self, state: str) -> None:
+        """The connection's state (``streamst.resume_client``): a drop shows ``reconnecting``."""
+        if state == "reconnecting":
+            self._clear()
+            print("streamst mic: connection lost, reconnecting…", file=sys.stderr, flush=True)
+            self.reconnecting = True
+        elif state == "streaming" and self.reconnecting:
+            print("streamst mic: reconnected, resuming the session", file=sys.stderr, flush=True)
+            self.reconnecting = False
+            self._draw()
+
     def summary(self, summary: dict[str, Any]) -> None:
         """One line from the server's ``end`` summary (latency means computed from the
         latency events when the summary has none)."""
@@ -328,104 +342,74 @@ def with_token(url: str, token: str | None) -> str:
 
 async def stream(args: argparse.Namespace, source: AsyncIterator[bytes], render: Renderer,
                  stop: asyncio.Event) -> bool:
-    """Run one session. Returns True when the server's ``end`` (summary) arrived."""
-    import websockets
-
-    tgts = [t.strip() for t in args.tgt.split(",") if t.strip()]
+    """Run one session, reconnecting and resuming after a drop (``streamst.resume_client``).
+    Returns True when the server's ``end`` (summary) arrived."""
+    from streamst.resume_client import ReconnectOptions, ResumingClient, SessionFailed
     from streamst.server.protocol import PolicySpec, Start
 
+    tgts = [t.strip() for t in args.tgt.split(",") if t.strip()]
     start = Start(sample_rate=SAMPLE_RATE, src_lang=args.src, tgt_langs=tuple(tgts), mode=args.mode,
                   policy=PolicySpec(args.policy), chunk_ms=args.chunk_ms,
                   speak=tuple(tgts[:1]) if getattr(args, "speak", False) else ()).to_message()
-    player = None  # streamst.speak.cli.SpeechPlayer with --speak, once the session is ready
-    url = with_token(args.url, args.token)
+    player = None  # streamst.speak.cli.SpeechPlayer with --speak
+    if start.get("speak"):
+        from streamst.speak.cli import SpeechPlayer
+
+        player = SpeechPlayer(_import_sounddevice())
+
+    def on_event(ev: dict) -> None:
+        if ev.get("type") == "speech":  # spoken output: played, shown only with --json
+            if player is not None:
+                player.feed(ev)
+            if not render.json_mode:
+                return
+        render.event(ev)
+
+    source_done = asyncio.Event()
+
+    async def frames() -> AsyncIterator[bytes]:
+        """The source until it ends or Ctrl-C (then the client sends ``end``)."""
+        stopped = asyncio.ensure_future(stop.wait())
+        it = source.__aiter__()
+        try:
+            while True:
+                nxt = asyncio.ensure_future(it.__anext__())
+                await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():  # Ctrl-C
+                    nxt.cancel()
+                    break
+                try:
+                    yield nxt.result()
+                except StopAsyncIteration:
+                    break
+        finally:
+            stopped.cancel()
+            source_done.set()
+
+    client = ResumingClient(with_token(args.url, args.token), start, on_event=on_event, on_state=render.state,
+                            options=ReconnectOptions(open_timeout_s=args.connect_timeout, fail_first=True))
+    session = asyncio.ensure_future(client.run(frames()))
+    done = asyncio.ensure_future(source_done.wait())
     try:
-        ws = await asyncio.wait_for(websockets.connect(url, max_size=2**24, open_timeout=None),
-                                    args.connect_timeout)
-    except (OSError, asyncio.TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as e:
-        raise ConnectionError(f"cannot connect to {args.url}: {e or type(e).__name__}") from e
-    async with ws:
-        try:
-            await ws.send(json.dumps(start))
-        except websockets.ConnectionClosed:
-            pass  # refused at once (token, capacity): the server's error is still to be read
-        # the first answer is "ready" (or an error)
-        try:
-            first = json.loads(await asyncio.wait_for(ws.recv(), args.connect_timeout))
-        except websockets.ConnectionClosed as e:
-            raise ConnectionError(f"the server closed the connection ({e})") from e
-        render.event(first)
-        if first.get("type") == "error":
-            raise ServerError(first.get("code", "error"), first.get("message", ""))
-        if first.get("type") != "ready":
-            raise ServerError("protocol", f"expected ready, got {first.get('type')!r}")
-        if start.get("speak"):
-            from streamst.speak.cli import SpeechPlayer
-
-            player = SpeechPlayer(_import_sounddevice())
-
-        async def send_audio() -> None:
-            stopped = asyncio.ensure_future(stop.wait())
-            frames = source.__aiter__()
+        await asyncio.wait({session, done}, return_when=asyncio.FIRST_COMPLETED)
+        if not session.done():  # all audio given: the rest of the events and the summary are due
             try:
-                while True:
-                    nxt = asyncio.ensure_future(frames.__anext__())
-                    await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                    if not nxt.done():  # Ctrl-C
-                        nxt.cancel()
-                        break
-                    try:
-                        frame = nxt.result()
-                    except StopAsyncIteration:
-                        break
-                    await ws.send(frame)
-            finally:
-                stopped.cancel()
-            await ws.send(json.dumps({"type": "end"}))
-
-        async def receive() -> bool:
-            try:
-                async for msg in ws:
-                    if isinstance(msg, bytes):
-                        continue
-                    ev = json.loads(msg)
-                    if ev.get("type") == "speech":
-                        if player is not None:
-                            player.feed(ev)
-                        if not render.json_mode:
-                            continue
-                    render.event(ev)
-                    if ev.get("type") == "error":
-                        raise ServerError(ev.get("code", "error"), ev.get("message", ""))
-                    if ev.get("type") == "end":
-                        return True
-            except websockets.ConnectionClosed as e:
-                raise ConnectionError(f"the server closed the connection ({e})") from e
-            return False
-
-        sender = asyncio.ensure_future(send_audio())
-        receiver = asyncio.ensure_future(receive())
-        try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if receiver in done:
-                return receiver.result()
-            try:
-                sender.result()
-            except websockets.ConnectionClosed:
-                # the server closed while we were sending: its last words are in the receiver
-                return await asyncio.wait_for(receiver, 10.0)
-            # all audio sent and "end" sent: the rest of the events and the summary are due
-            try:
-                return await asyncio.wait_for(receiver, args.end_timeout)
+                await asyncio.wait_for(asyncio.shield(session), args.end_timeout)
             except asyncio.TimeoutError:
                 raise TimeoutError(f"no summary from the server within {args.end_timeout:.0f} s "
                                    "of the end of the audio") from None
-        finally:
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
-            if player is not None:
-                player.close()
+        session.result()
+        return True
+    except SessionFailed as e:
+        if e.code in ("connect", "unreachable"):
+            raise ConnectionError(e.message) from None
+        raise ServerError(e.code, e.message) from None
+    finally:
+        for task in (session, done):
+            task.cancel()
+        await asyncio.gather(session, done, return_exceptions=True)
+        if player is not None:
+            player.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,7 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the OpenAI endpoint sends text only (no session.output_audio.delta); /ws clients may still ask with start.speak")
     p.add_argument("--tts", default=None, metavar="KIND[:DIR]",
                    help="speech engine of spoken output: espeak-ng, or kokoro:DIR (default: the profile's tts, else espeak-ng)")
+    add_resume_args(p, d)
     p.set_defaults(func=_run)
+
+
+def add_resume_args(p: argparse.ArgumentParser, d: ServerConfig) -> None:
+    """Resume, drain and the FunASR port's access (docs/protocol.md, "Resume" and "Drain")."""
+    p.add_argument("--resume-grace-s", type=float, default=d.resume_grace_s,
+                   help="keep a /ws session whose connection drops this long for the client to resume (0: off)")
+    p.add_argument("--resume-max-sessions", type=int, default=d.resume_max_sessions,
+                   help="detached sessions kept at once (the oldest ends first)")
+    p.add_argument("--resume-max-mb", type=float, default=d.resume_max_bytes / 2**20,
+                   help="memory of all detached sessions (event logs, pending audio)")
+    p.add_argument("--drain-s", type=float, default=d.drain_s,
+                   help="on SIGTERM: /healthz answers 503, new sessions are refused, open ones go on this "
+                        "long, then end with their summary")
+    p.add_argument("--funasr-host", default=None, metavar="ADDR",
+                   help="bind address of --funasr-port (default: --host)")
+    p.add_argument("--funasr-open", action="store_true",
+                   help="the FunASR port takes no token (FunASR clients cannot send one); bind it to a "
+                        "trusted address with --funasr-host")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -53,7 +72,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout_s, token=args.token or os.environ.get("STREAMST_TOKEN") or None,
         allowed_origins=tuple(args.allowed_origins), workers=args.workers, mt_batch_rows=args.mt_batch_rows,
         e2e_batch_rows=args.e2e_batch_rows, engine=args.engine, engine_url=args.engine_url,
-        speech=not args.no_speech, tts=args.tts, speakers=args.speakers,
+        speech=not args.no_speech, tts=args.tts, speakers=args.speakers, resume_grace_s=args.resume_grace_s,
+        resume_max_sessions=args.resume_max_sessions, resume_max_bytes=int(args.resume_max_mb * 2**20),
+        drain_s=args.drain_s, funasr_host=args.funasr_host, funasr_open=args.funasr_open,
     )
 
 

@@ -53,6 +53,7 @@ from streamst.server.metrics import ServerMetrics
 from streamst.server.openai_realtime import PATH as OPENAI_PATH
 from streamst.server.openai_realtime import OpenAIConnection
 from streamst.server.protocol import ProtocolError, ServerMessage
+from streamst.server.resume import ResumableConnection, ResumeRegistry, drain
 from streamst.server.worker import AsrBatcher
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8", ".wasm": "application/wasm",
 }
 # websocket path -> connection class; an endpoint is one entry here (plus its module)
-ENDPOINTS: dict[str, type[Connection]] = {"/ws": NativeConnection, "/funasr": FunasrConnection,
+ENDPOINTS: dict[str, type[Connection]] = {"/ws": ResumableConnection, "/funasr": FunasrConnection,
                                           OPENAI_PATH: OpenAIConnection}
 WS_PATHS = tuple(ENDPOINTS)
 
@@ -93,6 +94,9 @@ class Server:
         self.e2e_available = False  # the profile's e2e model loaded (modes e2e / all)
         self.tts: Any = None  # the speech engine of spoken output (streamst/speak); None: text only
         self.started = 0.0
+        self.resume = ResumeRegistry(config.resume_options)
+        self.draining = False  # SIGTERM: /healthz answers 503, new sessions are refused
+        self.connections_changed = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -116,8 +120,9 @@ class Server:
                        select_subprotocol=_echo_binary_subprotocol)
         self._ws = await serve(self._handle, cfg.host, cfg.port, process_request=self._process_request, **options)
         if cfg.funasr_port is not None:
-            self._funasr_ws = await serve(self._handle_funasr_port, cfg.host, cfg.funasr_port,
+            self._funasr_ws = await serve(self._handle_funasr_port, cfg.funasr_host or cfg.host, cfg.funasr_port,
                                           process_request=self._process_funasr_request, **options)
+            warn_funasr_port(cfg)
         self.started = time.monotonic()
         log.info("streamst serving profile %s on ws://%s:%d/ws", cfg.profile, cfg.host, self.port)
 
@@ -196,6 +201,7 @@ class Server:
             w.close(close_connections=True)
             await w.wait_closed()
         self._ws = self._funasr_ws = None
+        self.resume.close()
         for batcher in (self.batcher, self.mt_batcher, self.e2e_batcher):  # joins their threads: off the event loop
             if batcher:
                 await asyncio.to_thread(batcher.close)
@@ -213,6 +219,10 @@ class Server:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            if self.config.drain_s > 0:
+                self.draining = True
+                log.info("draining: open sessions go on for up to %g s", self.config.drain_s)
+                await drain(self, self.config.drain_s)
             await self.close()
 
     # -- HTTP -----------------------------------------------------------------------------------
@@ -220,8 +230,9 @@ class Server:
         path = urlsplit(request.path).path
         if path in WS_PATHS:
             return None  # websocket handshake
-        if path == "/healthz":
-            return _response(http.HTTPStatus.OK, "application/json", json.dumps(self.health()).encode())
+        if path == "/healthz":  # 503 while draining: load balancers take the instance out
+            status = http.HTTPStatus.SERVICE_UNAVAILABLE if self.draining else http.HTTPStatus.OK
+            return _response(status, "application/json", json.dumps(self.health()).encode())
         if path == "/metrics":
             return _response(http.HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8",
                              self.metrics.render(self._gauges).encode())
@@ -242,8 +253,9 @@ class Server:
         return files.get(name)
 
     def health(self) -> dict:
-        return {"ok": True, "sessions": len(self.connections), "max_sessions": self.config.max_sessions,
-                "profile": self.config.profile, "uptime_s": round(time.monotonic() - self.started, 1)}
+        return {"ok": not self.draining, "draining": self.draining, "sessions": len(self.connections),
+                "max_sessions": self.config.max_sessions, "profile": self.config.profile,
+                "uptime_s": round(time.monotonic() - self.started, 1), "resume": self.resume.stats()}
 
     def _gauges(self) -> dict[str, float]:
         lags = [c.runner.lag_ms for c in self.connections.values() if c.runner is not None]
@@ -268,7 +280,9 @@ class Server:
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
         try:
-            self._admit(ws, url.query)
+            self._admit(ws, url.query, open_port=funasr and self.config.funasr_open)
+            if self.draining and cls is not ResumableConnection:  # /ws may still resume a session here
+                raise ProtocolError("shutting_down", "the server is draining; connect to another instance")
         except ProtocolError as e:
             self.metrics.error(e.code)
             log_failure("-", e)
@@ -289,14 +303,15 @@ class Server:
             await conn.run()
         finally:
             del self.connections[conn.id]
+            self.connections_changed.set()
 
-    def _admit(self, ws: ServerConnection, query: str) -> None:
-        """Origin, token and capacity checks, in that order."""
+    def _admit(self, ws: ServerConnection, query: str, *, open_port: bool = False) -> None:
+        """Origin, token and capacity checks, in that order (no token on an ``open_port``)."""
         cfg = self.config
         origins = ws.request.headers.get_all("Origin")
         if cfg.allowed_origins and origins and (len(origins) > 1 or origins[0] not in cfg.allowed_origins):
             raise ProtocolError("origin_not_allowed", f"origin {strict.short(', '.join(origins))} is not allowed")
-        if cfg.token:
+        if cfg.token and not open_port:
             auths = ws.request.headers.get_all("Authorization")
             if len(auths) > 1:
                 raise ProtocolError("unauthorized", "more than one Authorization header")
@@ -309,6 +324,30 @@ class Server:
                 raise ProtocolError("unauthorized", "missing or wrong token (Authorization: Bearer T or ?token=T)")
         if len(self.connections) >= cfg.max_sessions:
             raise ProtocolError("server_full", f"the server holds {cfg.max_sessions} sessions; try again later")
+
+
+def warn_funasr_port(cfg: ServerConfig) -> None:
+    """FunASR clients cannot send a token: say what the FunASR port's setting means."""
+    host = cfg.funasr_host or cfg.host
+    if cfg.token and not cfg.funasr_open:
+        log.warning("the FunASR port %d requires the token, which FunASR clients cannot send: they are refused "
+                    "(unauthorized). Use --funasr-open (with --funasr-host 127.0.0.1 or a private address) "
+                    "to let them in", cfg.funasr_port)
+    elif cfg.funasr_open and cfg.token and not _loopback(host):
+        log.warning("WARNING: the FunASR port %s:%d takes NO token (--funasr-open) and is reachable beyond this "
+                    "machine: anyone who can reach it can use the server. Bind it with --funasr-host 127.0.0.1 "
+                    "or a private address, or firewall it", host, cfg.funasr_port)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or "" (every interface): assume reachable
 
 
 def _response(status: http.HTTPStatus, content_type: str, body: bytes) -> Response:

@@ -20,6 +20,8 @@ CLOSE_TRY_LATER = 1013  # server full / overloaded
 CLOSE_IDLE = 4001  # no message for idle_timeout_s, or no start within start_timeout_s
 CLOSE_TOO_LONG = 4002  # session longer than max_session_s
 CLOSE_SLOW_CONSUMER = 4003  # the client does not read its results
+CLOSE_SUPERSEDED = 4004  # the session was resumed on a newer connection (streamst.server.resume)
+CLOSE_RESUME_FAILED = 4005  # a resume that cannot be honoured
 
 # error code -> close code. Every error the server sends is one of these.
 ERRORS: dict[str, int] = {
@@ -48,7 +50,9 @@ ERRORS: dict[str, int] = {
     "idle_timeout": CLOSE_IDLE,
     "session_too_long": CLOSE_TOO_LONG,
     "slow_consumer": CLOSE_SLOW_CONSUMER,
-    "shutting_down": CLOSE_GOING_AWAY,
+    "shutting_down": CLOSE_GOING_AWAY,  # also: a start while the server drains
+    "resume_unknown": CLOSE_RESUME_FAILED,  # no kept session for the token (ended, expired, evicted)
+    "resume_gap": CLOSE_RESUME_FAILED,  # events after last_seq are no longer kept (not acknowledged in time)
     "internal_error": CLOSE_INTERNAL,
 }
 

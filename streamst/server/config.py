@@ -7,6 +7,20 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class ResumeOptions:
+    """Bounds of the sessions kept for resume (``streamst.server.resume``)."""
+
+    grace_s: float = 30.0  # a detached session is kept this long (0: resume off)
+    max_detached: int = 64  # detached sessions kept at once; past it the oldest ends
+    max_bytes: int = 64 * 1024 * 1024  # event logs + pending audio of every detached session
+    log_bytes: int = 1024 * 1024  # one session's unacknowledged events
+
+    def __post_init__(self) -> None:
+        if self.grace_s < 0 or self.max_detached < 1 or self.max_bytes < self.log_bytes or self.log_bytes < 4096:
+            raise ValueError("need resume grace >= 0, max_detached >= 1, 4096 <= log_bytes <= max_bytes")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything the server is started with (``streamst serve`` maps its flags onto this)."""
 
@@ -50,6 +64,13 @@ class ServerConfig:
     models_root: Path | None = None  # models folder (default: $STREAMST_MODELS / models/)
     speech: bool = True  # the OpenAI endpoint speaks (session.output_audio.delta); serve --no-speech: text only
     tts: str | None = None  # speech engine "KIND" or "KIND:DIR" (serve --tts); None: the profile's tts role
+    resume_grace_s: float = 30.0  # a /ws session whose connection drops is kept this long (0: no resume)
+    resume_max_sessions: int = 64  # detached sessions kept at once (the oldest ends first)
+    resume_max_bytes: int = 64 * 1024 * 1024  # their event logs and pending audio, in all
+    resume_log_bytes: int = 1024 * 1024  # one session's unacknowledged events
+    drain_s: float = 30.0  # on SIGTERM: open sessions go on this long, then end with their summary
+    funasr_host: str | None = None  # the FunASR port's bind address (None: host)
+    funasr_open: bool = False  # the FunASR port takes no token (FunASR clients cannot send one)
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_frame_bytes < 1024 or self.idle_timeout_s <= 0 or self.max_session_s <= 0:
@@ -61,6 +82,13 @@ class ServerConfig:
             raise ValueError("need mt_batch_rows >= 0, e2e_batch_rows >= 0 and mt_batch_wait_ms >= 0")
         if self.step_ms < 10 or self.step_ms % 10:
             raise ValueError(f"step_ms must be a positive multiple of 10, got {self.step_ms}")
+        if self.drain_s < 0:
+            raise ValueError(f"drain_s must be >= 0, got {self.drain_s}")
+        self.resume_options  # noqa: B018 - validates the resume bounds
+
+    @property
+    def resume_options(self) -> ResumeOptions:
+        return ResumeOptions(self.resume_grace_s, self.resume_max_sessions, self.resume_max_bytes, self.resume_log_bytes)
 
     @property
     def e2e_rows(self) -> int:

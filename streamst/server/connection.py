@@ -40,6 +40,7 @@ from streamst.results import path_summary, primary_means
 from streamst.server import strict
 from streamst.server.guard import guarded, log_failure, watch
 from streamst.server.protocol import (
+    ClientMessage,
     End,
     EndMessage,
     ErrorMessage,
@@ -148,7 +149,9 @@ class Outbox:
         return time.monotonic() - self.last_progress
 
 
-def _encode(message: ServerMessage | dict[str, Any]) -> bytes:
+def _encode(message: ServerMessage | dict[str, Any] | bytes) -> bytes:
+    if isinstance(message, bytes):  # encoded already (a replayed event: streamst.server.resume)
+        return message
     if isinstance(message, ServerMessage):
         return message.to_json()
     return strict.dumps(message)
@@ -456,7 +459,9 @@ class NativeConnection(Connection):
             msg = await self.recv()
             if isinstance(msg, bytes):
                 raise ProtocolError("binary_before_start", "send a start message before audio")
-            parsed = parse_text(msg)
+            parsed = self.parse(msg)
+            if parsed is None:
+                continue  # a control message handled by a subclass (resume, ack)
             if isinstance(parsed, Ping):
                 self.send(Pong(id=parsed.id))
             elif isinstance(parsed, End):
@@ -469,7 +474,9 @@ class NativeConnection(Connection):
             if isinstance(msg, bytes):
                 self.feed(msg)
                 continue
-            parsed = parse_text(msg)
+            parsed = self.parse(msg)
+            if parsed is None:
+                continue
             if isinstance(parsed, Ping):
                 self.send(Pong(id=parsed.id))
             elif isinstance(parsed, Start):
@@ -477,6 +484,10 @@ class NativeConnection(Connection):
             else:
                 await self.finish()
                 return
+
+    def parse(self, msg: str | bytes) -> ClientMessage | None:
+        """One client text frame; None for a message a subclass handled itself."""
+        return parse_text(msg)
 
     def begin(self, start: Start) -> None:
         if start.speakers and not self.server.config.speakers:

@@ -167,6 +167,14 @@ class SessionRunner:
         self._ended = True
         self._wake.set()
 
+    def drop_pending(self) -> int:
+        """Forget the audio not yet taken for a step (a drained session ends with what it
+        processed; the client re-sends the rest elsewhere). Returns the samples dropped."""
+        dropped = self._pending_samples
+        self._pending, self._pending_samples = [], 0
+        self.received -= dropped
+        return dropped
+
     @property
     def lag_ms(self) -> int:
         return (self.received - self.processed) * 1000 // SAMPLE_RATE

@@ -8,7 +8,9 @@
 // speak=en[,ja] (the Speak toggles: those targets are also spoken, speech.js).
 //
 // Page states (body[data-state]): idle -> connecting -> live -> finishing -> ended; error from
-// any of them. Start is possible again from idle, ended and error.
+// any of them; live <-> reconnecting when the connection drops (resume.js resumes the session:
+// the captions go on with nothing repeated or missing). Start is possible again from idle,
+// ended and error.
 "use strict";
 
 (() => {
@@ -16,11 +18,10 @@
   const query = new URLSearchParams(location.search);
   const KEEP = Math.max(1, Math.min(1000, parseInt(query.get("keep") || "50", 10) || 50));
   const PING_MS = 15000;
-  const MAX_QUEUED_FRAMES = 100; // frames captured before "ready" (10 s), oldest dropped
   const SIZE_MIN = 16, SIZE_MAX = 160, SIZE_STEP = 1.15;
   const THEMES = ["dark", "light", "yellow"];
-  const LABELS = { idle: "idle", connecting: "connecting…", live: "live", finishing: "finishing…",
-                   ended: "ended", error: "error" };
+  const LABELS = { idle: "idle", connecting: "connecting…", live: "live", reconnecting: "reconnecting…",
+                   finishing: "finishing…", ended: "ended", error: "error" };
 
   const ui = {
     form: $("controls"), src: $("src"), mode: $("mode"), toggle: $("toggle"),
@@ -111,7 +112,7 @@
     document.body.dataset.state = state;
     ui.conn.textContent = label || LABELS[state] || state;
     ui.conn.className = "state-" + state;
-    ui.toggle.textContent = state === "live" || state === "connecting" ? "Stop" : "Start";
+    ui.toggle.textContent = ["live", "connecting", "reconnecting"].includes(state) ? "Stop" : "Start";
     ui.toggle.disabled = state === "finishing";
     if (state === "error" || state === "ended") view.close();
   }
@@ -268,13 +269,11 @@
     }
     view.clear(); // a new session numbers its utterances from 0 again
     const s = {
-      mode: ui.mode.value, ws: null, mic: null, ready: false, failed: false, stopping: false, ended: false,
-      queue: [], ping: null, pingId: 0,
+      mode: ui.mode.value, conn: null, mic: null, ready: false, failed: false, stopping: false, ended: false,
+      ping: null, pingId: 0,
       onReady() {
         s.ready = true;
         setState("live");
-        for (const f of s.queue) s.ws.send(f);
-        s.queue = [];
       },
     };
     session = s;
@@ -296,48 +295,42 @@
     s.mic.node.port.onmessage = (e) => {
       const { pcm, peak } = e.data;
       ui.level.value = peak;
-      if (s.stopping || !s.ws) return;
-      if (s.ready && s.ws.readyState === WebSocket.OPEN) {
-        s.ws.send(pcm);
-      } else if (s.ws.readyState <= WebSocket.OPEN) {
-        s.queue.push(pcm);
-        if (s.queue.length > MAX_QUEUED_FRAMES) s.queue.shift();
-      }
+      if (s.stopping || !s.conn) return;
+      s.conn.sendAudio(pcm); // kept until the server processed it; sent once the session is ready
     };
 
-    const ws = new WebSocket(wsUrl());
-    ws.binaryType = "arraybuffer";
-    s.ws = ws;
-    ws.onopen = () => {
-      const policy = query.get("policy") || "reorder-aware";
-      ws.send(JSON.stringify({
+    const policy = query.get("policy") || "reorder-aware";
+    s.conn = window.StreamstResume.open({
+      url: wsUrl(),
+      start: {
         type: "start", version: 1, sample_rate: 16000, encoding: "pcm_s16le",
         src_lang: ui.src.value, tgt_langs: tgts, mode: s.mode, policy: { name: policy }, chunk_ms: 600,
         ...(tgts.some(speaking) ? { speak: tgts.filter(speaking) } : {}),
-      }));
-      s.ping = setInterval(() => {
-        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping", id: ++s.pingId }));
-      }, PING_MS);
-    };
-    ws.onmessage = (e) => onMessage(e.data);
-    ws.onerror = () => {}; // always followed by onclose, which reports
-    ws.onclose = (e) => {
-      clearInterval(s.ping);
-      stopMicrophone(s);
-      if (session === s) session = null;
-      if (s.failed) return; // keep the error state
-      if (s.ended) {
-        setState("ended");
-      } else if (!s.stopping) {
-        const why = e.reason ? `: ${e.reason}` : "";
-        const where = wsUrl().replace(/token=[^&]*/, "token=…");
-        showError(s.ready ? `connection closed (code ${e.code})${why}`
-                          : `cannot connect to ${where} (code ${e.code})${why}: is \`streamst serve\` running?`);
-        setState("error");
-      } else {
-        setState("ended");
-      }
-    };
+      },
+      onMessage,
+      onState(state, detail) {
+        if (session !== s && state !== "ended") return;
+        if (state === "reconnecting") setState("reconnecting");
+        else if (state === "live" && s.ready && !s.stopping) setState("live");
+        else if (state === "ended" || state === "failed") closed(s, state, detail);
+      },
+    });
+    s.ping = setInterval(() => s.conn.sendText({ type: "ping", id: ++s.pingId }), PING_MS);
+  }
+
+  function closed(s, state, detail) {
+    clearInterval(s.ping);
+    stopMicrophone(s);
+    if (session === s) session = null;
+    if (s.failed) return; // keep the error state
+    if (s.ended || s.stopping) {
+      setState("ended");
+    } else {
+      const where = wsUrl().replace(/token=[^&]*/, "token=…");
+      showError(s.ready ? `connection lost (${detail || state})`
+                        : `cannot connect to ${where} (${detail || state}): is \`streamst serve\` running?`);
+      setState("error");
+    }
   }
 
   function stopMicrophone(s) {
@@ -355,13 +348,13 @@
     if (!s) return;
     s.stopping = true;
     stopMicrophone(s);
-    if (s.ws && s.ws.readyState === WebSocket.OPEN) {
+    if (s.conn && s.ready) {
       setState("finishing");
-      s.ws.send(JSON.stringify({ type: "end" }));
-      // the server answers with the remaining events, "end" and closes; bound the wait
-      setTimeout(() => { if (s.ws.readyState !== WebSocket.CLOSED) s.ws.close(1000, "end timeout"); }, 30000);
+      s.conn.end(); // the server answers with the remaining events, "end" and closes; bound the wait
+      setTimeout(() => { if (s.conn.state !== "ended") { s.conn.close(); closed(s, "ended"); } }, 30000);
     } else {
-      if (s.ws) s.ws.close();
+      if (s.conn) s.conn.close();
+      clearInterval(s.ping);
       session = null;
       setState("idle");
     }
