@@ -42,7 +42,7 @@ from streamst.server.guard import classify, log_failure
 from streamst.server.protocol import MAX_ID_INT, ClientMessage, EndMessage, Ready, ServerMessage, Start, _Strict, parse_text
 
 if TYPE_CHECKING:
-    from streamst.server.app import Server
+    from streamst.server.session import SessionHost as Server  # the app's Server (app imports this module)
 
 log = logging.getLogger(__name__)
 
