@@ -34,7 +34,7 @@ from streamst.asr.features import FeatureConfig, StreamingFeatures
 from streamst.e2e.base import SpeechEmbeddings, Task
 from streamst.errors import UserError
 from streamst.hf_load import Dtype, load_pretrained, resolve_dtype
-from streamst.languages import LANGUAGES
+from streamst.languages import LANGUAGES, TABLE
 from streamst.mt.base import Proposal
 from streamst.mt.kv import CachedDecoder, SegmentLM
 from streamst.mt.prompt import PromptSegment, TokenSegment, encode_text
@@ -46,10 +46,7 @@ if TYPE_CHECKING:
     from streamst.mt.batching import BatchedLM
 
 # Language names as the checkpoint's instructions spell them ("语音转写成中文：").
-ZH_NAMES: dict[str, str] = {
-    "zh": "中文", "en": "英文", "ja": "日文", "ko": "韩文", "yue": "粤语", "de": "德文", "fr": "法文",
-    "es": "西班牙文", "it": "意大利文", "pt": "葡萄牙文", "ru": "俄文",
-}
+ZH_NAMES: dict[str, str] = {code: lang.zh for code, lang in TABLE.items() if lang.zh}
 SYSTEM = "You are a helpful assistant."
 _AUDIO_SLOT = "\x00streamst-audio\x00"
 # Draft verification (NanoOptions.draft): an agreed draft position saves a decode forward, a

@@ -208,6 +208,8 @@ class FunasrConnection(Connection):
 
     def begin(self) -> None:
         cfg = self.opts.pipeline()
+        if problem := self.server.models.profile.source_problem(cfg.src_lang, cfg.paths):
+            raise ProtocolError("bad_language", problem)
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
                                           mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
         self.resample = StreamResampler(self.opts.audio_fs)
