@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.languages import ASR_LANGUAGES
+from streamst.languages import ASR_LANGUAGES, LANGUAGES
 from streamst.modes import AUTO, AUTO_FALLBACK, MODES, PATHS, Mode, paths_of
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
@@ -242,8 +242,8 @@ class _Track:
             if self.stream is not None:
                 self.stream.reset()
             self.tentative = ""
-        if self.auto and not self.state.source and ev.language in ASR_LANGUAGES:
-            self._use_source(ev.language)  # src_lang "auto": SenseVoice's language ID decides
+        if self.auto and not self.state.source and ev.language in LANGUAGES:
+            self._use_source(ev.language)  # src_lang "auto": the recogniser's language ID decides
         cur = self.current
         cur.source, cur.end_ms = ev.text, ev.end_ms
         out: list[Event] = []

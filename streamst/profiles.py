@@ -129,6 +129,17 @@ class Profile:
         scripts and policy defaults for)."""
         return tuple(TABLE)
 
+    def language_menu(self) -> dict[str, Any]:
+        """What the page's language pickers show (``GET /languages``): the languages heard per
+        path and written, each with its native name, direction and unit kind."""
+
+        def rows(codes: Sequence[str]) -> list[dict[str, Any]]:
+            return [{"code": c, "name": TABLE[c].name, "native": TABLE[c].native, "rtl": TABLE[c].rtl,
+                     "unit": TABLE[c].unit} for c in codes]
+
+        return {"profile": self.name, "hears": rows(self.hears(("simul",))),
+                "hears_e2e": rows(self.hears(("e2e",))) if self.e2e is not None else [], "writes": rows(self.writes())}
+
     def source_problem(self, src_lang: str, paths: Sequence[str]) -> str | None:
         """Why ``src_lang`` cannot be heard on ``paths`` with this profile (None: it can;
         ``auto`` always can: the recogniser identifies the language per utterance)."""

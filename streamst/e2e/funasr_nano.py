@@ -270,6 +270,10 @@ def _load(source: str, options: NanoOptions, hint: str) -> tuple[PreTrainedToken
             src, config=config, dtype=resolve_dtype(options.dtype, options.device), local_files_only=lfo)
         return tokenizer, model
 
+    here = local_path(source)
+    if here is not None and (here / "config.yaml").is_file() and not (here / "config.json").is_file():
+        raise UserError(f"{source} is a Fun-ASR checkpoint in FunASR's layout (config.yaml, model.pt); streamst loads "
+                        "the transformers layout (config.json + safetensors, as FunAudioLLM/Fun-ASR-Nano-2512-hf)")
     tokenizer, model = load_pretrained(source, load, what="Fun-ASR-Nano model", hint=how)
     adaptor = model.config.adaptor_config
     if getattr(adaptor, "_attn_implementation", None) is None:  # transformers leaves this sub-config unset
