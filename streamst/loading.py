@@ -49,7 +49,7 @@ class Models:
     options: RuntimeOptions = RuntimeOptions()
     root: Path | None = None  # models folder (default: profiles.models_dir())
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # re-entrant: the asr may load the e2e model
 
     def __post_init__(self) -> None:
         from streamst.threads import pin_torch_threads

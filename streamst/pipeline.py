@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRecognizer
 from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
-from streamst.languages import ASR_LANGUAGES, LANGUAGES
+from streamst.languages import LANGUAGES
 from streamst.modes import AUTO, AUTO_FALLBACK, MODES, PATHS, Mode, paths_of
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
@@ -127,7 +127,7 @@ class PipelineConfig:
                **policy_overrides: Any) -> "PipelineConfig":
         """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
         tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
-        asr_lang = src_lang if src_lang in ASR_LANGUAGES else "auto"
+        asr_lang = src_lang if src_lang in LANGUAGES else "auto"  # a recogniser that does not know it detects
         return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
                    policy_overrides=tuple(sorted(policy_overrides.items())), hotwords=tuple(hotwords),
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))

@@ -127,3 +127,18 @@ def test_models_list_json_shows_heard_and_written(capsys):
     assert len(rows["multilingual"]["hears"]) == 31 and "th" in rows["multilingual"]["hears"]
     assert rows["tiny"]["hears"] == ["zh", "yue", "en", "ja", "ko"]
     assert {"code": "ar", "native": "العربية", "rtl": True} in rows["tiny"]["writes"]
+
+
+def test_docs_table_shows_what_each_profile_hears():
+    from pathlib import Path
+
+    from streamst.profiles import PACKAGED_PROFILES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "languages.md").read_text(encoding="utf-8")
+    for path in PACKAGED_PROFILES.glob("*.json"):
+        prof = load_profile(path.stem)
+        e2e = ", ".join(prof.hears(("e2e",))) if prof.e2e else "—"
+        row = f"| `{prof.name}` | {', '.join(prof.hears(('simul',)))} | {e2e} | all {len(prof.writes())} of the table |"
+        assert row in doc, row
+    for code, lang in TABLE.items():
+        assert f"| `{code}` | {lang.name} | {lang.native} |" in doc, code
