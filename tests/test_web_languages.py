@@ -7,7 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.test_web_page import browser, page_url, run_page  # noqa: F401 (browser: a fixture)
+import asyncio
+import json
+import time
+
+from tests.test_web_page import CDP, _open_tab, browser, page_url, run_page  # noqa: F401 (browser: a fixture)
 
 SHOTS_ENV = "STREAMST_LANG_SCREENSHOTS"
 
@@ -66,3 +70,47 @@ def test_thai_caption_breaks_lines_between_words(browser):  # noqa: F811
     bounds = set(out["bounds"])
     assert all(s in bounds for s in out["starts"]), (out["starts"], out["bounds"])  # never inside a word
     assert out["noHScroll"] and png and png[:4] == b"\x89PNG"
+
+
+PICKERS_JS = """JSON.stringify({
+  src: Array.from(document.querySelectorAll('#src option')).map((o) => [o.value, o.textContent]),
+  boxes: Array.from(document.querySelectorAll('input[name="tgt"]')).map((b) => [b.value, b.checked,
+         b.parentElement.textContent.trim()]),
+  add: Array.from(document.querySelectorAll('#tgt-add option')).map((o) => o.value),
+})"""
+
+
+async def _served_pickers(endpoint: str, url: str) -> dict:
+    import websockets
+
+    async with websockets.connect(endpoint, max_size=None, open_timeout=10) as ws:
+        cdp = CDP(ws)
+        session = await _open_tab(cdp, "about:blank")
+        await cdp.call("Page.navigate", {"url": url}, session=session)
+        deadline = time.monotonic() + 30
+        while not await cdp.evaluate(session, "!!(document.body && document.body.dataset.languages === '1')"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the language pickers did not load in 30 s: {cdp.log}")
+            await asyncio.sleep(0.1)  # poll interval of a deadline-bounded loop
+        # choose Thai from "+ language": a checked box with its native name appears
+        await cdp.evaluate(session, "(() => { const a = document.getElementById('tgt-add'); a.value = 'th';"
+                                    " a.dispatchEvent(new Event('change')); return 1; })()")
+        return json.loads(await cdp.evaluate(session, PICKERS_JS))
+
+
+def test_served_page_pickers_come_from_the_profile(browser, tiny_models):  # noqa: F811
+    from streamst.server import ServerConfig
+    from tests.server_util import ServerThread
+
+    srv = ServerThread(ServerConfig(profile="tiny", max_sessions=1), tiny_models)
+    try:
+        out = asyncio.run(asyncio.wait_for(_served_pickers(browser, f"http://127.0.0.1:{srv.port}/?tgt=en,ar"), 60))
+    finally:
+        srv.close()
+    # sources: auto, then what the tiny profile's SenseVoice hears, with native names
+    assert out["src"] == [["auto", "auto (detect)"], ["zh", "中文 zh"], ["yue", "粵語 yue"], ["en", "English en"],
+                          ["ja", "日本語 ja"], ["ko", "한국어 ko"]], out
+    boxes = {v: (checked, label) for v, checked, label in out["boxes"]}
+    assert boxes["en"] == (True, "English en") and boxes["ar"] == (True, "العربية ar"), boxes  # ?tgt= wins
+    assert boxes["th"] == (True, "ไทย th") and boxes["de"] == (False, "Deutsch de"), boxes
+    assert "th" not in out["add"] and "vi" in out["add"] and len(out["add"]) > 60, out["add"]

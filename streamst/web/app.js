@@ -436,10 +436,10 @@
   applyDisplay();
   setState("idle");
   document.body.dataset.empty = "1";
+  const languagesLoaded = loadLanguages().finally(() => { document.body.dataset.languages = "1"; });
   // for tests and embedding: handle(event) renders one protocol event object as if it came
   // from the server
   window.streamst = { start, stop, handle: (ev) => onMessage(JSON.stringify(ev)), setView, setSize, setTheme,
                       get session() { return session; }, keep: KEEP };
-  const languagesLoaded = loadLanguages();
   if (query.get("autostart") === "1") languagesLoaded.finally(start);
 })();
