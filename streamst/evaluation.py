@@ -41,6 +41,7 @@ from streamst.metrics.latency import (
     retractions,
 )
 from streamst.metrics.quality import quality_report
+from streamst.languages import unit_kind
 from streamst.text import is_char_lang, split_units
 
 
@@ -91,16 +92,19 @@ def score_direction(utts: Sequence[UtteranceResult], log_dir: Path) -> dict[str,
     """All figures for one setting and direction; writes its instances.log to ``log_dir``."""
     tgt = utts[0].tgt_lang
     unit = "char" if is_char_lang(tgt) else "word"
+    # Thai, Lao, Khmer, Burmese: words found by the segmenter (streamst.text), not spaces
+    segmented = unit_kind(tgt) == "seg"
     items = [
         LatencyInput(
             delays=u.delays,
             source_length=u.source_length,
-            reference_length=reference_length(u.reference, unit) if u.reference is not None else None,
+            reference_length=(len(split_units(u.reference, tgt)) if segmented else reference_length(u.reference, unit))
+            if u.reference is not None else None,
             elapsed=u.elapsed,
         )
         for u in utts
     ]
-    out: dict[str, Any] = {"n": len(utts), "latency_unit": unit}
+    out: dict[str, Any] = {"n": len(utts), "latency_unit": "segmented word" if segmented else unit}
     out.update(corpus_latency(items))
     have_ca = all(len(u.elapsed) == len(u.delays) for u in utts)
     if have_ca:

@@ -63,7 +63,7 @@ class Models:
     options: RuntimeOptions = RuntimeOptions()
     root: Path | None = None  # models folder (default: profiles.models_dir())
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)  # re-entrant: the asr may load the e2e model
 
     def __post_init__(self) -> None:
         from streamst.threads import pin_torch_threads
@@ -95,7 +95,11 @@ class Models:
             known = ", ".join(KINDS.get(role, {})) or "none"
             raise UserError(f"profile '{self.profile.name}': unknown {role} kind {spec.kind!r} (known: {known})")
         where = self._where(spec) if spec.source else ""
-        return self._get(role, lambda: factory(where, self.options, spec.hint(self.profile.name), spec.options))
+        opts = {**spec.options, "languages": spec.hears}
+        e2e = self.profile.e2e
+        if role == "asr" and spec.kind == "fun-asr-nano" and e2e is not None and (e2e.kind, e2e.source) == (spec.kind, spec.source):
+            opts["speech"] = lambda: self.e2e  # the same checkpoint as the e2e model: loaded once, shared
+        return self._get(role, lambda: factory(where, self.options, spec.hint(self.profile.name), opts))
 
     @property
     def asr(self):
@@ -169,6 +173,13 @@ def _sensevoice(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any
     return SenseVoiceASR(where, SenseVoiceOptions(device=o.device, quantize=o.quantize), hint=hint)
 
 
+def _funasr_nano_asr(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
+    from streamst.asr.nano import NanoRecognizer
+
+    speech = opts["speech"]() if "speech" in opts else _funasr_nano(where, o, hint, opts)
+    return NanoRecognizer(speech, opts.get("languages", ()))
+
+
 def _fsmn_vad(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any]):
     from streamst.asr.fsmn_vad import FsmnVadModel
 
@@ -224,7 +235,7 @@ def _campplus(where: str, o: RuntimeOptions, hint: str, opts: Mapping[str, Any])
 
 
 KINDS: dict[str, dict[str, Callable[[str, RuntimeOptions, str, Mapping[str, Any]], Any]]] = {
-    "asr": {"sensevoice": _sensevoice},
+    "asr": {"sensevoice": _sensevoice, "fun-asr-nano": _funasr_nano_asr},
     "vad": {"fsmn-vad": _fsmn_vad},
     "punc": {"ct-punc": _ct_punc, "rule-punc": _rule_punc},
     "mt": {"qwen": _qwen, "openai-http": _openai_http},

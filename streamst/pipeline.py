@@ -29,7 +29,7 @@ from streamst.asr.streaming import RecognizeFn, StreamingASRConfig, StreamingRec
 from streamst.e2e.config import E2EConfig
 from streamst.e2e.path import E2EPath
 from streamst.events import Event, TranscriptEvent, TranslationEvent
-from streamst.languages import ASR_LANGUAGES
+from streamst.languages import LANGUAGES
 from streamst.modes import AUTO, AUTO_FALLBACK, MODES, PATHS, Mode, paths_of
 from streamst.loading import Models
 from streamst.metrics.quality import chrf
@@ -101,7 +101,7 @@ class PipelineConfig:
                **policy_overrides: Any) -> "PipelineConfig":
         """Build a config; ``policy_overrides`` are :class:`PolicyConfig` fields (k, max_lag...)."""
         tgts = (tgt_langs,) if isinstance(tgt_langs, str) else tuple(tgt_langs)
-        asr_lang = src_lang if src_lang in ASR_LANGUAGES else "auto"
+        asr_lang = src_lang if src_lang in LANGUAGES else "auto"  # a recogniser that does not know it detects
         return cls(src_lang=src_lang, tgt_langs=tgts, mode=mode, policy=policy,
                    policy_overrides=tuple(sorted(policy_overrides.items())), hotwords=tuple(hotwords),
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
@@ -225,8 +225,8 @@ class TextTrack:
         track = self.track
         if track.current is None or track.current.utterance != ev.utterance:
             track.begin(ev.utterance, ev.start_ms, base=self.session.compute_ms)
-        if self.auto and not track.state.source and ev.language in ASR_LANGUAGES and ev.language != self.src:
-            self.src = ev.language  # src_lang "auto": SenseVoice's language ID decides
+        if self.auto and not track.state.source and ev.language in LANGUAGES and ev.language != self.src:
+            self.src = ev.language  # src_lang "auto": the recogniser's language ID decides
             track.use(*self._source(ev.language))
         cur = track.current
         assert cur is not None

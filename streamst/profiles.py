@@ -24,10 +24,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from streamst import hub as hubs
 from streamst.errors import ModelNotFoundError, UserError
+from streamst.languages import HEARS_BY_KIND, TABLE
 
 ROLES = ("asr", "vad", "punc", "mt", "e2e", "tts", "spk")
 # a profile may lack these; modes that need them fail clearly (no tts: the espeak-ng engine)
@@ -58,6 +60,13 @@ class ModelSpec:
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
     options: dict[str, Any] = field(default_factory=dict)
+    languages: tuple[str, ...] = ()  # languages the model hears ("languages" of the entry); () = its kind's
+
+    @property
+    def hears(self) -> tuple[str, ...]:
+        """Source languages this model recognises: the profile entry's ``languages``, else the
+        defaults of its kind (:data:`streamst.languages.HEARS_BY_KIND`); () for text models."""
+        return self.languages or HEARS_BY_KIND.get(self.kind, ())
 
     @property
     def is_store(self) -> bool:
@@ -114,6 +123,42 @@ class Profile:
     engine_url: str = ""
     tts: ModelSpec | None = None  # speech engine of spoken output (streamst/speak); None: espeak-ng
     spk: ModelSpec | None = None  # speaker embedding model (speaker labels: serve --speakers)
+
+    def hears(self, paths: Sequence[str] = ("simul", "cascade", "e2e")) -> tuple[str, ...]:
+        """Source languages every model used by ``paths`` hears (simul/cascade: the ASR, e2e:
+        the end-to-end model), in table order."""
+        roles = {"e2e" if p == "e2e" else "asr" for p in paths}
+        specs = [s for s in (self.spec(r) for r in sorted(roles)) if s is not None]
+        heard = set.intersection(*(set(s.hears) for s in specs)) if specs else set()
+        return tuple(code for code in TABLE if code in heard)
+
+    def writes(self) -> tuple[str, ...]:
+        """Target languages the profile's translation models write: every language of the table
+        (Qwen3 writes 119 languages and dialects; the table holds those streamst has units,
+        scripts and policy defaults for)."""
+        return tuple(TABLE)
+
+    def language_menu(self) -> dict[str, Any]:
+        """What the page's language pickers show (``GET /languages``): the languages heard per
+        path and written, each with its native name, direction and unit kind."""
+
+        def rows(codes: Sequence[str]) -> list[dict[str, Any]]:
+            return [{"code": c, "name": TABLE[c].name, "native": TABLE[c].native, "rtl": TABLE[c].rtl,
+                     "unit": TABLE[c].unit} for c in codes]
+
+        return {"profile": self.name, "hears": rows(self.hears(("simul",))),
+                "hears_e2e": rows(self.hears(("e2e",))) if self.e2e is not None else [], "writes": rows(self.writes())}
+
+    def source_problem(self, src_lang: str, paths: Sequence[str]) -> str | None:
+        """Why ``src_lang`` cannot be heard on ``paths`` with this profile (None: it can;
+        ``auto`` always can: the recogniser identifies the language per utterance)."""
+        if src_lang == "auto":
+            return None
+        heard = self.hears(paths)
+        if src_lang in heard:
+            return None
+        return (f"profile '{self.name}' does not hear {src_lang!r} on path(s) {', '.join(paths)}; "
+                f"it hears: auto, {', '.join(heard)}")
 
     def specs(self) -> tuple[ModelSpec, ...]:
         return tuple(s for s in (self.asr, self.vad, self.punc, self.mt, self.e2e, self.tts, self.spk) if s is not None)
@@ -205,6 +250,7 @@ def load_profile(name_or_path: str) -> Profile:
                 source=raw[role].get("source", ""),
                 build=raw[role].get("build"),
                 options=raw[role].get("options", {}),
+                languages=tuple(raw[role].get("languages", ())),
             )
             for role in ROLES
             if role in raw or role not in OPTIONAL_ROLES

@@ -1,12 +1,26 @@
 """Text units shared by the policy, the metrics and the captions.
 
-A *unit* is what latency is counted in and what a policy reads or writes:
-characters for languages written without spaces (zh, ja, yue), whitespace words otherwise.
+A *unit* is what latency is counted in and what a policy reads or writes. How a language
+splits into units is its ``unit`` in :mod:`streamst.languages`:
+
+* ``char``: languages written without spaces whose characters carry a syllable or a word
+  (zh, yue, ja): every CJK character (and CJK punctuation) is one unit;
+* ``seg``: languages written without spaces between words in scripts of letters (Thai, Lao,
+  Khmer, Burmese): words found by a kept segmenter (pythainlp's ``newmm`` for Thai, laonlp
+  for Lao, khmer-nltk for Khmer; Burmese: syllables, see :func:`_burmese_syllables`);
+* ``word``: whitespace-separated words (everything else, Korean included).
+
+Units join back without spaces for ``char`` and ``seg`` languages (a space is kept between two
+Latin runs), with spaces otherwise. :func:`fullwidth_punctuation` writes the ASCII punctuation
+of a CJK text in full-width forms.
 """
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+
+from streamst.languages import base, unit_kind
 
 CHAR_LANGS = frozenset({"zh", "ja", "yue"})
 
@@ -16,11 +30,21 @@ _CJK = (
     "\uf900-\ufaff\uff00-\uffef"
 )
 _CHAR_UNIT = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+# Runs of one no-space script (handed to its segmenter) and everything else between spaces.
+_SCRIPT_RUNS = {
+    "th": "\u0e00-\u0e7f", "lo": "\u0e80-\u0eff", "km": "\u1780-\u17ff\u19e0-\u19ff",
+    "my": "\u1000-\u109f\uaa60-\uaa7f",
+}
 
 
 def is_char_lang(lang: str) -> bool:
     """True when units of ``lang`` are characters rather than words."""
-    return lang.split("-")[0].lower() in CHAR_LANGS
+    return unit_kind(lang) == "char"
+
+
+def joins_without_spaces(lang: str) -> bool:
+    """True when ``lang`` is written without spaces between units (zh, ja, yue, th, lo, km, my)."""
+    return unit_kind(lang) in ("char", "seg")
 
 
 def split_units(text: str, lang: str) -> list[str]:
@@ -28,15 +52,24 @@ def split_units(text: str, lang: str) -> list[str]:
 
     For character languages each CJK character is a unit and any embedded run of
     Latin letters/digits (``"AI"``, ``"2025"``) is one unit, so mixed text stays sensible.
+    For segmented languages each run of the script goes through the language's segmenter;
+    other runs (Latin words, digits) split on whitespace.
     """
-    if is_char_lang(lang):
+    kind = unit_kind(lang)
+    if kind == "char":
         return _CHAR_UNIT.findall(text)
+    if kind == "seg":
+        code = base(lang)
+        out: list[str] = []
+        for run in re.findall(rf"[{_SCRIPT_RUNS[code]}]+|[^\s{_SCRIPT_RUNS[code]}]+", text):
+            out += _segment(code, run) if run[0] in _script_chars(code) else [run]
+        return out
     return text.split()
 
 
 def join_units(units: list[str] | tuple[str, ...], lang: str) -> str:
     """Inverse of :func:`split_units` (up to whitespace normalisation)."""
-    if not is_char_lang(lang):
+    if not joins_without_spaces(lang):
         return " ".join(units)
     out: list[str] = []
     for u in units:
@@ -47,5 +80,71 @@ def join_units(units: list[str] | tuple[str, ...], lang: str) -> str:
     return "".join(out)
 
 
+_FULLWIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；", "(": "（", ")": "）"})
+
+
+def fullwidth_punctuation(text: str, lang: str) -> str:
+    """ASCII punctuation of a character-language text (zh, ja, yue) in full-width forms, as
+    those languages write it ("你好, 世界." -> "你好，世界。"); a space after it is dropped. A
+    period between two digits or Latin letters ("3.5", "v1.2", "e.g.") is left alone. Other
+    languages are returned unchanged."""
+    if not is_char_lang(lang):
+        return text
+    out = []
+    for i, ch in enumerate(text):
+        prev, nxt = text[i - 1 : i], text[i + 1 : i + 2]
+        if ch in ".," and (_is_latin(prev or " ") and (_is_latin(nxt or " ") or nxt == "")):
+            out.append(ch)  # 3.5, e.g., a Latin run ending the text
+            continue
+        if ch == " " and out and out[-1] in "，。？！：；":
+            continue
+        out.append(ch.translate(_FULLWIDTH))
+    return "".join(out)
+
+
 def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalnum()
+
+
+@lru_cache(maxsize=None)
+def _script_chars(code: str) -> frozenset[str]:
+    ranges = re.findall(r"(.)-(.)", _SCRIPT_RUNS[code])
+    return frozenset(chr(c) for a, b in ranges for c in range(ord(a), ord(b) + 1))
+
+
+@lru_cache(maxsize=4096)
+def _segment(code: str, run: str) -> tuple[str, ...]:
+    """Words of one run of a no-space script (cached: captions re-split growing text)."""
+    if code == "th":
+        from pythainlp.tokenize import word_tokenize
+
+        words = word_tokenize(run, engine="newmm", keep_whitespace=False)
+    elif code == "lo":
+        from laonlp.tokenize import word_tokenize as lao_words
+
+        words = lao_words(run)
+    elif code == "km":
+        words = _khmer_words(run)
+    else:
+        words = _burmese_syllables(run)
+    return tuple(w for w in (w.strip() for w in words) if w)
+
+
+def _khmer_words(run: str) -> list[str]:
+    import logging
+
+    logging.getLogger("khmer-nltk").setLevel(logging.WARNING)  # it logs each model load at INFO
+    from khmernltk import word_tokenize
+
+    return word_tokenize(run)
+
+
+# Burmese: no kept word segmenter installs from wheels alone (those on PyPI need fasttext
+# built from source), so Burmese units are syllables, split before each consonant that starts
+# one (not stacked under a virama/asat, not a kinzi), the rule of Myanmar syllable breakers
+# such as sylbreak.
+_MY_BREAK = re.compile(r"(?<!\u1039)(?=[\u1000-\u102a\u103f\u104c-\u104f\u1040-\u1049](?![\u103a\u1039]))")
+
+
+def _burmese_syllables(run: str) -> list[str]:
+    return [s for s in _MY_BREAK.split(run) if s]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from streamst.errors import UserError
 
-VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "de": "de", "fr": "fr", "es": "es"}
+VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us", "ja": "ja", "ko": "ko", "de": "de", "fr": "fr", "es": "es",
+          "fil": "id"}  # espeak-ng has no Filipino voice: the Indonesian one reads its Latin letters
 
 
 def have_tts() -> bool:

@@ -1,9 +1,14 @@
 """The recogniser interface the streaming layer talks to (a new ASR model is one new file).
 
-A *recogniser* is a loaded, shared, stateless model that encodes and decodes whole windows of
-feature frames in a batch. :class:`~streamst.asr.streaming.StreamingRecognizer` (per session)
-and the server's batching worker depend only on :class:`Recognizer`, never on SenseVoice.
-Tokens are SentencePiece-style pieces ("▁" starts a word) with frame spans of 60 ms frames.
+A *recogniser* is a loaded, shared, stateless model. It owns its features: its
+:meth:`Recognizer.frontend` turns a session's 16 kHz samples into frames incrementally
+(``frame_ms`` of audio each), and :meth:`Recognizer.recognize` encodes and decodes whole
+windows of those frames in a batch. :class:`~streamst.asr.streaming.StreamingRecognizer`
+(per session) and the server's batching worker depend only on these two protocols, never on
+SenseVoice or its CMVN / LFR frames. Kinds: ``sensevoice`` (:mod:`streamst.asr.sensevoice`,
+CTC tokens with their frame spans) and ``fun-asr-nano`` (:mod:`streamst.asr.nano`, the
+end-to-end model's own transcription; spans spread over the window). Tokens are pieces
+("▁" starts a word) with frame spans.
 """
 
 from __future__ import annotations
@@ -42,13 +47,33 @@ def pieces_to_text(pieces: list[str]) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+class Frontend(Protocol):
+    """Per-session features of one recogniser: push 16 kHz samples, pull finished frames.
+    Frame ``i`` covers stream time ``[i, i + 1) * frame_ms``; memory is bounded."""
+
+    dim: int  # width of a frame
+
+    def accept(self, samples: np.ndarray) -> np.ndarray:
+        """Feed float32 samples; return the frames finished by them, ``(T_new, dim)``."""
+        ...
+
+    def finish(self) -> np.ndarray:
+        """End of stream: the last frames."""
+        ...
+
+    def reset(self) -> None: ...
+
+
 class Recognizer(Protocol):
     """A loaded ASR model shared by sessions (thread-safe for inference)."""
 
-    cmvn: tuple[np.ndarray, np.ndarray]
-    """(shift, scale) applied to LFR frames before :meth:`recognize` (from ``am.mvn``)."""
+    frame_ms: int  # audio per frame of its frontend (and per token-span unit)
+
+    def frontend(self) -> Frontend:
+        """A new per-session feature frontend (this recogniser's own features)."""
+        ...
 
     def recognize(self, windows: list[np.ndarray], language: str = "auto") -> list[Recognition]:
-        """Encode and decode a batch of windows, each ``(T_i, 560)`` float32 LFR+CMVN frames;
-        ``language`` is a code or ``"auto"`` (detect). One :class:`Recognition` per window."""
+        """Encode and decode a batch of windows of frames from :meth:`frontend`; ``language``
+        is a code or ``"auto"`` (detect). One :class:`Recognition` per window."""
         ...

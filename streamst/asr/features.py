@@ -1,4 +1,5 @@
-"""Incremental SenseVoice features: 80-dim log-mel fbank (kaldi-native-fbank's online
+"""The frontend of the SenseVoice encoder family (SenseVoice, and Fun-ASR-Nano whose encoder
+is SenseVoice's), owned by those recognisers (``Recognizer.frontend``): 80-dim log-mel fbank (kaldi-native-fbank's online
 extractor), low frame rate stacking (LFR m=7, n=6: one 560-dim frame per 60 ms) and CMVN
 from ``am.mvn``.
 
@@ -58,6 +59,7 @@ class StreamingFeatures:
 
     def __init__(self, cmvn: tuple[np.ndarray, np.ndarray], config: FeatureConfig = FeatureConfig()) -> None:
         self.cfg = config
+        self.dim = config.dim
         self.shift, self.scale = cmvn
         if self.shift.shape[0] != config.dim:
             raise ValueError(f"CMVN has {self.shift.shape[0]} dims, features have {config.dim}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from streamst.asr.base import _TAG, CtcToken, Recognition, pieces_to_text  # noqa: F401 (re-exported)
+from streamst.asr.features import FRAME_MS, StreamingFeatures
 from streamst.asr.funasr_load import load_auto_model
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ class SenseVoiceASR:
         self.hidden_size = self.model.encoder_output_size
         self._lang_ids = {self.sp.piece_to_id(f"<|{lang}|>"): lang for lang in LANGS}
         self._lang_ids.pop(self.sp.unk_id(), None)
+
+    frame_ms = FRAME_MS  # one LFR frame, one encoder frame, one CTC step
+
+    def frontend(self) -> StreamingFeatures:
+        """SenseVoice's features for one session: fbank, LFR 7/6 (560 dims), CMVN from ``am.mvn``."""
+        return StreamingFeatures(self.cmvn)
 
     def piece(self, token_id: int) -> str:
         return self.sp.id_to_piece(token_id)

@@ -1,5 +1,7 @@
-"""Streaming recognition with a non-streaming encoder: SenseVoice over a bounded, re-encoded
-window of the current utterance, with a stable prefix that never changes.
+"""Streaming recognition with a non-streaming recogniser (SenseVoice, Fun-ASR-Nano: any
+:class:`~streamst.asr.base.Recognizer`) over a bounded, re-encoded window of the current
+utterance, with a stable prefix that never changes. The recogniser owns its features: this
+module hands its frontend 16 kHz samples and windows of whatever frames it returns.
 
 Three verbs, as in whisper_streaming: ``insert_audio(samples)`` buffers audio (features are
 computed incrementally as it arrives), ``process()`` decodes what is due and returns
@@ -29,12 +31,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from streamst.asr.features import FRAME_MS, StreamingFeatures
 from streamst.asr.base import CtcToken, Recognition, Recognizer, pieces_to_text
 from streamst.asr.vad import Vad, VadEvent
 from streamst.events import Token, TranscriptEvent
 
 RecognizeFn = Callable[[np.ndarray, str], Recognition]
+# The streaming step: chunk_ms is a multiple of it. Both recogniser kinds (SenseVoice and
+# Fun-ASR-Nano share the SenseVoice encoder) see one frame per 60 ms; a recogniser with
+# another frame length must divide the chunk (StreamingRecognizer checks it).
+FRAME_MS = 60
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,10 @@ class StreamingRecognizer:
                  recognize: RecognizeFn | None = None) -> None:
         self.asr, self.vad, self.cfg = asr, vad, config
         self._recognize: RecognizeFn = recognize or (lambda w, lang: asr.recognize([w], lang)[0])
-        self.features = StreamingFeatures(asr.cmvn)
+        self.fms = int(asr.frame_ms)  # ms of audio per frame of the recogniser's frontend
+        if config.chunk_ms % self.fms:
+            raise ValueError(f"chunk_ms {config.chunk_ms} is not a multiple of the recogniser's {self.fms} ms frames")
+        self.features = asr.frontend()  # the recogniser's own per-session feature frontend
         self.reset()
 
     # -- state ---------------------------------------------------------------------------
@@ -114,7 +122,7 @@ class StreamingRecognizer:
         self.features.reset()
         self.vad.reset()
         self.received = 0  # samples received
-        self._frames = np.zeros((0, self.features.cfg.dim), dtype=np.float32)
+        self._frames = np.zeros((0, self.features.dim), dtype=np.float32)
         self._frames_start = 0  # absolute index of self._frames[0]
         self._vad_events: list[VadEvent] = []
         self._utt: _Utterance | None = None
@@ -150,13 +158,13 @@ class StreamingRecognizer:
         while self._vad_events:
             ev = self._vad_events.pop(0)
             if ev.kind == "start" and self._utt is None:
-                start = max(ev.ms // FRAME_MS, self._frames_start)
+                start = max(ev.ms // self.fms, self._frames_start)
                 self._utt = _Utterance(self._next_utt, start, start, stable_end=start, decoded_to=start)
             elif ev.kind == "end" and self._utt is not None:
-                events += self._end_utterance(-(-ev.ms // FRAME_MS))
+                events += self._end_utterance(-(-ev.ms // self.fms))
         utt = self._utt
         end = self._frames_start + self._frames.shape[0]
-        if utt is not None and (end - utt.decoded_to) * FRAME_MS >= self.cfg.chunk_ms:
+        if utt is not None and (end - utt.decoded_to) * self.fms >= self.cfg.chunk_ms:
             events += self._decode(utt, end, final=False)
         self._trim()
         return events
@@ -194,7 +202,9 @@ class StreamingRecognizer:
 
     def _decode(self, utt: _Utterance, end: int, *, final: bool) -> list[TranscriptEvent]:
         lo, valid = utt.window_start, utt.window_start  # re-encoded from lo; tokens kept from valid
-        bound, ctx = self.cfg.partial_frames, self.cfg.context_ms // FRAME_MS
+        cfg = self.cfg
+        bound = None if cfg.partial_ms is None else max(cfg.partial_ms, cfg.context_ms + cfg.chunk_ms) // self.fms
+        ctx = cfg.context_ms // self.fms
         forced = False
         if not final and bound is not None and end - lo > bound:
             # partial pass over the recent partial_ms. Its first context_ms is left context
@@ -242,11 +252,11 @@ class StreamingRecognizer:
                 utt.hyps = [h[n:] for h in utt.hyps]
                 hyp = hyp[n:]
                 grown = True
-        if (end - utt.window_start) * FRAME_MS > self.cfg.max_window_ms:
+        if (end - utt.window_start) * self.fms > self.cfg.max_window_ms:
             grown |= self._bound_window(utt, end)  # utt.hyps[-1] is hyp here
             hyp = utt.hyps[-1] if utt.hyps else []
-        elif (end - utt.window_start) * FRAME_MS > self.cfg.trim_ms:  # soft trim: no forced commit
-            utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // FRAME_MS)
+        elif (end - utt.window_start) * self.fms > self.cfg.trim_ms:  # soft trim: no forced commit
+            utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // self.fms)
         text_tokens = utt.stable + hyp
         text = pieces_to_text([t.piece for t in text_tokens])
         if text != utt.last_text or grown:
@@ -272,17 +282,17 @@ class StreamingRecognizer:
         """Trim the window to ``context_ms`` before the stable point, forcing a commit of
         tokens older than half the window if agreement has not moved it. Returns True when
         the stable prefix grew."""
-        frames_max = self.cfg.max_window_ms // FRAME_MS
+        frames_max = self.cfg.max_window_ms // self.fms
         grown = False
         if utt.stable_end - frames_max // 2 < utt.window_start:
             grown = self._force_commit(utt, end - frames_max // 2)
-        utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // FRAME_MS)
+        utt.window_start = max(utt.window_start, utt.stable_end - self.cfg.context_ms // self.fms)
         return grown
 
     def _trim(self) -> None:
         """Drop feature frames no decode will need again."""
         end = self._frames_start + self._frames.shape[0]
-        keep_from = self._utt.window_start if self._utt else end - self.cfg.idle_keep_ms // FRAME_MS
+        keep_from = self._utt.window_start if self._utt else end - self.cfg.idle_keep_ms // self.fms
         drop = keep_from - self._frames_start
         if drop > 0:
             self._frames = self._frames[drop:]
@@ -291,7 +301,7 @@ class StreamingRecognizer:
     def _event(self, kind: str, utt: _Utterance, tokens: list[CtcToken], end: int) -> TranscriptEvent:
         limit = self.audio_ms
         toks = tuple(
-            Token(t.piece.replace("▁", ""), min(t.start_frame * FRAME_MS, limit), min(t.end_frame * FRAME_MS, limit))
+            Token(t.piece.replace("▁", ""), min(t.start_frame * self.fms, limit), min(t.end_frame * self.fms, limit))
             for t in tokens
         )
         text = pieces_to_text([t.piece for t in tokens])
@@ -300,8 +310,8 @@ class StreamingRecognizer:
         language = utt.language if utt.language != "unknown" else self.cfg.language
         return TranscriptEvent(
             kind=kind, utterance=utt.index, text=text, stable_text=stable_text, tokens=toks,  # type: ignore[arg-type]
-            language=language, audio_ms=self.audio_ms, start_ms=utt.start_frame * FRAME_MS,
-            end_ms=min(end * FRAME_MS, limit),
+            language=language, audio_ms=self.audio_ms, start_ms=utt.start_frame * self.fms,
+            end_ms=min(end * self.fms, limit),
         )
 
 

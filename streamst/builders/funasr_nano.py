@@ -76,8 +76,15 @@ def build_real(path: Path, seed: int = 0) -> None:
     _build(Path(path), REAL, torch.bfloat16, seed)
 
 
+def build_tiny_mlt(path: Path, seed: int = 0) -> None:
+    """A tiny random stand-in for Fun-ASR-MLT-Nano-2512: the same architecture as Fun-ASR-Nano
+    (so the same builder), another checkpoint (another seed)."""
+    _build(Path(path), TINY, torch.float32, seed + 31)
+
+
 BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "funasr-nano-tiny": build_tiny,
+    "funasr-mlt-nano-tiny": build_tiny_mlt,
     "funasr-nano-real": build_real,
 }
 

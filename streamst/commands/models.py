@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--force", action="store_true", help="rebuild models that exist")
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_build)
-    ls = msub.add_parser("list", help="list profiles and whether their models are present")
+    ls = msub.add_parser("list", help="list profiles, whether their models are present, and the languages "
+                                      "each hears and writes")
+    ls.add_argument("--json", action="store_true", help="one JSON list of profiles with their languages")
     ls.set_defaults(func=_list)
 
 
@@ -62,12 +64,28 @@ def _build(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     """One line per profile: ``ready``, or every model that is not here (a hub model counts
-    as here only when it is in the local hub cache) and how to get it."""
+    as here only when it is in the local hub cache) and how to get it; under it, the languages
+    the profile hears per path and the ones it writes."""
+    from streamst.languages import TABLE
+
+    if getattr(args, "json", False):
+        rows = []
+        for name in list_profiles():
+            prof = load_profile(name)
+            rows.append({"profile": name, "ready": not prof.missing(), "hears": list(prof.hears(("simul",))),
+                         "hears_e2e": list(prof.hears(("e2e",))) if prof.e2e is not None else [],
+                         "writes": [{"code": c, "native": TABLE[c].native, "rtl": TABLE[c].rtl} for c in prof.writes()]})
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
     for name in list_profiles():
         prof = load_profile(name)
         missing = prof.missing()
         state = "ready" if not missing else "missing " + "; ".join(
             f"{s.role} {s.source} ({s.hint(name)})" for s in missing)
         print(f"{name:12s} {state}")
+        print(f"  hears (simul, cascade): {', '.join(prof.hears(('simul',)))}")
+        if prof.e2e is not None:
+            print(f"  hears (e2e): {', '.join(prof.hears(('e2e',)))}")
+        print(f"  writes: {len(prof.writes())} languages ({', '.join(prof.writes())})")
     print(f"models folder: {models_dir()}")
     return 0

@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     # a mode the profile cannot serve, or unbuilt models, fail before any model loads
     models = load_models(args.profile, args.device, config.paths, quantize=args.quantize,
                          threads=args.threads, engine=args.engine, engine_url=args.engine_url)
+    if problem := models.profile.source_problem(config.src_lang, config.paths):
+        raise UserError(problem)  # a language the profile's recogniser / e2e model does not hear
     session = TranslationSession(models, config, speakers=session_speakers(args, models))
     out = LiveLines(audio.duration_s, enabled=live)
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ from streamst.asr.features import FeatureConfig, StreamingFeatures
 from streamst.e2e.base import SpeechEmbeddings, Task
 from streamst.errors import UserError
 from streamst.hf_load import Dtype, load_pretrained, resolve_dtype
-from streamst.languages import LANGUAGES
+from streamst.languages import LANGUAGES, TABLE
 from streamst.mt.base import Proposal
 from streamst.mt.decoder import DecoderEngine
 from streamst.mt.kv import SegmentLM
@@ -45,10 +45,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # Language names as the checkpoint's instructions spell them ("语音转写成中文：").
-ZH_NAMES: dict[str, str] = {
-    "zh": "中文", "en": "英文", "ja": "日文", "ko": "韩文", "yue": "粤语", "de": "德文", "fr": "法文",
-    "es": "西班牙文", "it": "意大利文", "pt": "葡萄牙文", "ru": "俄文",
-}
+ZH_NAMES: dict[str, str] = {code: lang.zh for code, lang in TABLE.items() if lang.zh}
 SYSTEM = "You are a helpful assistant."
 _AUDIO_SLOT = "\x00streamst-audio\x00"
 # Draft verification (NanoOptions.draft): an agreed draft position saves a decode forward, a
@@ -273,6 +270,10 @@ def _load(source: str, options: NanoOptions, hint: str) -> tuple[PreTrainedToken
             src, config=config, dtype=resolve_dtype(options.dtype, options.device), local_files_only=lfo)
         return tokenizer, model
 
+    here = local_path(source)
+    if here is not None and (here / "config.yaml").is_file() and not (here / "config.json").is_file():
+        raise UserError(f"{source} is a Fun-ASR checkpoint in FunASR's layout (config.yaml, model.pt); streamst loads "
+                        "the transformers layout (config.json + safetensors, as FunAudioLLM/Fun-ASR-Nano-2512-hf)")
     tokenizer, model = load_pretrained(source, load, what="Fun-ASR-Nano model", hint=how)
     adaptor = model.config.adaptor_config
     if getattr(adaptor, "_attn_implementation", None) is None:  # transformers leaves this sub-config unset

@@ -20,27 +20,14 @@ from streamst.policy.base import Policy
 from streamst.policy.local_agreement import LocalAgreement
 from streamst.policy.reorder import ReorderAware
 from streamst.policy.waitk import WaitK
-from streamst.text import is_char_lang
+from streamst.languages import default_ratio, pair_defaults  # noqa: F401 (default_ratio re-exported)
 
 PolicyName = Literal["wait-k", "reorder-aware", "local-agreement"]
 POLICY_NAMES: tuple[str, ...] = get_args(PolicyName)
 
-# Approximate length of a text in units of the language per English word, from typical
-# parallel-corpus length ratios (zh: ~1.6 characters per English word; the BRIEF's
-# blockchain sentence is 15 characters for 9 words). Languages not listed count 1.0.
-# The ratio of a pair is UNITS_PER_EN_WORD[tgt] / UNITS_PER_EN_WORD[src]: zh->en 0.625,
-# en->zh 1.6, ja->en 0.45, zh->ja 1.375. A rough prior for the wait-k schedule; tune per
-# domain with ``ratio=``.
-UNITS_PER_EN_WORD: dict[str, float] = {"en": 1.0, "zh": 1.6, "yue": 1.6, "ja": 2.2, "ko": 0.75}
-
-
-def default_ratio(src_lang: str, tgt_lang: str) -> float:
-    """Expected target units per source unit for a language pair (see UNITS_PER_EN_WORD)."""
-
-    def per_word(lang: str) -> float:
-        return UNITS_PER_EN_WORD.get(lang.split("-")[0].lower(), 1.0)
-
-    return round(per_word(tgt_lang) / per_word(src_lang), 3)
+# The ratio of a pair (expected target units per source unit: zh->en 0.625, en->zh 1.6,
+# ja->en 0.455) and the other per-pair defaults come from the language table
+# (streamst.languages.pair_defaults); tune per domain with ``ratio=``.
 
 
 def option(default: Any, lo: float | None, hi: float | None, help: str, *policies: str) -> Any:
@@ -110,13 +97,12 @@ class PolicyConfig:
     def for_pair(cls, src_lang: str, tgt_lang: str, **overrides: Any) -> PolicyConfig:
         """Defaults for translating ``src_lang`` into ``tgt_lang``, then ``overrides``.
 
-        Character sources (zh/ja/yue) wait k=3 characters with max_lag=10; word sources
-        k=2 words with max_lag=6 (both about 0.6 s and 2 s of speech).
+        From the language table (:func:`streamst.languages.pair_defaults`): character sources
+        (zh/ja/yue) wait k=3 characters with max_lag=10, word sources k=2 words with
+        max_lag=6 (both about 0.6 s and 2 s of speech); a verb-final source into a target
+        that is not (ja->en, hi->en, tr->de) may wait 1.5 times as long before it writes.
         """
-        if is_char_lang(src_lang):
-            base = cls(k=3, max_lag=10, ratio=default_ratio(src_lang, tgt_lang))
-        else:
-            base = cls(k=2, max_lag=6, ratio=default_ratio(src_lang, tgt_lang))
+        base = cls(**pair_defaults(src_lang, tgt_lang))  # type: ignore[arg-type]
         return dataclasses.replace(base, **overrides)
 
 

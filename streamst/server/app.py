@@ -233,6 +233,9 @@ class Server:
         if path == "/healthz":  # 503 while draining: load balancers take the instance out
             status = http.HTTPStatus.SERVICE_UNAVAILABLE if self.draining else http.HTTPStatus.OK
             return _response(status, "application/json", json.dumps(self.health()).encode())
+        if path == "/languages":  # the page's language pickers (streamst.profiles.Profile.language_menu)
+            return _response(http.HTTPStatus.OK, "application/json; charset=utf-8",
+                             json.dumps(self.models.profile.language_menu(), ensure_ascii=False).encode())
         if path == "/metrics":
             return _response(http.HTTPStatus.OK, "text/plain; version=0.0.4; charset=utf-8",
                              self.metrics.render(self._gauges).encode())

@@ -41,7 +41,7 @@ from streamst.pipeline import AUTO, PipelineConfig
 from streamst.server import strict
 from streamst.server.connection import Connection
 from streamst.server.protocol import TARGET_LANGS, ProtocolError
-from streamst.text import is_char_lang
+from streamst.text import joins_without_spaces
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -181,7 +181,7 @@ class _Deltas:
         if not text.startswith(self.sent) or len(text) == len(self.sent):
             return ""  # committed text only grows; nothing new
         new = text[len(self.sent):]
-        sep = " " if self.any and not self.sent and not is_char_lang(lang) and not new[:1].isspace() else ""
+        sep = " " if self.any and not self.sent and not joins_without_spaces(lang) and not new[:1].isspace() else ""
         self.sent = text
         return sep + new
 

@@ -35,7 +35,8 @@ from streamst.server.codes import ERRORS, ProtocolError  # noqa: F401 - re-expor
 
 PROTOCOL_VERSION = 1
 ENCODINGS = ("pcm_s16le", "f32le")
-SOURCE_LANGS = ("zh", "en", "yue", "ja", "ko")  # SenseVoice languages the MT also knows
+SOURCE_LANGS = tuple(MT_LANGUAGES)  # any language of the table; which ones a server hears is its profile's
+# (Profile.source_problem, checked when the session begins)
 TARGET_LANGS = tuple(MT_LANGUAGES)
 CHUNK_MS_RANGE = (240, 3000)
 MAX_TARGETS = 4

@@ -166,6 +166,62 @@
     }
   }
 
+  // ---------------------------------------------------------------- language pickers
+  // Generated from the server's profile (GET /languages: the languages it hears and writes,
+  // with native names); the static options of index.html stay when that cannot be read (a
+  // page opened from a file). Targets: the checked boxes, and "+ language" adds any other
+  // language the profile writes.
+  function targetBox(code, label) {
+    const wrap = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox"; box.name = "tgt"; box.value = code;
+    const name = document.createElement("span");
+    name.textContent = label;
+    name.lang = code; name.dir = "auto";
+    wrap.append(box, " ", name);
+    return wrap;
+  }
+
+  async function loadLanguages() {
+    if (!/^https?:$/.test(location.protocol)) return;
+    let menu;
+    try {
+      const r = await fetch("languages");
+      if (!r.ok) return;
+      menu = await r.json();
+    } catch (e) { return; }
+    if (!menu || !Array.isArray(menu.hears) || !Array.isArray(menu.writes)) return;
+    window.StreamstView.setLanguages(menu.writes);
+    const src = ui.src.value, tgts = selectedTargets();
+    ui.src.replaceChildren(new Option("auto (detect)", "auto"),
+      ...menu.hears.map((l) => new Option(`${l.native} ${l.code}`, l.code)));
+    ui.src.value = menu.hears.some((l) => l.code === src) ? src : "auto";
+    const fieldset = $("tgts");
+    const shown = new Set(tgtBoxes().map((b) => b.value));
+    for (const b of tgtBoxes()) {
+      const l = menu.writes.find((w) => w.code === b.value);
+      if (l) b.parentElement.replaceWith(targetBox(l.code, `${l.native} ${l.code}`));
+      else b.parentElement.remove();
+    }
+    const add = document.createElement("select");
+    add.id = "tgt-add";
+    add.setAttribute("aria-label", "add a target language");
+    add.append(new Option("+ language…", ""), ...menu.writes.filter((l) => !shown.has(l.code))
+      .map((l) => new Option(`${l.native} ${l.code}`, l.code)));
+    add.addEventListener("change", () => {
+      const l = menu.writes.find((w) => w.code === add.value);
+      if (!l) return;
+      const wrap = targetBox(l.code, `${l.native} ${l.code}`);
+      wrap.querySelector("input").checked = true;
+      fieldset.insertBefore(wrap, add);
+      add.remove(add.selectedIndex);
+      add.value = "";
+    });
+    fieldset.append(add);
+    for (const b of tgtBoxes()) b.checked = tgts.includes(b.value);
+    applyQuery(); // the URL's choices win
+  }
+
   // ---------------------------------------------------------------- captions
   const view = window.StreamstView.create({
     room: $("room"), inspect: $("captions"), keep: KEEP,
@@ -388,9 +444,10 @@
   applyDisplay();
   setState("idle");
   document.body.dataset.empty = "1";
+  const languagesLoaded = loadLanguages().finally(() => { document.body.dataset.languages = "1"; });
   // for tests and embedding: handle(event) renders one protocol event object as if it came
   // from the server
   window.streamst = { start, stop, handle: (ev) => onMessage(JSON.stringify(ev)), setView, setSize, setTheme,
                       get session() { return session; }, keep: KEEP, speech: speaker.state };
-  if (query.get("autostart") === "1") start();
+  if (query.get("autostart") === "1") languagesLoaded.finally(start);
 })();

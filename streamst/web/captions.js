@@ -9,23 +9,51 @@
 "use strict";
 
 window.StreamstView = (() => {
+  // Units as streamst.text counts them: characters for zh/ja/yue, words found by a segmenter
+  // for the scripts written without spaces (Thai, Lao, Khmer, Burmese; here the browser's
+  // Intl.Segmenter), whitespace words otherwise. setLanguages() takes the server's table
+  // (GET /languages); these defaults hold until then (a page opened from a file).
   const CHAR_LANGS = new Set(["zh", "ja", "yue"]);
+  const SEG_LANGS = new Set(["th", "lo", "km", "my"]);
   const PATH_ORDER = ["e2e", "simul", "cascade"]; // display order; unknown paths come after
   const ROOM_HISTORY = 4; // utterances joined in a room band (only its last two lines show)
+  const baseLang = (lang) => String(lang || "").split("-")[0].toLowerCase();
+  const isCharLang = (lang) => CHAR_LANGS.has(baseLang(lang));
+  const isSegLang = (lang) => SEG_LANGS.has(baseLang(lang));
+  const noSpaces = (lang) => isCharLang(lang) || isSegLang(lang);
 
-  const isCharLang = (lang) => CHAR_LANGS.has(String(lang || "").split("-")[0]);
+  function setLanguages(rows) {
+    for (const r of rows || []) {
+      if (r.unit === "char") CHAR_LANGS.add(r.code);
+      if (r.unit === "seg") SEG_LANGS.add(r.code);
+    }
+  }
 
   function countUnits(text, lang) {
     const t = String(text || "").trim();
     if (!t) return 0;
     if (isCharLang(lang)) return Array.from(t.replace(/\s+/g, "")).length;
+    if (isSegLang(lang) && window.Intl && Intl.Segmenter) {
+      let n = 0;
+      for (const seg of new Intl.Segmenter(baseLang(lang), { granularity: "word" }).segment(t)) if (seg.isWordLike) n++;
+      return n;
+    }
     return t.split(/\s+/).length;
   }
 
   function join(a, b, lang) {
     if (!a) return b || "";
     if (!b) return a;
-    return isCharLang(lang) || /\s$/.test(a) ? a + b : a + " " + b;
+    return noSpaces(lang) || /\s$/.test(a) ? a + b : a + " " + b;
+  }
+
+  // A caption's language: `lang` picks the browser's line breaking (dictionary word breaks for
+  // Thai, Lao, Khmer, Burmese; CJK rules, style.css) and `dir="auto"` its direction from the
+  // first strong character (Arabic, Persian, Hebrew right to left).
+  function markLanguage(node, lang) {
+    if (!lang || lang === "?") return;
+    node.lang = baseLang(lang);
+    node.dir = "auto";
   }
 
   function pathRank(mode) {
@@ -129,6 +157,7 @@ window.StreamstView = (() => {
         const tag = el("span", "lang", `${line.language} · ${line.mode}`);
         t.line.prepend(tag);
         t.line.dataset.language = line.language;
+        markLanguage(t.line, line.language);
         t.line.dataset.mode = line.mode;
         u.card.lines.set(key, t);
         // lines in path order: e2e, simul, cascade, then others
@@ -179,7 +208,7 @@ window.StreamstView = (() => {
 
     function tentativeText(line) {
       if (!line.tentative) return "";
-      return line.committed && !isCharLang(line.language) ? " " + line.tentative : line.tentative;
+      return line.committed && !noSpaces(line.language) ? " " + line.tentative : line.tentative;
     }
 
     function lineBehind(u, line) {
@@ -205,6 +234,7 @@ window.StreamstView = (() => {
       head.append(name, behind);
       const win = el("div", "band-window");
       const text = textPair("band-text");
+      markLanguage(win, language);
       win.append(text.line);
       wrap.append(head, win);
       b = { el: wrap, behind, text };
@@ -357,5 +387,5 @@ window.StreamstView = (() => {
              get size() { return utts.size; } };
   }
 
-  return { create, behindMs, countUnits, fmtS, PATH_ORDER, speakerName, speakerColour };
+  return { create, behindMs, countUnits, setLanguages, fmtS, PATH_ORDER, speakerName, speakerColour };
 })();
