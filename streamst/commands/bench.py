@@ -78,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_e2e_session_parser(bsub)  # `bench e2e-session`: one whole e2e session, compute RTF
 
+    from streamst.quality.bench import add_parser as add_quality_parser
+
+    add_quality_parser(bsub)  # `bench quality`: held-out quality per policy and lever on a learned task
+
     from streamst.commands.bench_stream import add_parsers as add_stream_parsers
 
     add_stream_parsers(bsub)  # `bench asr`, `bench pipeline`: one stream as fast as it goes
