@@ -55,6 +55,9 @@ class ModelSpec:
     source: str  # hub id, local dir, "store:REL", or "" for built-in kinds
     build: str | None = None  # builder recipe that makes a store: directory offline
     options: dict[str, Any] = field(default_factory=dict)
+    # what an e2e model was trained to do: "transcribe" and/or "translate" (the public
+    # Fun-ASR-Nano only transcribes; a model from `streamst train` also translates)
+    tasks: tuple[str, ...] = ("transcribe", "translate")
 
     @property
     def is_store(self) -> bool:
@@ -177,6 +180,16 @@ def list_profiles() -> list[str]:
     return sorted({p.stem for d in _profile_dirs() for p in d.glob("*.json")})
 
 
+TASKS = ("transcribe", "translate")
+
+
+def _tasks(value: Any) -> tuple[str, ...]:
+    tasks = tuple(value) if isinstance(value, list | tuple) else ()
+    if not tasks or any(t not in TASKS for t in tasks):
+        raise TypeError(f"tasks must be a non-empty list from {list(TASKS)}, got {value!r}")
+    return tasks
+
+
 def load_profile(name_or_path: str) -> Profile:
     """Load a profile by name (``<models folder>/profiles/NAME.json``, else the packaged
     ``streamst/data/profiles/NAME.json``) or by JSON file path."""
@@ -196,6 +209,7 @@ def load_profile(name_or_path: str) -> Profile:
                 source=raw[role].get("source", ""),
                 build=raw[role].get("build"),
                 options=raw[role].get("options", {}),
+                tasks=_tasks(raw[role].get("tasks", TASKS)),
             )
             for role in ROLES
             if role in raw or role not in OPTIONAL_ROLES

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamst.corpus.grammar import Sentence, random_sentence
+from streamst.corpus.grammar import Sentence, random_sentence, sentence
 
 SPLITS = ("train", "dev", "test")
 DIRECTIONS = (("zh", "en"), ("en", "zh"))
@@ -42,6 +42,8 @@ class CorpusConfig:
     directions: tuple[tuple[str, str], ...] = DIRECTIONS
     speak: tuple[str, ...] = ("dev", "test")  # splits given audio and word times
     speed: int = 150  # espeak-ng words per minute
+    structures: tuple[str, ...] | None = None  # only these grammar structures (None: all, weighted)
+    lexicon_rows: int | None = None  # only the first N entries of each lexicon table (None: all)
 
 
 def split_of(s: Sentence, seed: int) -> str:
@@ -61,7 +63,8 @@ def generate(config: CorpusConfig) -> dict[str, list[Sentence]]:
         tries += 1
         if tries > 50 * sum(want.values()) + 1000:
             raise RuntimeError("the grammar cannot produce that many distinct sentences")
-        s = random_sentence(rng)
+        rows = config.lexicon_rows
+        s = random_sentence(rng, rows) if not config.structures else sentence(rng.choice(config.structures), rng, rows)
         key = s.text("zh") + "\n" + s.text("en")
         if key in seen:
             continue

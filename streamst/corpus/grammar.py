@@ -109,9 +109,9 @@ def _en(text: str) -> tuple[str, ...]:
 class _Builder:
     """Random constituents; each returns (phrases in Chinese order, the same in English order)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, rows: int | None = None) -> None:
         self.rng = rng
-        self.t = tables()
+        self.t = {k: v[:rows] if rows else v for k, v in tables().items()}
 
     def pick(self, name: str) -> list[str]:
         return self.rng.choice(self.t[name])
@@ -239,15 +239,16 @@ class _Builder:
         }[structure]()
 
 
-def sentence(structure: str, rng: random.Random) -> Sentence:
-    """One random sentence of ``structure`` (one of :data:`STRUCTURES`)."""
-    zh, en = _Builder(rng).make(structure)
+def sentence(structure: str, rng: random.Random, rows: int | None = None) -> Sentence:
+    """One random sentence of ``structure`` (one of :data:`STRUCTURES`); ``rows``: use only the
+    first ``rows`` entries of each lexicon table (a smaller vocabulary)."""
+    zh, en = _Builder(rng, rows).make(structure)
     index = {id(p): i for i, p in enumerate(zh)}
     return Sentence(structure, tuple(zh), tuple(index[id(p)] for p in en))
 
 
-def random_sentence(rng: random.Random) -> Sentence:
-    return sentence(rng.choices(STRUCTURES, WEIGHTS)[0], rng)
+def random_sentence(rng: random.Random, rows: int | None = None) -> Sentence:
+    return sentence(rng.choices(STRUCTURES, WEIGHTS)[0], rng, rows)
 
 
 def vocabulary(lang: str) -> set[str]:

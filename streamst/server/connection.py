@@ -437,6 +437,8 @@ class NativeConnection(Connection):
         if "e2e" in cfg.paths and not self.server.e2e_available:
             raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                                 f"'{self.server.models.profile.name}' has none (use mode simul, cascade or both)")
+        if "e2e" in cfg.paths and not getattr(self.server.models, "e2e_translates", True):
+            raise ProtocolError("mode_unavailable", self.server.models.e2e_transcribes_only())
         self.start = start
         self.session = TranslationSession(self.server.models, cfg, recognize=self.server.recognize,
                                           mt_lm=self.server.mt_lm, e2e_lm=self.server.e2e_lm)
