@@ -29,6 +29,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"Training: {t.get('steps')} steps in {t.get('train_seconds')} s, last loss {t.get('loss_last')}; "
         f"dev offline chrF {t.get('dev_offline_chrF')}.",
         "",
+        f"Output projection: only the {r.get('sparse_head', {}).get('rows_kept')} token rows the model kept "
+        f"(its other rows are zero, so their logits are exactly 0; see `quality/bench.py` `sparse_head`); "
+        f"offline outputs identical to the full projection on {r.get('sparse_head', {}).get('same_offline_output')} "
+        f"of {r.get('sparse_head', {}).get('items')} checked items. The int8 lever runs the full projection.",
+        "",
         "How to read: chrF/BLEU against the reference; *offline* is whole-sentence greedy decoding by the same "
         "model; retention = chrF(simultaneous) / chrF(offline). AL/LAAL in seconds of source audio (SimulEval, "
         "units: English words, Chinese characters); LAAL_CA adds the processing time (measured on the loaded box). "
