@@ -74,14 +74,15 @@ def bucket_of(d: int) -> str:
 
 
 def select(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` items per direction, drawn round-robin over the reorder buckets."""
+    """Up to ``limit`` items per direction: half of them with a reorder of 6+ words (the case
+    the policies differ on), the rest drawn round-robin over the other buckets."""
     out = []
     for direction in sorted({(r["src_lang"], r["tgt_lang"]) for r in rows}):
         by: dict[str, list[dict[str, Any]]] = {b[0]: [] for b in BUCKETS}
         for r in rows:
             if (r["src_lang"], r["tgt_lang"]) == direction:
                 by[bucket_of(r["reorder_distance"])].append(r)
-        picked: list[dict[str, Any]] = []
+        picked = by.pop("6+")[: (limit + 1) // 2]
         while len(picked) < limit and any(by.values()):
             for b in by.values():
                 if b and len(picked) < limit:
@@ -264,7 +265,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     q.add_argument("--corpus", default=None, help="a `streamst corpus` folder (default: written to the cache)")
     q.add_argument("--model", default=None, help="a `streamst train --task mt` folder (default: trained into the cache)")
     q.add_argument("--cache", default=None, help="cache folder (default $STREAMST_QUALITY_CACHE or ~/.cache/streamst/quality)")
-    q.add_argument("--limit", type=int, default=40, help="held-out items per direction (default %(default)s)")
+    q.add_argument("--limit", type=int, default=16,
+                   help="held-out items per direction, half with a reorder of 6+ words (default %(default)s)")
     q.add_argument("--max-new-tokens", type=int, default=96, help="per proposal (default %(default)s)")
     q.add_argument("--threads", type=int, default=1, help="torch CPU threads (default %(default)s)")
     q.add_argument("--quick", action="store_true", help="fewer reorder-aware settings")
