@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dev", type=int, default=d.dev, help="dev sentence pairs (default %(default)s)")
     p.add_argument("--test", type=int, default=d.test, help="test sentence pairs (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--lexicon-rows", type=int, default=None,
+                   help="use only the first N entries of each lexicon table (a smaller vocabulary; default: all)")
     p.add_argument("--directions", default="zh-en,en-zh", help="comma-separated (default %(default)s)")
     p.add_argument("--speak", default=",".join(d.speak),
                    help=f"splits to synthesise with espeak-ng, from {','.join(SPLITS)}; '' for none (default %(default)s)")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if not have_tts():
             raise UserError("espeak-ng and sox are needed to speak the corpus (or --speak '')")
     config = CorpusConfig(train=args.train, dev=args.dev, test=args.test, seed=args.seed,
-                          directions=tuple(dirs), speak=speak)
+                          directions=tuple(dirs), speak=speak, lexicon_rows=args.lexicon_rows)
 
     def progress(split: str, i: int, n: int) -> None:
         if not args.json and sys.stderr.isatty():
