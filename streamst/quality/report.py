@@ -23,7 +23,7 @@ def markdown(r: dict[str, Any]) -> str:
         "# streamst bench quality",
         "",
         f"Path: **{r['path']}**. Model: `{r['model']}`. Held-out test items: {r['items']} "
-        f"(new combinations of known words and structures; drawn round-robin over reorder buckets). "
+        f"(new combinations of known words and structures; half of them with a reorder of 6+ words). "
         f"Load average at the end: {r['load_average']} (a shared 2-core box); bench wall time {r['seconds']} s.",
         "",
         f"Training: {t.get('steps')} steps in {t.get('train_seconds')} s, last loss {t.get('loss_last')}; "
