@@ -65,3 +65,34 @@ def test_simul_path_keeps_most_of_it(guard_model):
     score = chrf(hyps, [r["reference"] for r in rows])
     print(f"quality guard: simul wait-k 3 chrF {score:.2f} (floor {SIMUL_FLOOR})")
     assert score >= SIMUL_FLOOR
+
+
+def test_shared_prompt_head_gives_the_per_row_loss(tiny_models_root, tmp_path):
+    """The prompt head run once per batch (its K/V repeated) computes the same loss as
+    running head + row for every row; the pruned loss equals the full-vocabulary one."""
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+    src = tiny_models_root / "store" / "tiny" / "qwen"
+    tok = AutoTokenizer.from_pretrained(src)
+    base = Qwen3ForCausalLM.from_pretrained(src)
+    splits = generate(CorpusConfig(train=40, dev=1, test=1, seed=2, lexicon_rows=8))
+    pairs = [text_mt.Pair("zh", "en", s.text("zh"), s.text("en"), tuple(s.words("zh"))) for s in splits["train"][:6]]
+    data = text_mt.Encoded(tok, text_mt.examples(pairs, 1, 0), tok.convert_tokens_to_ids("<|im_end|>"))
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(text_mt._config(base.config, (64, 2), len(data.kept)))
+    batch = data.batch(list(range(len(data.rows))), 0)
+    n_other = base.config.vocab_size - len(data.kept)
+    shared, _ = text_mt.pruned_loss(model, *batch, n_other, shared=True)
+    per_row, _ = text_mt.pruned_loss(model, *batch, n_other, shared=False)
+    assert abs(float(shared) - float(per_row)) < 1e-4
+    # the full model (pruned rows zero) gives the same cross-entropy over all 151,936 tokens
+    text_mt.expand(model, data.kept, base.config.vocab_size, model.config).save_pretrained(tmp_path / "full")
+    full = Qwen3ForCausalLM.from_pretrained(tmp_path / "full")  # as the inference code loads it
+    head, ids, labels, att = batch
+    full_ids = torch.cat([data.kept[head][None].expand(ids.shape[0], -1), data.kept[ids]], dim=1)
+    full_att = torch.cat([torch.ones(ids.shape[0], head.numel(), dtype=att.dtype), att], dim=1)
+    logits = full(input_ids=full_ids, attention_mask=full_att).logits[:, head.numel():][:, :-1]
+    shifted = labels[:, 1:]
+    keep = shifted != -100
+    ce = torch.nn.functional.cross_entropy(logits[keep], data.kept[shifted[keep]])
+    assert abs(float(ce) - float(shared)) < 1e-3
