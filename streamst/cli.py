@@ -27,6 +27,7 @@ COMMANDS = (
     "serve",
     "train",
     "engine",
+    "corpus",
 )
 
 

@@ -162,6 +162,20 @@ class Models:
         if "e2e" in paths and self.profile.e2e is None:
             raise UserError(f"mode e2e needs an end-to-end model, and profile '{self.profile.name}' has none "
                             "(add an `e2e` entry to the profile, or use --profile tiny / default)")
+        if "e2e" in paths and not self.e2e_translates:
+            raise UserError(self.e2e_transcribes_only())
+
+    @property
+    def e2e_translates(self) -> bool:
+        """The profile's e2e model was trained to translate (its ``tasks``), not only to transcribe."""
+        return self.profile.e2e is not None and "translate" in self.profile.e2e.tasks
+
+    def e2e_transcribes_only(self) -> str:
+        """The one-line refusal of a translating mode on a transcription-only e2e model."""
+        spec = self.profile.e2e
+        return (f"profile '{self.profile.name}': its e2e model {spec.source} transcribes only (tasks: "
+                f"{', '.join(spec.tasks)}), so mode e2e would caption a transcript, not a translation; use mode "
+                "simul, cascade or both, or fine-tune it for translation with `streamst train`")
 
 
 # -- one factory per (role, kind): a new model is one new file plus one line here ------------

@@ -67,6 +67,9 @@ class ModelSpec:
         """Source languages this model recognises: the profile entry's ``languages``, else the
         defaults of its kind (:data:`streamst.languages.HEARS_BY_KIND`); () for text models."""
         return self.languages or HEARS_BY_KIND.get(self.kind, ())
+    # what an e2e model was trained to do: "transcribe" and/or "translate" (the public
+    # Fun-ASR-Nano only transcribes; a model from `streamst train` also translates)
+    tasks: tuple[str, ...] = ("transcribe", "translate")
 
     @property
     def is_store(self) -> bool:
@@ -231,6 +234,16 @@ def list_profiles() -> list[str]:
     return sorted({p.stem for d in _profile_dirs() for p in d.glob("*.json")})
 
 
+TASKS = ("transcribe", "translate")
+
+
+def _tasks(value: Any) -> tuple[str, ...]:
+    tasks = tuple(value) if isinstance(value, list | tuple) else ()
+    if not tasks or any(t not in TASKS for t in tasks):
+        raise TypeError(f"tasks must be a non-empty list from {list(TASKS)}, got {value!r}")
+    return tasks
+
+
 def load_profile(name_or_path: str) -> Profile:
     """Load a profile by name (``<models folder>/profiles/NAME.json``, else the packaged
     ``streamst/data/profiles/NAME.json``) or by JSON file path."""
@@ -251,6 +264,7 @@ def load_profile(name_or_path: str) -> Profile:
                 build=raw[role].get("build"),
                 options=raw[role].get("options", {}),
                 languages=tuple(raw[role].get("languages", ())),
+                tasks=_tasks(raw[role].get("tasks", TASKS)),
             )
             for role in ROLES
             if role in raw or role not in OPTIONAL_ROLES

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("streamst.pipeline", "streamst.e2e.path", "streamst.track"),
     # what runs sessions: the service, evaluation, training
     ("streamst.server", "streamst.evaluation", "streamst.training", "streamst.speak.serving"),
-    ("streamst.bench",),
+    ("streamst.bench", "streamst.quality"),
     ("streamst.commands",),
     ("streamst.cli",),
 )

@@ -101,6 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_chaos_parser(bsub)  # `bench chaos`: drops, reconnects, a drain and a restart; nothing lost
 
+    from streamst.quality.bench import add_parser as add_quality_parser
+
+    add_quality_parser(bsub)  # `bench quality`: held-out quality per policy and lever on a learned task
+
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")
     s.add_argument("--device", default="cpu")

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="autocast to bfloat16 (default: on CUDA)")
     p.add_argument("--json", action="store_true", help="no progress bar; the summary as one JSON line")
+    p.add_argument("--task", choices=("e2e", "mt"), default="e2e",
+                   help="e2e: the speech model (default); mt: the simul path's text decoder on source/reference "
+                        "text (streamst/training/text_mt.py; uses --steps, --batch-size, --lr, --prefix-pairs, --seed)")
+    p.add_argument("--mt-arch", default=None, metavar="HxL",
+                   help="--task mt: train a fresh random decoder of hidden H and L layers (default: the profile's mt model)")
+    p.add_argument("--eval-limit", type=int, default=200, help="--task mt: pairs of the eval manifest decoded at the end")
     p.set_defaults(func=run)
 
 
@@ -67,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "mt":
+        return _run_mt(args)
     from streamst.training import recipe
 
     config = config_from_args(args)
@@ -91,4 +99,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"offline greedy decoding of {summary['eval']['n']} utterances: chrF {summary['eval']['chrF']}")
         print(f"model: {result.model}")
         print(f"use it: --profile {result.profile}")
+    return 0
+
+
+def _run_mt(args: argparse.Namespace) -> int:
+    from streamst.training import text_mt
+
+    try:
+        lr = None if str(args.lr) == "auto" else float(args.lr)
+        config = text_mt.TextMTConfig(steps=args.steps, batch_size=args.batch_size, lr=lr,
+                                      warmup_steps=args.warmup_steps, prefix_pairs=args.prefix_pairs, seed=args.seed,
+                                      arch=text_mt.parse_arch(args.mt_arch), eval_limit=args.eval_limit)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    summary = text_mt.train(args.manifest, args.profile, args.out, config, eval_manifest=args.eval, force=args.force,
+                            log=lambda m: print(f"streamst train: {m}", file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"trained {summary['steps']} steps in {summary['train_seconds']} s: loss {summary['loss_first']} -> "
+              f"{summary['loss_last']}")
+        print(f"offline greedy decoding of {summary['eval']['n']} pairs: chrF {summary['eval']['chrF']}")
+        print(f"use it: --profile {summary['profile']}")
     return 0

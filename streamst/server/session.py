@@ -42,6 +42,8 @@ def open_session(host: SessionHost, cfg: PipelineConfig, *, on_update: UpdateHoo
     if "e2e" in cfg.paths and not host.e2e_available:
         raise ProtocolError("mode_unavailable", f"mode {cfg.mode} needs an end-to-end model; profile "
                             f"'{host.models.profile.name}' has none (use mode simul, cascade or both)")
+    if "e2e" in cfg.paths and not host.models.e2e_translates:
+        raise ProtocolError("mode_unavailable", host.models.e2e_transcribes_only())
     if problem := host.models.profile.source_problem(cfg.src_lang, cfg.paths):
         raise ProtocolError("bad_language", problem)  # a language the profile's recogniser / e2e model does not hear
     assert host.executor is not None, "the server is not started"

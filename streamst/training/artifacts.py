@@ -65,7 +65,7 @@ def trained_profile(base: Profile, model_dir: Path, *, name: str, description: s
     out: dict[str, Any] = {"name": name, "description": description}
     for spec in base.specs():
         out[spec.role] = _absolute(spec)
-    out["e2e"] = {"kind": base.e2e.kind, "source": str(model_dir.resolve())}
+    out["e2e"] = {"kind": base.e2e.kind, "source": str(model_dir.resolve()), "tasks": ["transcribe", "translate"]}
     if base.e2e.options:
         out["e2e"]["options"] = dict(base.e2e.options)
     return out
