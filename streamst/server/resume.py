@@ -372,7 +372,9 @@ class ResumableConnection(NativeConnection):
             closed.cancel()
         if self.runner_task.done() and not self.closing and not self.runner_task.cancelled() \
                 and self.runner_task.exception() is None:
-            self.kept.complete()
+            await self.finish_speaking()  # spoken output (start.speak) before the summary
+            if not self.closing:
+                self.kept.complete()
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
