@@ -29,7 +29,6 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field

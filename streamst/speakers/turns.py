@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamst.events import Event, LatencyEvent, TranscriptEvent, TranslationEvent
+from streamst.events import Event, TranscriptEvent
 from streamst.speakers.cluster import ClusterOptions, OnlineClusterer
 from streamst.speakers.embed import Embedder, unit
 

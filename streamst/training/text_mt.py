@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from streamst.errors import UserError
 from streamst.text import join_units, split_units
