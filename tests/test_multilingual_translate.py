@@ -1,17 +1,16 @@
 """One espeak-ng sentence per source language of the multilingual profile through
 ``streamst translate --json`` (in-process, tiny-multilingual: the 31 languages of
-Fun-ASR-MLT-Nano, a tiny random stand-in), each into a target of another script, checked
-against the committed outputs in tests/data/multilingual_translate.json.
+Fun-ASR-MLT-Nano, a tiny random stand-in), each into a target of another script.
 
 Random weights cannot tell languages apart, so what is tested is the plumbing: every declared
 language is accepted, named to the recogniser and the decoder, its transcript carries the
-language, and the whole run is deterministic. STREAMST_REGEN_GOLDEN=1 rewrites the file."""
+language, and every utterance ends with a committed translation into its target, the same
+text in the final translation event and in the summary. (No golden file: the text of random
+weights changes with every change of the tiny models.)"""
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,6 @@ from streamst.languages import MLT_LANGUAGES
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "multilingual_translate.json"
 SENTENCES = {
     "zh": "早上好，今天天气很好。",
     "en": "Good morning, the weather is nice today.",
@@ -84,17 +82,8 @@ def cli_models(tiny_models_root):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def golden():
-    got: dict = {}
-    yield got
-    if os.environ.get("STREAMST_REGEN_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(dict(sorted(got.items())), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
 @pytest.mark.parametrize("src", MLT_LANGUAGES)
-def test_translate_json_per_source_language(cli_models, golden, speech, capsys, src):
+def test_translate_json_per_source_language(cli_models, speech, capsys, src):
     tgt = target_for(MLT_LANGUAGES.index(src), src)
     wav = speech(SENTENCES[src], src, gap_ms=500)
     assert main(["translate", str(wav), "--profile", "tiny-multilingual", "--src", src, "--tgt", tgt, "--json"]) == 0
@@ -103,12 +92,12 @@ def test_translate_json_per_source_language(cli_models, golden, speech, capsys, 
     assert summary["type"] == "summary" and summary["src_lang"] == src and summary["tgt_langs"] == [tgt]
     transcripts = [e for e in lines if e.get("type") == "transcript"]
     assert transcripts and all(e["language"] == src for e in transcripts), transcripts[:2]
-    out = {"tgt": tgt, "source": [u["source"] for u in summary["utterances"]],
-           "simul": [u["simul"] for u in summary["utterances"]]}
-    golden[src] = out
-    if os.environ.get("STREAMST_REGEN_GOLDEN") != "1":
-        expected = json.loads(GOLDEN.read_text(encoding="utf-8"))[src]
-        assert out == expected
+    utterances = summary["utterances"]
+    assert utterances and all(u["language"] == tgt and u["source"] for u in utterances), utterances
+    finals = {e["utterance"]: e["committed"] for e in lines
+              if e.get("type") == "translation" and e.get("language") == tgt and e.get("final")}
+    for u in utterances:  # a committed output per target, the same in the event and the summary
+        assert u["simul"].strip() and finals.get(u["utterance"]) == u["simul"], (u, finals)
 
 
 def test_a_language_the_profile_does_not_hear_is_refused(cli_models, speech, capsys):
