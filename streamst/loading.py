@@ -95,7 +95,9 @@ class Models:
             known = ", ".join(KINDS.get(role, {})) or "none"
             raise UserError(f"profile '{self.profile.name}': unknown {role} kind {spec.kind!r} (known: {known})")
         where = self._where(spec) if spec.source else ""
-        opts = {**spec.options, "languages": spec.hears}
+        opts = dict(spec.options)
+        if role == "asr":  # what the recogniser hears (its language ID chooses among them)
+            opts["languages"] = spec.hears
         e2e = self.profile.e2e
         if role == "asr" and spec.kind == "fun-asr-nano" and e2e is not None and (e2e.kind, e2e.source) == (spec.kind, spec.source):
             opts["speech"] = lambda: self.e2e  # the same checkpoint as the e2e model: loaded once, shared

@@ -88,6 +88,8 @@ def squash(text: str) -> str:
 
 
 def native_session(url: str, start: dict, audio: np.ndarray) -> tuple[list[dict], int | None]:
+    """A /ws session of ``audio`` sent at once. Tests that need spoken text use policy wait-k: the
+    reorder-aware policy samples source continuations, so its text depends on torch's RNG state."""
     with connect(url, open_timeout=20, max_queue=None) as ws:  # reads while it sends
         ws.send(json.dumps({"type": "start", **start}))
         for i in range(0, audio.size, 1600):
@@ -97,7 +99,8 @@ def native_session(url: str, start: dict, audio: np.ndarray) -> tuple[list[dict]
 
 
 def test_native_ws_speak_sends_documented_speech_messages(srv, zh10):
-    msgs, code = native_session(srv.url(), {"src_lang": "zh", "tgt_langs": ["en", "ja"], "speak": ["en"]}, zh10)
+    msgs, code = native_session(srv.url(), {"src_lang": "zh", "tgt_langs": ["en", "ja"], "speak": ["en"],
+                                                 "policy": {"name": "wait-k"}}, zh10)
     assert code == 1000 and msgs[0]["type"] == "ready" and msgs[0]["config"]["speak"] == ["en"], [m for m in msgs if m["type"] == "error"]
     speech = [m for m in msgs if m["type"] == "speech"]
     assert speech and {m["language"] for m in speech} == {"en"}  # only what was asked for
@@ -143,8 +146,8 @@ def test_a_client_that_never_reads_speech_does_not_grow_the_outbox(tiny_models, 
     s = ServerThread(cfg, tiny_models)
     try:
         sock = raw_client(s.port, rcvbuf=4096)
-        sock.sendall(raw_frame(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"],
-                                           "speak": ["en"]}).encode()))
+        sock.sendall(raw_frame(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"], "speak": ["en"],
+                                           "policy": {"name": "wait-k"}}).encode()))
         peak, deadline = 0, time.monotonic() + 60
         audio = np.tile(zh10, 6)
         sent = 0
