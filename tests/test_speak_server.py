@@ -88,8 +88,10 @@ def squash(text: str) -> str:
 
 
 def native_session(url: str, start: dict, audio: np.ndarray) -> tuple[list[dict], int | None]:
-    """A /ws session of ``audio`` sent at once. Tests that need spoken text use policy wait-k: the
-    reorder-aware policy samples source continuations, so its text depends on torch's RNG state."""
+    """A /ws session of ``audio`` sent at once. Tests that need spoken text use policy wait-k, which
+    commits on a fixed schedule: reorder-aware commits only what its checks agree on, and on the
+    tiny model's random text that can be nothing at all, depending on float details that other
+    tests in the same process change (seen after the Kokoro ONNX export test)."""
     with connect(url, open_timeout=20, max_queue=None) as ws:  # reads while it sends
         ws.send(json.dumps({"type": "start", **start}))
         for i in range(0, audio.size, 1600):
