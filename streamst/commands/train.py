@@ -91,15 +91,22 @@ def run(args: argparse.Namespace) -> int:
               f"(continue with the same command plus --resume)", file=sys.stderr)
         return 130
     summary = result.summary()
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
-        print(f"trained {summary['steps']} steps in {summary['train_seconds']} s: loss {summary['loss_first']} -> "
-              f"{summary['loss_last']} ({summary['loss_drop']:.0%} lower)")
-        print(f"offline greedy decoding of {summary['eval']['n']} utterances: chrF {summary['eval']['chrF']}")
-        print(f"model: {result.model}")
-        print(f"use it: --profile {result.profile}")
+    _report(summary, args.json, "utterances", model=str(result.model), profile=str(result.profile))
     return 0
+
+
+def _report(summary: dict, as_json: bool, items: str, *, profile: str, model: str | None = None) -> None:
+    """The run's summary: one JSON line, or lines for people (both training tasks)."""
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    drop = f" ({summary['loss_drop']:.0%} lower)" if "loss_drop" in summary else ""
+    print(f"trained {summary['steps']} steps in {summary['train_seconds']} s: loss {summary['loss_first']} -> "
+          f"{summary['loss_last']}{drop}")
+    print(f"offline greedy decoding of {summary['eval']['n']} {items}: chrF {summary['eval']['chrF']}")
+    if model is not None:
+        print(f"model: {model}")
+    print(f"use it: --profile {profile}")
 
 
 def _run_mt(args: argparse.Namespace) -> int:
@@ -114,11 +121,5 @@ def _run_mt(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from e
     summary = text_mt.train(args.manifest, args.profile, args.out, config, eval_manifest=args.eval, force=args.force,
                             log=lambda m: print(f"streamst train: {m}", file=sys.stderr, flush=True))
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
-        print(f"trained {summary['steps']} steps in {summary['train_seconds']} s: loss {summary['loss_first']} -> "
-              f"{summary['loss_last']}")
-        print(f"offline greedy decoding of {summary['eval']['n']} pairs: chrF {summary['eval']['chrF']}")
-        print(f"use it: --profile {summary['profile']}")
+    _report(summary, args.json, "pairs", profile=str(summary["profile"]))
     return 0
