@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import select
 import threading
 import time
 from dataclasses import replace
@@ -140,37 +141,51 @@ def test_without_speak_no_audio(srv, zh10):
     assert "speech" not in msgs[-1]["summary"]
 
 
-def test_a_client_that_never_reads_speech_does_not_grow_the_outbox(tiny_models, zh10):
+def test_a_client_that_stops_reading_speech_does_not_grow_the_outbox(tiny_models, zh10):
     """Speech counts against the outbox bounds: a client that sends audio with speak on and
-    never reads is dropped (slow_consumer), and the queue never passes its byte bound."""
+    stops reading is dropped (slow_consumer), and the queue never passes its byte bound.
+
+    The client reads until ``/metrics`` shows a spoken segment, then never again: whether
+    the first segment is synthesised before the buffers fill must not hang on timing."""
     cfg = ServerConfig(profile="tiny", idle_timeout_s=30, slow_consumer_s=3.0, max_frame_bytes=32 * 1024,
                        send_queue_bytes=96 * 1024, max_pending_s=600)  # audio may wait: only the reading is at fault
     s = ServerThread(cfg, tiny_models)
+
+    def spoken() -> float:
+        return metric_value(s.http("/metrics")[2], "streamst_speech_segments_total", outcome="spoken")
+
     try:
         sock = raw_client(s.port, rcvbuf=4096)
         sock.sendall(raw_frame(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"], "speak": ["en"],
                                            "policy": {"name": "wait-k"}}).encode()))
-        peak, deadline = 0, time.monotonic() + 60
+        peak, deadline = 0, time.monotonic() + 90
         audio = np.tile(zh10, 6)
-        sent = 0
+        sent, reading = 0, True
         sock.settimeout(0.5)
-        while time.monotonic() < deadline and sent < audio.size:
-            try:
-                sock.sendall(raw_frame(pcm16_bytes(audio[sent: sent + 3200]), opcode=2))
-                sent += 3200
-            except TimeoutError:
-                pass  # the server stopped reading us (backpressure)
-            except OSError:
-                break  # dropped
+        while time.monotonic() < deadline and (reading or sent < audio.size):
+            if sent < (zh10.size if reading else audio.size):
+                try:
+                    sock.sendall(raw_frame(pcm16_bytes(audio[sent: sent + 3200]), opcode=2))
+                    sent += 3200
+                except TimeoutError:
+                    pass  # the server stopped reading us (backpressure)
+                except OSError:
+                    break  # dropped
+            if reading:  # phase 1: drain what arrived, stop once a segment was spoken
+                while select.select([sock], [], [], 0.05)[0] and sock.recv(65536):
+                    pass
+                reading = spoken() < 1
+                continue
             peak = max(peak, s.on_loop(lambda: max((c.outbox.bytes for c in s.server.connections.values()),
                                                    default=0)))
-            if not s.sessions() and sent:
+            if not s.sessions():
                 break
+        assert not reading, "nothing was spoken from 10 s of Mandarin"
         assert s.wait_sessions(0, timeout=30) == 0  # the server ended it itself
         sock.close()
         _, _, metrics = s.http("/metrics")
-        assert metric_value(metrics, "streamst_errors_total", code="slow_consumer") == 1, [l for l in metrics.splitlines() if "errors_total" in l or "speech_seg" in l]
-        assert metric_value(metrics, "streamst_speech_segments_total", outcome="spoken") >= 1  # it did speak
+        assert metric_value(metrics, "streamst_errors_total", code="slow_consumer") == 1, \
+            [line for line in metrics.splitlines() if "errors_total" in line or "speech_seg" in line]
         assert peak <= cfg.send_queue_bytes
     finally:
         s.close()
