@@ -32,6 +32,7 @@ import torch
 
 from streamst.asr.features import FeatureConfig, StreamingFeatures
 from streamst.e2e.base import SpeechEmbeddings, Task
+from streamst.e2e.funasr_layout import transformers_layout
 from streamst.errors import UserError
 from streamst.hf_load import Dtype, load_pretrained, resolve_dtype
 from streamst.languages import LANGUAGES, TABLE
@@ -138,11 +139,14 @@ class FunAsrNanoSpeech:
     def __init__(self, source: str | Path, options: NanoOptions = NanoOptions(), *, hint: str = "") -> None:
         self.options = options
         self.source = str(source)
-        self.tokenizer, self.model = _load(self.source, options, hint)
+        # FunASR's own layout (config.yaml + model.pt, as the hubs publish Fun-ASR-(MLT-)Nano-2512)
+        # is converted once to a cached transformers-layout directory (e2e/funasr_layout.py)
+        self.path = transformers_layout(self.source)
+        self.tokenizer, self.model = _load(self.path, options, hint)
         self.lm = SegmentLM(self.model, self.tokenizer, options.device)
         self.engine: DecoderEngine = self.lm  # what runs the streams' decoders (vLLM: mt/vllm_engine.py)
         self.audio_token_id = int(self.model.config.audio_token_id)
-        self.feature_config = _feature_config(self.source)
+        self.feature_config = _feature_config(self.path)
         self.hidden_size = int(self.model.config.text_config.hidden_size)
 
     # -- shared, stateless model calls ----------------------------------------------------
@@ -270,10 +274,6 @@ def _load(source: str, options: NanoOptions, hint: str) -> tuple[PreTrainedToken
             src, config=config, dtype=resolve_dtype(options.dtype, options.device), local_files_only=lfo)
         return tokenizer, model
 
-    here = local_path(source)
-    if here is not None and (here / "config.yaml").is_file() and not (here / "config.json").is_file():
-        raise UserError(f"{source} is a Fun-ASR checkpoint in FunASR's layout (config.yaml, model.pt); streamst loads "
-                        "the transformers layout (config.json + safetensors, as FunAudioLLM/Fun-ASR-Nano-2512-hf)")
     tokenizer, model = load_pretrained(source, load, what="Fun-ASR-Nano model", hint=how)
     adaptor = model.config.adaptor_config
     if getattr(adaptor, "_attn_implementation", None) is None:  # transformers leaves this sub-config unset

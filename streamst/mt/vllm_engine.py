@@ -106,6 +106,9 @@ def export_e2e_decoder(source: str | Path, out: Path) -> Path:
     """Write the Fun-ASR-Nano model's Qwen3 decoder as a plain Qwen3 checkpoint + tokenizer."""
     from transformers import AutoTokenizer, FunAsrNanoForConditionalGeneration, GenerationConfig, Qwen3ForCausalLM
 
+    from streamst.e2e.funasr_layout import transformers_layout
+
+    source = transformers_layout(str(source))  # FunASR's layout: its converted directory
     nano = FunAsrNanoForConditionalGeneration.from_pretrained(str(source))
     text = nano.config.text_config
     qwen = Qwen3ForCausalLM(text).to(nano.dtype)

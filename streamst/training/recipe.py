@@ -120,7 +120,7 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     torch.manual_seed(config.seed)
     log(f"loading {p.source}")
     speech = FunAsrNanoSpeech(p.source, NanoOptions(device=config.device, dtype="float32"))
-    save_dtype = getattr(AutoConfig.from_pretrained(resolve_source(p.source, what="Fun-ASR-Nano model", hint="")),
+    save_dtype = getattr(AutoConfig.from_pretrained(resolve_source(speech.path, what="Fun-ASR-Nano model", hint="")),
                          "dtype", None) or torch.float32
     if isinstance(save_dtype, str):
         save_dtype = getattr(torch, save_dtype)
@@ -167,7 +167,7 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     model_dir = p.partial / MODEL_DIR
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    save_model(model, speech.tokenizer, p.source, model_dir, save_dtype)
+    save_model(model, speech.tokenizer, speech.path, model_dir, save_dtype)
     del model, trainer, speech, data
     desc = (f"profile '{p.profile.name}' with its e2e model fine-tuned by `streamst train` on {p.data_id['manifest']} "
             f"({total} steps, {'+'.join(config.train)}); the other models are the base profile's")
