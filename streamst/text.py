@@ -7,7 +7,7 @@ splits into units is its ``unit`` in :mod:`streamst.languages`:
   (zh, yue, ja): every CJK character (and CJK punctuation) is one unit;
 * ``seg``: languages written without spaces between words in scripts of letters (Thai, Lao,
   Khmer, Burmese): words found by a kept segmenter (pythainlp's ``newmm`` for Thai, laonlp
-  for Lao, khmer-nltk for Khmer; Burmese: syllables, see :func:`_burmese_syllables`);
+  for Lao, khmer-nltk for Khmer, burmesenlp's dictionary longest-match for Burmese);
 * ``word``: whitespace-separated words (everything else, Korean included).
 
 Units join back without spaces for ``char`` and ``seg`` languages (a space is kept between two
@@ -126,7 +126,7 @@ def _segment(code: str, run: str) -> tuple[str, ...]:
     elif code == "km":
         words = _khmer_words(run)
     else:
-        words = _burmese_syllables(run)
+        words = _burmese_words(run)
     return tuple(w for w in (w.strip() for w in words) if w)
 
 
@@ -139,12 +139,17 @@ def _khmer_words(run: str) -> list[str]:
     return word_tokenize(run)
 
 
-# Burmese: no kept word segmenter installs from wheels alone (those on PyPI need fasttext
-# built from source), so Burmese units are syllables, split before each consonant that starts
-# one (not stacked under a virama/asat, not a kinzi), the rule of Myanmar syllable breakers
-# such as sylbreak.
-_MY_BREAK = re.compile(r"(?<!\u1039)(?=[\u1000-\u102a\u103f\u104c-\u104f\u1040-\u1049](?![\u103a\u1039]))")
+@lru_cache(maxsize=1)
+def _burmese_lexicon():
+    """burmesenlp's bundled lexicon (about 2 s to build: once per process)."""
+    from burmesenlp.lexicon import Lexicon
+
+    return Lexicon.default()
 
 
-def _burmese_syllables(run: str) -> list[str]:
-    return [s for s in _MY_BREAK.split(run) if s]
+def _burmese_words(run: str) -> list[str]:
+    """Burmese words: burmesenlp (pure Python, its dictionary in the wheel) normalises the run,
+    splits it into syllables and joins them by longest dictionary match."""
+    from burmesenlp import word_tokenize
+
+    return word_tokenize(run, lexicon=_burmese_lexicon())
