@@ -4,7 +4,8 @@ Each row says how a language is written (script, direction, how text splits into
 words, characters, or words found by a segmenter) and how it orders a clause (SVO, SOV, VSO,
 V2). Everything language-specific elsewhere is derived from this table: the decoder
 instructions (English names), the Fun-ASR instructions (Chinese names), the pickers of the
-page (native names), the unit segmentation of :mod:`streamst.text`, the right-to-left
+page (native names), the unit segmentation and the written punctuation (full-width for
+zh/yue/ja) of :mod:`streamst.text`, the right-to-left
 captions, and the per-pair policy defaults (:func:`pair_defaults`). Which languages a model
 *hears* is declared by the profile (``languages`` of a model entry), with the model kind's
 defaults below.
@@ -34,6 +35,9 @@ class Language:
     # rough parallel-text length prior (policy ratio): units of this language per English word;
     # only the languages whose units differ clearly from English words are set
     units_per_en_word: float = 1.0
+    # how its output writes , . ? ! : ; ( ): the full-width marks in that order, "" = ASCII as
+    # written (streamst.text.output_units applies it to every target text streamst emits)
+    fullwidth_punctuation: str = ""
 
 
 def _t(*rows: Language) -> dict[str, Language]:
@@ -41,12 +45,14 @@ def _t(*rows: Language) -> dict[str, Language]:
 
 
 L = Language
+_ZH_MARKS = "，。？！：；（）"  # , . ? ! : ; ( ) as Chinese writes them
 TABLE: dict[str, Language] = _t(
     # East Asian
-    L("zh", "Chinese", "中文", "Hans", unit="char", zh="中文", units_per_en_word=1.6),
-    L("yue", "Cantonese", "粵語", "Hant", unit="char", zh="粤语", units_per_en_word=1.6),
+    L("zh", "Chinese", "中文", "Hans", unit="char", zh="中文", units_per_en_word=1.6, fullwidth_punctuation=_ZH_MARKS),
+    L("yue", "Cantonese", "粵語", "Hant", unit="char", zh="粤语", units_per_en_word=1.6, fullwidth_punctuation=_ZH_MARKS),
     L("en", "English", "English", "Latn", zh="英文"),
-    L("ja", "Japanese", "日本語", "Jpan", "SOV", unit="char", zh="日文", units_per_en_word=2.2),
+    L("ja", "Japanese", "日本語", "Jpan", "SOV", unit="char", zh="日文", units_per_en_word=2.2,
+      fullwidth_punctuation="、。？！：；（）"),  # Japanese commas are 、
     L("ko", "Korean", "한국어", "Kore", "SOV", zh="韩文", units_per_en_word=0.75),
     # South-East Asian
     L("vi", "Vietnamese", "Tiếng Việt", "Latn", zh="越南语"),

@@ -38,7 +38,7 @@ from streamst.mt.budget import final_tokens
 from streamst.policy import PolicyConfig
 from streamst.policy.config import default_ratio
 from streamst.results import UtteranceResult
-from streamst.text import is_char_lang, join_units, split_units
+from streamst.text import is_char_lang, join_units, output_units, split_units
 from streamst.track import Track
 
 __all__ = ["MODES", "Mode", "PATHS", "PipelineConfig", "TranslationSession", "UtteranceResult", "paths_of"]
@@ -263,5 +263,9 @@ class TextTrack:
             punctuated = models.punc.punctuate(text)
             budget = final_tokens(len(split_units(text, self.src)) * self.track.ratio, 0, self.tgt, CASCADE_MAX_TOKENS)
             translation = models.mt.translate(punctuated, self.src, self.tgt, max_new_tokens=budget).strip()
+        raw = split_units(translation, self.tgt)
+        units = output_units(raw, self.tgt)  # the target's written form (full-width marks: text.py)
+        if units != raw:
+            translation = join_units(units, self.tgt)
         cur.cascade, cur.cascade_delay_ms = translation, float(ev.audio_ms)
-        return self.track.event("cascade", translation, split_units(translation, self.tgt), ev.audio_ms, ev.audio_ms)
+        return self.track.event("cascade", translation, units, ev.audio_ms, ev.audio_ms)

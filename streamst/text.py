@@ -11,8 +11,9 @@ splits into units is its ``unit`` in :mod:`streamst.languages`:
 * ``word``: whitespace-separated words (everything else, Korean included).
 
 Units join back without spaces for ``char`` and ``seg`` languages (a space is kept between two
-Latin runs), with spaces otherwise. :func:`fullwidth_punctuation` writes the ASCII punctuation
-of a CJK text in full-width forms.
+Latin runs), with spaces otherwise. :func:`output_units` is the text normalisation of every
+target output: full-width punctuation for the languages whose table row asks for it (zh, yue,
+ja).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from streamst.languages import base, unit_kind
+from streamst.languages import base, lookup, unit_kind
 
 CHAR_LANGS = frozenset({"zh", "ja", "yue"})
 
@@ -80,26 +81,42 @@ def join_units(units: list[str] | tuple[str, ...], lang: str) -> str:
     return "".join(out)
 
 
-_FULLWIDTH = str.maketrans({",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；", "(": "（", ")": "）"})
+_ASCII_MARKS = ",.?!:;()"  # the order of a table row's ``fullwidth_punctuation``
+
+
+def output_units(units: list[str] | tuple[str, ...], lang: str) -> list[str]:
+    """Target units in the form streamst writes them: the one text-normalisation step of every
+    target output (simul, e2e and cascade text, so captions, events, subtitles and results).
+
+    For a language whose table row has ``fullwidth_punctuation`` (zh, yue, ja), ASCII
+    punctuation becomes full-width ("你好," -> "你好，"; Japanese commas "、"), except a mark
+    between two Latin letters or digits of the same unit ("3.5", "v1.2", "10:30"). Each unit is
+    normalised on its own, never looking past it, so committed text never changes once written;
+    a unit that gains a full-width mark is split again ("AI." -> "AI", "。"). Idempotent.
+    Other languages' units are returned as they are."""
+    lang_row = lookup(lang)
+    marks = lang_row.fullwidth_punctuation if lang_row else ""
+    if not marks:
+        return list(units)
+    table = dict(zip(_ASCII_MARKS, marks))
+    out: list[str] = []
+    for u in units:
+        if not any(ch in table for ch in u):
+            out.append(u)
+            continue
+        inner = [0 < i < len(u) - 1 and _is_latin(u[i - 1]) and _is_latin(u[i + 1]) for i in range(len(u))]
+        out += split_units("".join(ch if keep else table.get(ch, ch) for ch, keep in zip(u, inner)), lang)
+    return out
 
 
 def fullwidth_punctuation(text: str, lang: str) -> str:
-    """ASCII punctuation of a character-language text (zh, ja, yue) in full-width forms, as
-    those languages write it ("你好, 世界." -> "你好，世界。"); a space after it is dropped. A
-    period between two digits or Latin letters ("3.5", "v1.2", "e.g.") is left alone. Other
-    languages are returned unchanged."""
-    if not is_char_lang(lang):
+    """A whole target text through :func:`output_units` ("你好, 世界." -> "你好，世界。"), its
+    units joined as outputs join them (no spaces around CJK characters); other languages'
+    text is returned unchanged."""
+    lang_row = lookup(lang)
+    if not (lang_row and lang_row.fullwidth_punctuation):
         return text
-    out = []
-    for i, ch in enumerate(text):
-        prev, nxt = text[i - 1 : i], text[i + 1 : i + 2]
-        if ch in ".," and (_is_latin(prev or " ") and (_is_latin(nxt or " ") or nxt == "")):
-            out.append(ch)  # 3.5, e.g., a Latin run ending the text
-            continue
-        if ch == " " and out and out[-1] in "，。？！：；":
-            continue
-        out.append(ch.translate(_FULLWIDTH))
-    return "".join(out)
+    return join_units(output_units(split_units(text, lang), lang), lang)
 
 
 def _is_latin(ch: str) -> bool:

@@ -18,7 +18,7 @@ from streamst.mt.base import Proposal
 from streamst.mt.budget import final_tokens, tokens_for_units
 from streamst.policy import PolicyConfig, PolicyState, force_prefix, make_policy, step
 from streamst.results import UtteranceResult, utterance_metrics
-from streamst.text import join_units, split_units
+from streamst.text import join_units, output_units, split_units
 
 class Proposer(Protocol):
     """What a track decodes with: target proposals for source prefixes, the committed target forced."""
@@ -129,6 +129,7 @@ class Track:
             out = split_units(prop.text, self.tgt)
             if not finished and not prop.complete and len(out) > len(target):
                 out = out[:-1]  # cut by the budget: the last unit may be a partial word
+            out = output_units(out, self.tgt)  # the target's written form (full-width marks: text.py)
             if budget is not None:
                 out = out[: len(target) + budget]
             outs.append(force_prefix(target, out))

@@ -75,7 +75,8 @@ def test_no_space_scripts_join_without_spaces():
 
 def test_fullwidth_punctuation_for_cjk_only():
     assert fullwidth_punctuation("你好, 世界. 好吗?", "zh") == "你好，世界。好吗？"
-    assert fullwidth_punctuation("版本 3.5 很好!", "zh") == "版本 3.5 很好！"  # a decimal point stays
+    # a decimal point stays; units join as outputs join them, without spaces around CJK characters
+    assert fullwidth_punctuation("版本 3.5 很好!", "zh") == "版本3.5很好！"
     assert fullwidth_punctuation("Hello, world.", "en") == "Hello, world."
 
 
