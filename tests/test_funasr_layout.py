@@ -130,3 +130,18 @@ def test_profile_loads_the_funasr_layout_with_equal_outputs(layouts, tmp_path, m
     stamp = (Path(speech.path) / "model.safetensors").stat().st_mtime_ns
     again = FunAsrNanoSpeech(speech.source if how == "directory" else str(snap))
     assert again.path == speech.path and (Path(again.path) / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_vllm_export_reads_the_funasr_layout(layouts, tmp_path, monkeypatch):
+    """`streamst engine start` writes the e2e decoder from a FunASR-layout checkpoint too."""
+    from safetensors.torch import load_file
+
+    from streamst.mt.vllm_engine import export_e2e_decoder
+
+    hf, snap, _ = layouts
+    monkeypatch.setenv("STREAMST_MODELS", str(tmp_path / "models"))
+    out = export_e2e_decoder(snap, tmp_path / "decoder")
+    ours = load_file(str(out / "model.safetensors"))
+    theirs = load_file(str(hf / "model.safetensors"))
+    assert torch.equal(ours["model.embed_tokens.weight"], theirs["model.language_model.embed_tokens.weight"])
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen3ForCausalLM"]
