@@ -9,6 +9,7 @@ output equals the transformers-layout model it came from."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,23 @@ def test_name_mapping_round_trips_and_refuses_strangers():
     back = to_funasr(hf, num_blocks=5, tp_blocks=2)
     assert set(back) == set(state) - {"ctc.ctc_lo.weight"}
     assert all(torch.equal(back[k], state[k]) for k in back)
-    with pytest.raises(UserError, match="decoder.embed.weight"):
-        to_transformers({"decoder.embed.weight": torch.ones(1)}, 5, 2)
+    assert to_transformers({"decoder.embed.weight": torch.ones(1)}, 5, 2) == {}  # not a part generation uses
+    with pytest.raises(UserError, match="audio_encoder.embed.weight"):
+        to_transformers({"audio_encoder.embed.weight": torch.ones(1)}, 5, 2)
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_in_one_line(layouts, tmp_path):
+    from streamst.e2e.funasr_layout import convert
+
+    _, snap, _ = layouts
+    bad = tmp_path / "bad"
+    shutil.copytree(snap, bad)
+    state = torch.load(bad / CHECKPOINT, weights_only=True)["state_dict"]
+    del state["audio_encoder.tp_norm.weight"]
+    torch.save({"state_dict": state}, bad / CHECKPOINT)
+    with pytest.raises(UserError, match=r"1 missing \(model.audio_tower.layers.3.final_layernorm.weight\)"):
+        convert(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def _profile(tmp: Path, source: str) -> Path:
@@ -145,3 +161,32 @@ def test_vllm_export_reads_the_funasr_layout(layouts, tmp_path, monkeypatch):
     theirs = load_file(str(hf / "model.safetensors"))
     assert torch.equal(ours["model.embed_tokens.weight"], theirs["model.language_model.embed_tokens.weight"])
     assert json.loads((out / "config.json").read_text())["architectures"] == ["Qwen3ForCausalLM"]
+
+
+def test_the_published_config_yaml_gives_the_real_architecture(tmp_path):
+    """config.yaml as Fun-ASR-Nano-2512 publishes it (its encoder, adaptor and frontend keys;
+    the Qwen3-0.6B directory beside it) -> exactly the architecture of the transformers port."""
+    import yaml
+
+    from streamst.builders.funasr_nano import QWEN3_0_6B, REAL
+    from streamst.e2e.funasr_layout import _arch, _llm_dir, _read_yaml
+
+    cfg = {"model": "FunASRNano",
+           "audio_encoder": "SenseVoiceEncoderSmall",
+           "audio_encoder_conf": {"output_size": 512, "attention_heads": 4, "linear_units": 2048, "num_blocks": 50,
+                                  "tp_blocks": 20, "kernel_size": 11, "sanm_shfit": 0, "normalize_before": True},
+           "audio_adaptor": "Transformer",
+           "audio_adaptor_conf": {"downsample_rate": 1, "use_low_frame_rate": True, "ffn_dim": 2048, "llm_dim": 1024,
+                                  "encoder_dim": 512, "n_layer": 2},
+           "llm": "Qwen3-0.6b", "llm_conf": {"hub": "hf", "init_param_path": "Qwen3-0.6B", "llm_dtype": "bf16"},
+           "tokenizer_conf": {"init_param_path": "${llm_conf.init_param_path}"},
+           "frontend_conf": {"fs": 16000, "window": "hamming", "n_mels": 80, "frame_length": 25, "frame_shift": 10,
+                             "lfr_m": 7, "lfr_n": 6}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    (tmp_path / "Qwen3-0.6B").mkdir()
+    (tmp_path / "Qwen3-0.6B" / "config.json").write_text(json.dumps(dict(QWEN3_0_6B, model_type="qwen3")))
+    raw = _read_yaml(tmp_path / "config.yaml")
+    arch = _arch(raw, _llm_dir(tmp_path, raw))
+    assert arch["audio"] == {k: v for k, v in REAL["audio"].items() if k != "max_position_embeddings"}
+    assert arch["adaptor"] == REAL["adaptor"]
+    assert arch["text"]["hidden_size"] == 1024 and arch["text"]["num_hidden_layers"] == 28

@@ -43,8 +43,9 @@ import torch
 from streamst.errors import UserError
 
 CONFIG_YAML, CHECKPOINT = "config.yaml", "model.pt"
-# FunASR parameters of the CTC branch: trained beside the LLM, unused by generation
-SKIPPED_PREFIXES = ("ctc_decoder.", "ctc.")
+# the parts of FunASRNano that generation uses; anything else (the CTC branch: ctc_decoder.*,
+# ctc.*) is trained beside the LLM and skipped
+MODULES = ("audio_encoder.", "audio_adaptor.", "llm.")
 # inside one encoder or adaptor block: FunASR name -> transformers name
 _BLOCK = (
     ("norm1.", "input_layernorm."),
@@ -81,7 +82,7 @@ def to_transformers(state: Mapping[str, torch.Tensor], num_blocks: int, tp_block
     transcription blocks, ``encoders0`` included, and ``tp_blocks`` timestamp blocks)."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.startswith(SKIPPED_PREFIXES):
+        if not key.startswith(MODULES):
             continue
         try:
             if key.startswith("llm.model."):
@@ -166,9 +167,6 @@ def _arch(cfg: dict, llm_dir: Path) -> dict:
     enc, ada, fe = cfg.get("audio_encoder_conf") or {}, cfg.get("audio_adaptor_conf") or {}, cfg.get("frontend_conf") or {}
     if cfg.get("model", "FunASRNano") != "FunASRNano":
         raise UserError(f"config.yaml names model {cfg.get('model')!r}, not FunASRNano (Fun-ASR-Nano)")
-    if int(ada.get("downsample_rate", 1)) != 1:
-        raise UserError(f"Fun-ASR-Nano adaptor downsample_rate {ada.get('downsample_rate')} is not supported "
-                        "(transformers' FunAsrNano projector has none)")
     text = json.loads((llm_dir / "config.json").read_text(encoding="utf-8"))
     text.pop("architectures", None)
     text.pop("transformers_version", None)
@@ -284,16 +282,19 @@ def convert(src: Path, out: Path) -> None:
         raw = raw.get("state_dict", raw.get("model"))
     state = to_transformers(raw, arch["audio"]["num_hidden_layers"] - arch["audio"]["num_timestamp_prediction_layers"],
                             arch["audio"]["num_timestamp_prediction_layers"])
+    config = nano_config(arch, torch.float32)
+    if "lm_head.weight" not in state and "model.language_model.embed_tokens.weight" in state:
+        state["lm_head.weight"] = state["model.language_model.embed_tokens.weight"]  # tied, stored once
+    _check_complete(state, config, src)
     dtype = state["model.language_model.embed_tokens.weight"].dtype
-    if "lm_head.weight" not in state:  # tied to the embeddings and stored once
-        state["lm_head.weight"] = state["model.language_model.embed_tokens.weight"]
+    config.dtype = dtype
     seen: set[int] = set()
     for key, value in state.items():  # safetensors stores no shared tensors (tied embeddings)
         ptr = value.untyped_storage().data_ptr()
         state[key] = value.clone().contiguous() if ptr in seen else value.contiguous()
         seen.add(ptr)
     out.mkdir(parents=True)
-    nano_config(arch, dtype).save_pretrained(out)
+    config.save_pretrained(out)
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     for name in _TOKENIZER_FILES:
         if (llm / name).is_file():
@@ -305,6 +306,22 @@ def convert(src: Path, out: Path) -> None:
     (out / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n", encoding="utf-8")
     (out / "converted_from.json").write_text(json.dumps({"source": str(src.resolve()), "layout": "funasr"}) + "\n",
                                              encoding="utf-8")
+
+
+def _check_complete(state: Mapping[str, torch.Tensor], config, src: Path) -> None:
+    """Every parameter the model has, of its shape, is in ``state`` (transformers would
+    otherwise initialise the missing ones at random and only warn)."""
+    from transformers import FunAsrNanoForConditionalGeneration
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in FunAsrNanoForConditionalGeneration(config).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if missing or wrong:
+        what = "; ".join(x for x in (f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
+                                     f"{len(wrong)} of another shape than config.yaml says ({', '.join(wrong[:3])})"
+                                     if wrong else "") if x)
+        raise UserError(f"{src / CHECKPOINT} does not fit its config.yaml as Fun-ASR-Nano: parameters {what}")
 
 
 def write_funasr_layout(hf_dir: Path, out: Path, *, llm_name: str = "Qwen3-0.6B") -> None:
