@@ -1,8 +1,9 @@
 """Fun-ASR-Nano (SenseVoice SAN-M encoder -> Transformer adaptor -> Qwen3) through transformers.
 
 ``FunAsrNanoSpeech`` loads ``FunAsrNanoForConditionalGeneration`` (a hub id such as
-``FunAudioLLM/Fun-ASR-Nano-2512-hf`` or a ``save_pretrained`` directory, one code path) and its
-tokenizer, and is shared by all sessions. The seam between speech and text is the model's own
+``FunAudioLLM/Fun-ASR-Nano-2512-hf`` or a ``save_pretrained`` directory, one code path; FunASR's
+own layout, as ``FunAudioLLM/Fun-ASR-MLT-Nano-2512`` is published, is converted once to that by
+:mod:`streamst.e2e.funasr_layout`) and its tokenizer, and is shared by all sessions. The seam between speech and text is the model's own
 ``get_audio_features`` (encoder + adaptor); the projected frames enter the Qwen3 decoder as
 prompt embeddings in place of the audio placeholder tokens, exactly where transformers'
 ``forward`` would scatter them::
