@@ -111,7 +111,11 @@ class NanoTrainer:
             raise UserError("nothing to train: --train selected no parameters")
         world.broadcast([p for _, p in self.params])  # every rank starts from rank 0's weights
         if config.grad_checkpointing:  # recompute each layer's activations in backward (parts in train mode)
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.optimizer = torch.optim.AdamW([p for _, p in self.params], lr=config.peak_lr(self.hidden),
                                            weight_decay=config.weight_decay)
         dev = next(model.parameters()).device
