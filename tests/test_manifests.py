@@ -125,12 +125,16 @@ def test_fleurs_pair_joined_by_sentence_id(tmp_path) -> None:
     assert (row["source"], row["reference"], row["src_lang"], row["tgt_lang"]) == (
         "今天天气很好", "The weather is nice today.", "zh", "en")
     check_audio(out, row, 0.8, 300)
-    out2 = tmp_path / "en-zh"  # the other direction, from the same tree
+    out2 = tmp_path / "en-zh"  # the other direction, from the same tree, paths absolute (for cat)
     assert main(["manifest", str(root / "data"), "--from", "fleurs", "--src-lang", "en_us", "--tgt-lang", "cmn_hans_cn",
-                 "--out", str(out2)]) == 0
+                 "--out", str(out2), "--absolute-paths"]) == 0
     (row,) = rows_of(out2 / "manifest.jsonl")
     assert (row["reference"], row["src_lang"], row["tgt_lang"]) == ("今天天气很好", "en", "zh")
-    read_train_manifest(out2 / "manifest.jsonl")
+    assert Path(row["audio"]).is_absolute() and Path(row["audio"]).is_file()
+    both = tmp_path / "both.jsonl"  # two manifests concatenated: what a zh<->en run trains on
+    zh_en = "".join(json.dumps(dict(r, audio=str((out / r["audio"]).resolve()))) + "\n" for r in rows_of(out / "manifest.jsonl"))
+    both.write_text(zh_en + (out2 / "manifest.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    assert [(i.src_lang, i.tgt_lang) for i in read_train_manifest(both)] == [("zh", "en"), ("en", "zh")]
 
 
 def test_hf_dataset_saved_to_disk(tmp_path) -> None:

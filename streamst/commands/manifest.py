@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source-column", default="sentence", help="hf-disk (default %(default)s; absent: no source text)")
     p.add_argument("--reference-column", default="translation", help="hf-disk (default %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="the first N rows only")
+    p.add_argument("--absolute-paths", action="store_true",
+                   help="write absolute audio paths (manifests can then be concatenated with cat)")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.add_argument("--json", action="store_true", help="the summary as one JSON line")
     p.set_defaults(func=run)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if tty and (done % 50 == 0):
             print(f"\rstreamst manifest: {done}/{total} clips", end="", file=sys.stderr, flush=True)
 
-    res = write_manifest(rows, out, force=args.force, progress=progress)
+    res = write_manifest(rows, out, force=args.force, absolute=args.absolute_paths, progress=progress)
     if tty:
         print(file=sys.stderr)
     summary = {"type": "summary", "manifest": str(res.manifest), "rows": res.rows, "skipped": res.skipped,

@@ -356,9 +356,11 @@ def to_16k_mono(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def write_manifest(rows: list[Row], out: str | Path, *, force: bool = False,
+def write_manifest(rows: list[Row], out: str | Path, *, force: bool = False, absolute: bool = False,
                    progress: Callable[[int, int], None] = lambda done, total: None) -> ManifestResult:
-    """Decode and resample every row into ``OUT/wav/``, write ``OUT/manifest.jsonl``."""
+    """Decode and resample every row into ``OUT/wav/``, write ``OUT/manifest.jsonl`` (audio
+    paths relative to it, or with ``absolute`` the final absolute paths, so that manifests
+    can be concatenated)."""
     import soundfile as sf
 
     out = Path(out)
@@ -384,7 +386,7 @@ def write_manifest(rows: list[Row], out: str | Path, *, force: bool = False,
                 seen.add(rid)
                 rel = f"wav/{rid}.wav"
                 sf.write(str(partial / rel), np.clip(x, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
-                line = {"id": rid, "audio": rel, "source": row.source, "reference": row.reference,
+                line = {"id": rid, "audio": str(out.resolve() / rel) if absolute else rel, "source": row.source, "reference": row.reference,
                         "src_lang": row.src_lang, "tgt_lang": row.tgt_lang}
                 m.write(json.dumps(line, ensure_ascii=False) + "\n")
                 written += 1
