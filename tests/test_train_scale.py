@@ -162,3 +162,21 @@ def test_world_shares_cover_a_batch_once() -> None:
     for size in (1, 2, 3, 8):
         shares = [World(r, size).share(batch) for r in range(size)]
         assert sum(shares, []) == batch and max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_bench_train_step_counts_flops_per_utterance(capsys) -> None:
+    """`streamst bench train-step` (the source of docs/training.md's GPU-hour estimate): the
+    FLOPs it counts are the step's, so two utterances cost twice one."""
+    import json
+
+    from streamst.cli import main
+
+    out = []
+    for batch in (1, 2):
+        assert main(["bench", "train-step", "--arch", "tiny", "--batch", str(batch), "--steps", "1",
+                     "--clip-seconds", "2", "--json"]) == 0
+        out.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    one, two = out
+    assert one["trainable_params"] > 0 and one["step_gflop"] > 0 and one["encoder_gflop_per_example"] > 0
+    assert two["step_gflop"] == pytest.approx(2 * one["step_gflop"], rel=0.02)
+    assert one["step_seconds_median"] > 0 and one["sequence_tokens"] == one["prompt_and_audio_tokens"] + 20
