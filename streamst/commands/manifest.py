@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"wrote {res.rows} rows ({res.seconds / 3600:.2f} h of 16 kHz audio; {res.skipped} skipped) to {res.manifest}")
+        dur = f"{res.seconds / 3600:.2f} h" if res.seconds >= 360 else f"{res.seconds:.1f} s"
+        print(f"wrote {res.rows} rows ({dur} of 16 kHz audio; {res.skipped} skipped) to {res.manifest}")
         print(f"train on it: streamst train {res.manifest} --profile P --out DIR")
     return 0

@@ -126,7 +126,12 @@ def _report(summary: dict, as_json: bool, items: str, *, profile: str, model: st
 
 
 def _run_mt(args: argparse.Namespace) -> int:
+    import os
+
     from streamst.training import text_mt
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UserError("--task mt trains in one process; run it without torchrun")
 
     try:
         lr = None if str(args.lr) == "auto" else float(args.lr)
