@@ -55,7 +55,7 @@ def covost(tmp_path) -> Path:
     write_mp3(root / "clips" / "common_voice_zh-CN_2.mp3", 1.5, 660)
     write_tsv(root / "covost_v2.zh-CN_en.train.tsv", ["path", "sentence", "translation", "client_id"], [
         ["common_voice_zh-CN_1.mp3", "我们明天开会。", "We meet tomorrow.", "c1"],
-        ["common_voice_zh-CN_2.mp3", "他在北京工作。", "He works in Beijing.", "c2"],
+        ["common_voice_zh-CN_2.mp3", "他说“在北京工作”。", '"I work in Beijing," he said.', "c2"],
     ])
     return root
 
@@ -67,12 +67,12 @@ def test_covost2_tsv_over_mp3_clips(covost, tmp_path) -> None:
     rows = rows_of(out / "manifest.jsonl")
     assert [(r["id"], r["source"], r["reference"], r["src_lang"], r["tgt_lang"]) for r in rows] == [
         ("common_voice_zh-CN_1", "我们明天开会。", "We meet tomorrow.", "zh", "en"),
-        ("common_voice_zh-CN_2", "他在北京工作。", "He works in Beijing.", "zh", "en"),
+        ("common_voice_zh-CN_2", "他说“在北京工作”。", '"I work in Beijing," he said.', "zh", "en"),  # quotes kept
     ]
     check_audio(out, rows[0], 1.0, 440)
     check_audio(out, rows[1], 1.5, 660)
     items = read_train_manifest(out / "manifest.jsonl")  # what `streamst train` reads
-    assert [i.reference for i in items] == ["We meet tomorrow.", "He works in Beijing."]
+    assert [i.reference for i in items] == ["We meet tomorrow.", '"I work in Beijing," he said.']
 
 
 def test_covost2_release_tsv_with_split_column(covost, tmp_path) -> None:
