@@ -155,7 +155,7 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
         p.partial.mkdir(parents=True)
     if world.distributed:
         log(f"data-parallel over {world.size} processes: {config.batch_size} examples a step, "
-            f"{-(-config.batch_size // world.size)} or fewer per process")
+            f"at most {-(-config.batch_size // world.size)} per process")
     log(f"training {trainer.trainable_count:,} parameters ({'+'.join(config.train)}, "
         f"{'LoRA rank ' + str(config.lora_rank) if config.lora_rank else 'full'} decoder) on {len(data)} examples "
         f"({len(p.items)} utterances + {len(data) - len(p.items)} prefix pairs), {total} steps, "
