@@ -26,6 +26,7 @@ COMMANDS = (
     "mic",
     "serve",
     "train",
+    "manifest",
     "engine",
     "corpus",
 )

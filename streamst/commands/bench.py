@@ -105,6 +105,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_quality_parser(bsub)  # `bench quality`: held-out quality per policy and lever on a learned task
 
+    from streamst.bench.train_step import add_parser as add_train_step_parser
+
+    add_train_step_parser(bsub)  # `bench train-step`: seconds and FLOPs of one training step at a model size
+
     s = bsub.add_parser("soak", help="long audio in fast mode through one server: RSS and fds must stay flat")
     s.add_argument("--profile", default="tiny")
     s.add_argument("--device", default="cpu")

@@ -5,6 +5,9 @@ Writes into DIR: ``model/`` (merged save_pretrained directory), ``profile.json``
 ``--profile DIR/profile.json`` by every command), ``train_log.jsonl``, ``loss.png`` and
 ``eval.json`` (chrF/BLEU of greedy offline decoding on the manifest or ``--eval``). DIR appears
 only when all of it is written; an interrupted run stays in ``DIR.partial`` (``--resume``).
+
+Under ``torchrun --nproc_per_node N -m streamst.cli train ...`` the processes train data-parallel
+(streamst/training/distributed.py): ``--batch-size`` is the global batch, rank 0 writes.
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing OUT (and OUT.partial)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="autocast to bfloat16 (default: on CUDA)")
+                   help="autocast to bfloat16 (default: on CUDA; --bf16 on CPU too)")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="recompute layer activations in backward: less memory, same loss, slower steps")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="log the loss of --eval (or the training manifest) every N steps (train_log.jsonl: eval_loss)")
     p.add_argument("--json", action="store_true", help="no progress bar; the summary as one JSON line")
     p.add_argument("--task", choices=("e2e", "mt"), default="e2e",
                    help="e2e: the speech model (default); mt: the simul path's text decoder on source/reference "
@@ -55,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace, device: str | None = None) -> TrainConfig:
     try:
         lr = None if str(args.lr) == "auto" else float(args.lr)
     except ValueError as e:
@@ -66,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             lora_dropout=args.lora_dropout, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
             grad_accum=args.grad_accum, lr=lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
             prefix_pairs=args.prefix_pairs, max_target_tokens=args.max_target_tokens, seed=args.seed,
-            checkpoint_every=args.checkpoint_every, device=args.device, bf16=args.bf16,
+            checkpoint_every=args.checkpoint_every, device=device or args.device, bf16=args.bf16,
+            grad_checkpointing=args.grad_checkpointing, eval_every=args.eval_every,
         )
     except ValueError as e:
         raise UserError(str(e)) from e
@@ -75,21 +83,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     if args.task == "mt":
         return _run_mt(args)
-    from streamst.training import recipe
+    from streamst.training import distributed, recipe
 
-    config = config_from_args(args)
-    plan = recipe.plan(args.manifest, args.profile, args.out, config, eval_manifest=args.eval,
-                       resume=args.resume, force=args.force)
-
-    def log(msg: str) -> None:
-        print(f"streamst train: {msg}", file=sys.stderr, flush=True)
-
+    world, device = distributed.init_from_env(args.device)  # torchrun: join its process group
     try:
-        result = recipe.run(plan, config, resume=args.resume, progress=not args.json, log=log)
-    except KeyboardInterrupt:
-        print(f"streamst train: interrupted; the last checkpoint is in {plan.partial} "
-              f"(continue with the same command plus --resume)", file=sys.stderr)
-        return 130
+        config = config_from_args(args, device)
+        plan = recipe.plan(args.manifest, args.profile, args.out, config, eval_manifest=args.eval,
+                           resume=args.resume, force=args.force)
+        world.barrier()  # every rank has checked the output folder before rank 0 creates DIR.partial
+
+        def log(msg: str) -> None:
+            print(f"streamst train: {msg}", file=sys.stderr, flush=True)
+
+        try:
+            result = recipe.run(plan, config, resume=args.resume, progress=not args.json, log=log, world=world)
+        except KeyboardInterrupt:
+            if world.main:
+                print(f"streamst train: interrupted; the last checkpoint is in {plan.partial} "
+                      f"(continue with the same command plus --resume)", file=sys.stderr)
+            return 130
+    finally:
+        distributed.shutdown(world)
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     summary = result.summary()
     _report(summary, args.json, "utterances", model=str(result.model), profile=str(result.profile))
     return 0
@@ -110,7 +126,12 @@ def _report(summary: dict, as_json: bool, items: str, *, profile: str, model: st
 
 
 def _run_mt(args: argparse.Namespace) -> int:
+    import os
+
     from streamst.training import text_mt
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UserError("--task mt trains in one process; run it without torchrun")
 
     try:
         lr = None if str(args.lr) == "auto" else float(args.lr)

@@ -40,7 +40,9 @@ class TrainConfig:
     cache_mb: int = 2048  # features / frozen-encoder outputs kept in memory up to this size
     eval_max_new_tokens: int = 128  # budget of the final greedy evaluation
     device: str = "cpu"
-    bf16: bool | None = None  # autocast to bfloat16 (None: on CUDA only); weights stay float32
+    bf16: bool | None = None  # (*) autocast to bfloat16 (None: on CUDA only); weights stay float32
+    grad_checkpointing: bool = False  # recompute layer activations in backward (less memory, same result)
+    eval_every: int = 0  # steps between eval-set losses logged during training (0: none)
 
     def __post_init__(self) -> None:
         problems = []
@@ -61,6 +63,8 @@ class TrainConfig:
             problems.append(f"--prefix-pairs must be >= 0, got {self.prefix_pairs}")
         if self.checkpoint_every < 1:
             problems.append(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.eval_every < 0:
+            problems.append(f"--eval-every must be >= 0, got {self.eval_every}")
         if self.max_target_tokens < 1:
             problems.append(f"--max-target-tokens must be >= 1, got {self.max_target_tokens}")
         if problems:
@@ -89,7 +93,7 @@ class TrainConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The fields that change the result (a resumed run must match them)."""
-        skip = {"checkpoint_every", "cache_mb", "eval_max_new_tokens", "device"}
+        skip = {"checkpoint_every", "cache_mb", "eval_max_new_tokens", "device", "grad_checkpointing", "eval_every"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 

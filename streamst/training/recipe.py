@@ -26,6 +26,7 @@ from streamst.profiles import Profile, load_profile
 from streamst.training.artifacts import evaluate_offline, plot_loss, save_model, trained_profile, write_json
 from streamst.training.config import TrainConfig
 from streamst.training.data import ExampleSet, TrainItem, build_examples, read_train_manifest
+from streamst.training.distributed import SINGLE, World
 from streamst.training.trainer import CHECKPOINT, LOG, NanoTrainer, StepRecord, fingerprint, read_log, require_peft, truncate_log
 
 MODEL_DIR = "model"
@@ -107,9 +108,12 @@ def plan(manifest: str | Path, profile: str, out: str | Path, config: TrainConfi
 
 def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = False,
         log: Callable[[str], None] = lambda s: None,
-        on_step: Callable[[StepRecord], None] = lambda r: None) -> TrainResult:
+        on_step: Callable[[StepRecord], None] = lambda r: None, world: World = SINGLE) -> TrainResult | None:
     """Train, save, evaluate and publish ``p.out``. ``on_step`` sees every step (tests use it to
-    interrupt a run the way Ctrl-C does)."""
+    interrupt a run the way Ctrl-C does). Under torchrun (``world``) every rank trains its share
+    and rank 0 alone writes; the other ranks return None after the last step."""
+    if not world.main:
+        log, progress = (lambda s: None), False
     from transformers import AutoConfig
 
     from streamst.e2e.funasr_nano import FunAsrNanoSpeech, NanoOptions
@@ -124,11 +128,16 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
                          "dtype", None) or torch.float32
     if isinstance(save_dtype, str):
         save_dtype = getattr(torch, save_dtype)
-    trainer = NanoTrainer(speech.model, config)
+    trainer = NanoTrainer(speech.model, config, world)
     examples = build_examples(p.items, config.prefix_pairs, config.seed)
     data = ExampleSet(speech, p.items, examples, max_target_tokens=config.max_target_tokens,
                       im_end_id=_im_end_id(speech), encoder=trainer.frozen_encoder if trainer.encoder_frozen else None,
                       cache_mb=config.cache_mb)
+    eval_data = None
+    if config.eval_every:  # whole eval utterances (no prefix pairs), their loss every eval_every steps
+        eval_data = ExampleSet(speech, p.eval_items, build_examples(p.eval_items, 0, config.seed),
+                               max_target_tokens=config.max_target_tokens, im_end_id=_im_end_id(speech),
+                               encoder=data.encoder, cache_mb=config.cache_mb)
     total = config.total_steps(len(data))
     fp = fingerprint(config, p.data_id)
 
@@ -136,12 +145,17 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     start, seconds = 0, 0.0
     if resume:
         start, seconds = trainer.load_checkpoint(p.partial / CHECKPOINT, fp)
-        truncate_log(p.partial / LOG, start)
+        world.barrier()  # every rank has read the checkpoint before rank 0 truncates or rewrites
+        if world.main:
+            truncate_log(p.partial / LOG, start)
         log(f"resuming {p.partial} at step {start} of {total}")
-    else:
+    elif world.main:
         if p.partial.exists():
             shutil.rmtree(p.partial)
         p.partial.mkdir(parents=True)
+    if world.distributed:
+        log(f"data-parallel over {world.size} processes: {config.batch_size} examples a step, "
+            f"at most {-(-config.batch_size // world.size)} per process")
     log(f"training {trainer.trainable_count:,} parameters ({'+'.join(config.train)}, "
         f"{'LoRA rank ' + str(config.lora_rank) if config.lora_rank else 'full'} decoder) on {len(data)} examples "
         f"({len(p.items)} utterances + {len(data) - len(p.items)} prefix pairs), {total} steps, "
@@ -152,14 +166,20 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec.loss:.3f}", lr=f"{rec.lr:.2e}", refresh=False)
+            if rec.eval_loss is not None:
+                (bar.write if bar is not None else log)(f"step {rec.step}: eval loss {rec.eval_loss:.4f} "
+                                                        f"(train {rec.loss:.4f})")
             on_step(rec)
 
-        trainer.run(data, total=total, work=p.partial, start=start, seconds=seconds, fingerprint=fp, on_step=step)
+        trainer.run(data, total=total, work=p.partial, start=start, seconds=seconds, fingerprint=fp, on_step=step,
+                    eval_data=eval_data)
     finally:
         if bar is not None:
             bar.close()
+    final_loss = trainer.mean_loss(data)  # every rank: its share
+    if not world.main:
+        return None
     records = read_log(p.partial / LOG)
-    final_loss = trainer.mean_loss(data)
     n_trainable = trainer.trainable_count
 
     log("saving the merged model")

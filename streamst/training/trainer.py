@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from streamst.errors import UserError
 from streamst.training.config import TrainConfig
 from streamst.training.data import IGNORE, Batch, ExampleSet, batch_indices
+from streamst.training.distributed import SINGLE, World
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
@@ -58,18 +59,24 @@ class StepRecord:
     lr: float
     seconds: float  # training wall time so far (summed over resumed runs)
     tokens: int  # target tokens in the step's batch
+    eval_loss: float | None = None  # mean target-token cross-entropy of the eval set (--eval-every steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "loss": round(self.loss, 6), "lr": self.lr, "seconds": round(self.seconds, 3),
-                "tokens": self.tokens}
+        out = {"step": self.step, "loss": round(self.loss, 6), "lr": self.lr, "seconds": round(self.seconds, 3),
+               "tokens": self.tokens}
+        if self.eval_loss is not None:
+            out["eval_loss"] = round(self.eval_loss, 6)
+        return out
 
 
 class NanoTrainer:
     """Owns the model being trained (a loaded ``FunAsrNanoForConditionalGeneration``), its
-    trainable parameters and optimiser. Not thread-safe; one per training run."""
+    trainable parameters and optimiser. Not thread-safe; one per training run (per process
+    under torchrun: ``world``, see :mod:`~streamst.training.distributed`)."""
 
-    def __init__(self, model, config: TrainConfig) -> None:
+    def __init__(self, model, config: TrainConfig, world: World = SINGLE) -> None:
         self.config = config
+        self.world = world
         self.parts = set(config.train)
         self.hidden = int(model.config.text_config.hidden_size)
         self.audio_token_id = int(model.config.audio_token_id)
@@ -102,6 +109,13 @@ class NanoTrainer:
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not self.params:
             raise UserError("nothing to train: --train selected no parameters")
+        world.broadcast([p for _, p in self.params])  # every rank starts from rank 0's weights
+        if config.grad_checkpointing:  # recompute each layer's activations in backward (parts in train mode)
+            enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.optimizer = torch.optim.AdamW([p for _, p in self.params], lr=config.peak_lr(self.hidden),
                                            weight_decay=config.weight_decay)
         dev = next(model.parameters()).device
@@ -136,8 +150,9 @@ class NanoTrainer:
             out = self.core.audio_tower(input_features=features.to(self.device), input_features_mask=mask)
         return out.last_hidden_state.float().cpu()
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Mean cross-entropy of the target tokens of a batch (prompt and audio carry none)."""
+    def loss(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the target tokens of a batch (prompt and audio carry none): their
+        mean, or with ``reduction="sum"`` their sum."""
         dev = self.device
         ids, mask = batch.input_ids.to(dev), batch.audio_mask.to(dev)
         audio = batch.audio.to(dev)
@@ -153,16 +168,26 @@ class NanoTrainer:
             shifted = batch.labels[:, 1:].to(dev)  # position t predicts token t + 1
             keep = shifted != IGNORE
             logits = self.model.lm_head(hidden[:, :-1][keep])  # (N, vocab): target positions only
-        return F.cross_entropy(logits.float(), shifted[keep])
+        return F.cross_entropy(logits.float(), shifted[keep], reduction=reduction)
 
     # -- loop -----------------------------------------------------------------------------
     def run(self, data: ExampleSet, *, total: int, work: Path, start: int = 0, seconds: float = 0.0,
-            fingerprint: str = "", on_step: Callable[[StepRecord], None] = lambda r: None) -> list[StepRecord]:
+            fingerprint: str = "", on_step: Callable[[StepRecord], None] = lambda r: None,
+            eval_data: ExampleSet | None = None) -> list[StepRecord]:
         """Optimiser steps ``start .. total-1``; appends each to ``work/train_log.jsonl`` and
-        checkpoints every ``checkpoint_every`` steps and at the end."""
-        cfg = self.config
+        checkpoints every ``checkpoint_every`` steps and at the end (rank 0 writes). With
+        ``eval_data`` and ``eval_every``, the eval set's loss every ``eval_every`` steps and at
+        the end goes into that step's record.
+
+        The step's loss is the target-token cross-entropy of the whole batch (summed over its
+        micro-batches and the ranks' shares, divided by its target tokens), so 1 process and N
+        processes on the same global batch compute the same loss and gradient."""
+        cfg, world = self.config, self.world
+        params = [p for _, p in self.params]
+        micro = max(1, -(-cfg.micro_batch // world.size))  # per rank: grad_accum micro-batches a step
         records: list[StepRecord] = []
-        with open(work / LOG, "a", encoding="utf-8") as log:
+        log = open(work / LOG, "a", encoding="utf-8") if world.main else None
+        try:
             t0 = time.perf_counter() - seconds
             for step in range(start, total):
                 lr = cfg.lr_at(step, total, self.hidden)
@@ -170,37 +195,45 @@ class NanoTrainer:
                     g["lr"] = lr
                 self.optimizer.zero_grad(set_to_none=True)
                 indices = batch_indices(len(data), cfg.batch_size, step, cfg.seed)
-                loss_sum, tokens = 0.0, 0
-                for micro in _chunks(indices, cfg.micro_batch):
-                    batch = data.batch(micro)
-                    loss = self.loss(batch)
-                    (loss / cfg.grad_accum).backward()
+                tokens = sum(len(data.target_ids(i)) for i in indices)  # the global batch's target tokens
+                loss_sum = 0.0
+                for chunk in _chunks(world.share(indices), micro):
+                    loss = self.loss(data.batch(chunk), reduction="sum")
+                    (loss / tokens).backward()
                     loss_sum += float(loss.detach())
-                    tokens += batch.target_tokens
+                world.sum_grads(params)
+                (loss_sum,) = world.sum([loss_sum])
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_([p for _, p in self.params], cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                rec = StepRecord(step + 1, loss_sum / cfg.grad_accum, lr, time.perf_counter() - t0, tokens)
-                log.write(json.dumps(rec.to_dict()) + "\n")
-                log.flush()
+                rec = StepRecord(step + 1, loss_sum / tokens, lr, time.perf_counter() - t0, tokens)
+                if eval_data is not None and cfg.eval_every and (rec.step % cfg.eval_every == 0 or rec.step == total):
+                    rec.eval_loss = self.mean_loss(eval_data)
+                if log is not None:
+                    log.write(json.dumps(rec.to_dict()) + "\n")
+                    log.flush()
                 records.append(rec)
-                if rec.step % cfg.checkpoint_every == 0 or rec.step == total:
+                if world.main and (rec.step % cfg.checkpoint_every == 0 or rec.step == total):
                     self.save_checkpoint(work / CHECKPOINT, rec.step, rec.seconds, fingerprint)
                 on_step(rec)
+        finally:
+            if log is not None:
+                log.close()
         return records
 
     @torch.no_grad()
     def mean_loss(self, data: ExampleSet) -> float:
-        """Target-token cross-entropy over all examples, in eval mode (no dropout)."""
+        """Target-token cross-entropy over all examples, in eval mode (no dropout); under
+        torchrun each rank computes its share."""
         self.model.eval()
         try:
             total, count = 0.0, 0
-            for micro in _chunks(list(range(len(data))), self.config.micro_batch):
+            for micro in _chunks(self.world.share(list(range(len(data)))), self.config.micro_batch):
                 batch = data.batch(micro)
-                n = batch.target_tokens
-                total += float(self.loss(batch)) * n
-                count += n
-            return total / max(1, count)
+                total += float(self.loss(batch, reduction="sum"))
+                count += batch.target_tokens
+            total, count = self.world.sum([total, float(count)])
+            return total / max(1.0, count)
         finally:
             self.train_mode()
 
