@@ -97,7 +97,17 @@ def ensure_e2e_model(root: Path, corpus: Path, log: Callable[[str], None]) -> Pa
         cfg = TrainConfig(checkpoint_every=200, **E2E_RECIPE)
         p = recipe.plan(train, "tiny", out, cfg, eval_manifest=corpus / "dev.jsonl", force=True)
         recipe.run(p, cfg, log=log)
+        translate_only(out / recipe.PROFILE)
     return out / recipe.PROFILE
+
+
+def translate_only(profile: Path) -> None:
+    """Declare the profile's e2e model a translator only (``tasks``): trained from random
+    weights on translation pairs, it never learned to transcribe, so the e2e path shows no
+    source transcript for it (``pipeline._e2e_options``)."""
+    prof = json.loads(profile.read_text(encoding="utf-8"))
+    prof["e2e"]["tasks"] = ["translate"]
+    profile.write_text(json.dumps(prof, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _models(profile: str, quantize: str, draft: bool, threads: int):
@@ -126,8 +136,9 @@ def stream_item(models, line, config, chunk_ms: int, *, final_bound: bool = True
 
 
 def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]]],
-            log: Callable[[str], None]) -> dict[str, Any]:
-    """The e2e section of the report (same shape as the simul one: ``settings``, ``utterances``)."""
+            log: Callable[[str], None], chosen: list[E2ESetting] | None = None) -> dict[str, Any]:
+    """The e2e section of the report (same shape as the simul one: ``settings``, ``utterances``);
+    ``chosen``: the settings (default :func:`e2e_settings`)."""
     from streamst.audio import read_audio
     from streamst.commands.eval import read_manifest
     from streamst.pipeline import PipelineConfig
@@ -140,7 +151,7 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
         raise UserError(f"--e2e-profile {profile}: no such profile (a `streamst train` folder's profile.json)")
     rows = rows_of(corpus)
     lines = {ln.id: ln for ln in read_manifest(corpus / "test.jsonl")}
-    chosen = e2e_settings(args.quick)
+    chosen = chosen if chosen is not None else e2e_settings(args.quick)
     variants = {(s.quantize, s.draft) for s in chosen} | {("none", True)}
     models = {v: _models(str(profile), v[0], v[1], args.threads) for v in sorted(variants)}
     fp32 = models[("none", True)]
