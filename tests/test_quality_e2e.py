@@ -45,7 +45,7 @@ def test_e2e_rows_are_the_product_path(tiny_models_root, translate_profile, tmp_
     from streamst.commands.eval import merge, read_manifest, run_one
     from streamst.corpus.build import CorpusConfig, write_corpus
     from streamst.pipeline import PipelineConfig
-    from streamst.quality.bench import _rows
+    from streamst.quality.bench import Setting, _rows
 
     monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
     corpus = tmp_path / "corpus"
@@ -53,9 +53,9 @@ def test_e2e_rows_are_the_product_path(tiny_models_root, translate_profile, tmp_
                                       directions=(("zh", "en"),), speak=("test",)), tts_cache=tmp_path / "tts")
     args = Namespace(e2e_corpus=str(corpus), e2e_profile=str(translate_profile), quick=True, threads=1,
                      max_new_tokens=16, e2e_chunk_ms=600, limit=1, directions="zh-en")
-    chosen = [qe.E2ESetting("wait-k k=1", "policy", "wait-k", {"k": 1}),
-              qe.E2ESetting("no draft", "lever", "wait-k", {"k": 1}, draft=False, lever="draft off"),
-              qe.E2ESetting("no final-length bound", "lever", "wait-k", {"k": 1}, final_bound=False, lever="no bound")]
+    chosen = [Setting("wait-k k=1", "policy", "wait-k", {"k": 1}),
+              Setting("no draft", "lever", "wait-k", {"k": 1}, draft=False, lever="draft off"),
+              Setting("no final-length bound", "lever", "wait-k", {"k": 1}, final_bound=False, lever="no bound")]
     report = qe.run_e2e(args, tmp_path, lambda c: _rows(c, args), lambda m: None, chosen)
     assert [s["name"] for s in report["settings"]] == [s.name for s in chosen] and report["items"] == 1
     row = report["utterances"][0]

@@ -45,6 +45,8 @@ class Setting:
     quantize: str = "none"
     final_bound: bool = True
     lever: str = ""  # what the lever row changes vs the base setting
+    lean: bool = False  # e2e path: PipelineConfig.e2e_lean (streamst/quality/e2e.py)
+    draft: bool = True  # e2e path: NanoOptions.draft
 
     def label(self) -> str:
         return self.name
@@ -173,6 +175,22 @@ def _score(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
+def score_settings(chosen: list[Setting], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: its fields and, per direction, scores of all items and per reorder bucket
+    (``rows[i][setting.name]``: that setting's output for item i)."""
+    directions = sorted({f"{r['src_lang']}-{r['tgt_lang']}" for r in rows})
+    out = []
+    for s in chosen:
+        entry: dict[str, Any] = {**asdict(s), "directions": {}}
+        for d in directions:
+            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == d]
+            entry["directions"][d] = {"all": _score(sel, s.name), "buckets": {
+                b: _score([r for r in sel if bucket_of(r["reorder_distance"]) == b], s.name)
+                for b, _, _ in BUCKETS if any(bucket_of(r["reorder_distance"]) == b for r in sel)}}
+        out.append(entry)
+    return out
+
+
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -224,17 +242,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "draft verification": "an e2e-path lever (NanoOptions.draft); not measured without a trained e2e model",
         },
     }
-    directions = sorted({f"{r['src_lang']}-{r['tgt_lang']}" for r in rows})
-    for s in chosen:
-        entry: dict[str, Any] = {"name": s.name, "group": s.group, "policy": s.policy, "overrides": s.overrides,
-                                 "quantize": s.quantize, "final_bound": s.final_bound, "lever": s.lever,
-                                 "directions": {}}
-        for d in directions:
-            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == d]
-            entry["directions"][d] = {"all": _score(sel, s.name), "buckets": {
-                b: _score([r for r in sel if bucket_of(r["reorder_distance"]) == b], s.name)
-                for b, _, _ in BUCKETS if any(bucket_of(r["reorder_distance"]) == b for r in sel)}}
-        report["settings"].append(entry)
+    report["settings"] = score_settings(chosen, rows)
     report["utterances"] = [{k: v for k, v in r.items() if k not in ("word_times",)} for r in rows]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     from streamst.quality.report import write_report

@@ -23,11 +23,12 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from streamst.errors import UserError
+from streamst.quality.bench import Setting, _training_summary, score_settings
 
 BASE = "reorder-aware k=2"
 NO_BOUND_RATIO = 1e6  # a schedule ratio no final decode reaches: the final-length bound never cuts
@@ -38,35 +39,22 @@ E2E_RECIPE = {"train": ("encoder", "adaptor", "decoder"), "lora_rank": 0, "steps
               "prefix_pairs": 2, "seed": 0}
 
 
-@dataclass(frozen=True)
-class E2ESetting:
-    name: str
-    group: str  # "policy" | "lever"
-    policy: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    quantize: str = "none"
-    final_bound: bool = True
-    lean: bool = False
-    draft: bool = True
-    lever: str = ""
-
-
-def e2e_settings(quick: bool = False) -> list[E2ESetting]:
-    out = [E2ESetting(f"wait-k k={k}", "policy", "wait-k", {"k": k}) for k in (1, 2, 3, 4, 5)]
-    out.append(E2ESetting("local-agreement", "policy", "local-agreement"))
+def e2e_settings(quick: bool = False) -> list[Setting]:
+    out = [Setting(f"wait-k k={k}", "policy", "wait-k", {"k": k}) for k in (1, 2, 3, 4, 5)]
+    out.append(Setting("local-agreement", "policy", "local-agreement"))
     for k in ((2,) if quick else (1, 2, 3)):
-        out.append(E2ESetting(f"reorder-aware k={k}", "policy", "reorder-aware", {"k": k}))
+        out.append(Setting(f"reorder-aware k={k}", "policy", "reorder-aware", {"k": k}))
     if not quick:
-        out.append(E2ESetting("reorder-aware k=2 max_lag=8", "policy", "reorder-aware", {"k": 2, "max_lag": 8}))
+        out.append(Setting("reorder-aware k=2 max_lag=8", "policy", "reorder-aware", {"k": 2, "max_lag": 8}))
     base = {"k": 2}
     out += [
-        E2ESetting("int8", "lever", "reorder-aware", base, quantize="int8", lever="int8 dynamic quantisation vs fp32"),
-        E2ESetting("lean", "lever", "reorder-aware", base, lean=True,
+        Setting("int8", "lever", "reorder-aware", base, quantize="int8", lever="int8 dynamic quantisation vs fp32"),
+        Setting("lean", "lever", "reorder-aware", base, lean=True,
                    lever="--e2e-lean (incremental final encoding, 600 ms context, lookahead 1) vs default"),
-        E2ESetting("no draft", "lever", "reorder-aware", base, draft=False, lever="draft verification off vs on"),
-        E2ESetting("lookahead=1", "lever", "reorder-aware", {**base, "lookahead": 1}, lever="lookahead 1 vs 4"),
-        E2ESetting("lookahead=8", "lever", "reorder-aware", {**base, "lookahead": 8}, lever="lookahead 8 vs 4"),
-        E2ESetting("no final-length bound", "lever", "reorder-aware", base, final_bound=False,
+        Setting("no draft", "lever", "reorder-aware", base, draft=False, lever="draft verification off vs on"),
+        Setting("lookahead=1", "lever", "reorder-aware", {**base, "lookahead": 1}, lever="lookahead 1 vs 4"),
+        Setting("lookahead=8", "lever", "reorder-aware", {**base, "lookahead": 8}, lever="lookahead 8 vs 4"),
+        Setting("no final-length bound", "lever", "reorder-aware", base, final_bound=False,
                    lever="final decode bounded only by final_tokens"),
     ]
     return out
@@ -136,13 +124,12 @@ def stream_item(models, line, config, chunk_ms: int, *, final_bound: bool = True
 
 
 def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]]],
-            log: Callable[[str], None], chosen: list[E2ESetting] | None = None) -> dict[str, Any]:
+            log: Callable[[str], None], chosen: list[Setting] | None = None) -> dict[str, Any]:
     """The e2e section of the report (same shape as the simul one: ``settings``, ``utterances``);
     ``chosen``: the settings (default :func:`e2e_settings`)."""
     from streamst.audio import read_audio
     from streamst.commands.eval import read_manifest
     from streamst.pipeline import PipelineConfig
-    from streamst.quality.bench import BUCKETS, _score, _training_summary, bucket_of
 
     t_start = time.perf_counter()
     corpus = Path(args.e2e_corpus) if args.e2e_corpus else ensure_e2e_corpus(root, log)
@@ -177,17 +164,7 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
         "threads": args.threads, "lever_base": BASE, "curve": "e2e-curve.png",
         "training": _training_summary(profile.parent), "settings": [],
     }
-    directions = sorted({f"{r['src_lang']}-{r['tgt_lang']}" for r in rows})
-    for s in chosen:
-        entry: dict[str, Any] = {"name": s.name, "group": s.group, "policy": s.policy, "overrides": s.overrides,
-                                 "quantize": s.quantize, "final_bound": s.final_bound, "lean": s.lean,
-                                 "draft": s.draft, "lever": s.lever, "directions": {}}
-        for d in directions:
-            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == d]
-            entry["directions"][d] = {"all": _score(sel, s.name), "buckets": {
-                b: _score([r for r in sel if bucket_of(r["reorder_distance"]) == b], s.name)
-                for b, _, _ in BUCKETS if any(bucket_of(r["reorder_distance"]) == b for r in sel)}}
-        report["settings"].append(entry)
+    report["settings"] = score_settings(chosen, rows)
     report["utterances"] = [{k: v for k, v in r.items() if k not in ("word_times",)} for r in rows]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
