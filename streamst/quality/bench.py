@@ -203,9 +203,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.cache) if args.cache else cache_root()
     root.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    paths = _paths(args)
-    if "simul" not in paths:  # the e2e path alone (streamst/quality/e2e.py)
-        return _with_e2e({"items": 0, "seconds": 0.0, "settings": []}, args, root, log, append=False)
     corpus = Path(args.corpus) if args.corpus else ensure_corpus(root, log)
     model = Path(args.model) if args.model else ensure_model(root, corpus, log)
     model_dir = model / "model" if (model / "model").is_dir() else model
@@ -248,14 +245,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from streamst.quality.report import write_report
 
     write_report(Path(args.out), report)
-    return _with_e2e(report, args, root, log, append=True) if "e2e" in paths else report
-
-
-def _paths(args: argparse.Namespace) -> list[str]:
-    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    if not paths or set(paths) - {"simul", "e2e"}:
-        raise UserError(f"--paths takes simul, e2e or simul,e2e; got {args.paths!r}")
-    return paths
+    return report
 
 
 def _rows(corpus: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -267,20 +257,6 @@ def _rows(corpus: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
         raise UserError(f"{corpus}/test.jsonl has no spoken items (streamst corpus --speak test)")
     wanted = set(args.directions.split(","))
     return select([r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" in wanted], args.limit)
-
-
-def _with_e2e(report: dict[str, Any], args: argparse.Namespace, root: Path, log, *, append: bool) -> dict[str, Any]:
-    """``report`` with the e2e path's section (:mod:`streamst.quality.e2e`), written beside it."""
-    from streamst.quality.e2e import run_e2e, write_e2e
-
-    report["e2e"] = run_e2e(args, root, lambda corpus: _rows(corpus, args), log)
-    for key in ("e2e path", "lean vs default", "draft verification"):
-        report.get("not_measured", {}).pop(key, None)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    write_e2e(out, report["e2e"], append=append)
-    return report
 
 
 def _training_summary(model: Path) -> dict[str, Any] | None:
@@ -311,28 +287,21 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     q.add_argument("--directions", default="zh-en,en-zh", help="comma-separated (default %(default)s)")
     q.add_argument("--head-check", type=int, default=4,
                    help="items decoded offline with the full output projection too, to check the sparse one (default %(default)s)")
-    q.add_argument("--paths", default="simul", help="simul, e2e or simul,e2e (default %(default)s)")
-    q.add_argument("--e2e-profile", default=None,
-                   help="a `streamst train` profile.json of the e2e model (default: trained into the cache)")
-    q.add_argument("--e2e-corpus", default=None,
-                   help="a `streamst corpus --speak train,dev,test` folder for the e2e path (default: written to the cache)")
-    q.add_argument("--e2e-chunk-ms", type=int, default=600, help="e2e path's chunk grid (default %(default)s)")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(func=_command)
+
+
+def table(report: dict[str, Any]) -> dict[str, Any]:
+    """chrF, LAAL and retention of every setting and direction (the command's summary)."""
+    return {s["name"]: {d: {k: v["all"][k] for k in ("chrF", "LAAL", "retention")}
+                        for d, v in s["directions"].items()} for s in report["settings"]}
 
 
 def _command(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UserError("--limit must be >= 1")
     report = run_bench(args)
-    def table(r: dict[str, Any]) -> dict[str, Any]:
-        return {s["name"]: {d: {k: v["all"][k] for k in ("chrF", "LAAL", "retention")}
-                            for d, v in s["directions"].items()} for s in r["settings"]}
-
     summary = {"out": args.out, "items": report["items"], "seconds": report["seconds"], "settings": table(report)}
-    if "e2e" in report:
-        summary["e2e"] = {"items": report["e2e"]["items"], "seconds": report["e2e"]["seconds"],
-                          "settings": table(report["e2e"])}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:

@@ -18,7 +18,9 @@ utterance-final decode capped only by ``final_tokens``).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import sys
 import json
 import os
 import time
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from streamst.errors import UserError
-from streamst.quality.bench import Setting, _training_summary, score_settings
+from streamst.quality.bench import Setting, _rows, _training_summary, cache_root, run_bench, score_settings, table
 
 BASE = "reorder-aware k=2"
 NO_BOUND_RATIO = 1e6  # a schedule ratio no final decode reaches: the final-length bound never cuts
@@ -99,28 +101,35 @@ def translate_only(profile: Path) -> None:
 
 
 def _models(profile: str, quantize: str, draft: bool, threads: int):
-    from streamst.commands._common import load_models
+    from streamst.loading import Models, RuntimeOptions
+    from streamst.profiles import load_profile
 
-    models = load_models(profile, "cpu", ["e2e"], quantize=quantize, threads=threads)
+    models = Models(load_profile(profile), RuntimeOptions(device="cpu", quantize=quantize, threads=threads))
+    models.require(["e2e"])  # one line if the profile's e2e model does not translate
     if not draft:  # the lever: the same model decoding without draft verification
         models.e2e.options = replace(models.e2e.options, draft=False)
     return models
 
 
-def stream_item(models, line, config, chunk_ms: int, *, final_bound: bool = True) -> dict[str, Any]:
-    """One manifest line streamed through the product's session in mode e2e (as ``streamst eval``)."""
-    from streamst.commands._common import open_audio, stream_file
-    from streamst.commands.eval import merge
+def stream_item(models, audio: Path, config, chunk_ms: int, *, final_bound: bool = True) -> dict[str, Any]:
+    """One wav streamed through the product's session in mode e2e, in ``chunk_ms`` chunks (as
+    ``streamst eval`` feeds it); the e2e path's whole output with its per-unit delays."""
+    from streamst.audio import SAMPLE_RATE, read_audio
     from streamst.pipeline import TranslationSession
+    from streamst.results import path_outputs
 
+    samples, _ = read_audio(audio)
     session = TranslationSession(models, config)
     if not final_bound:
         for track in session.e2e.tracks:
             track.ratio = NO_BOUND_RATIO
-    stream_file(session, open_audio(line.audio).chunks(chunk_ms), lambda events: None)
-    out = merge(line, list(session.results), session.audio_ms, "e2e")
-    return {"prediction": out.prediction.strip(), "delays": out.delays, "elapsed": out.elapsed,
-            "source_ms": out.source_length}
+    step = chunk_ms * SAMPLE_RATE // 1000
+    for i in range(0, len(samples), step):
+        session.insert_audio(samples[i:i + step])
+        session.process()
+    session.finish()
+    text, delays, elapsed = path_outputs(session.results, config.tgt_langs[0], "e2e")
+    return {"prediction": text.strip(), "delays": delays, "elapsed": elapsed, "source_ms": float(session.audio_ms)}
 
 
 def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]]],
@@ -128,7 +137,6 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
     """The e2e section of the report (same shape as the simul one: ``settings``, ``utterances``);
     ``chosen``: the settings (default :func:`e2e_settings`)."""
     from streamst.audio import read_audio
-    from streamst.commands.eval import read_manifest
     from streamst.pipeline import PipelineConfig
 
     t_start = time.perf_counter()
@@ -137,14 +145,13 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
     if not profile.is_file():
         raise UserError(f"--e2e-profile {profile}: no such profile (a `streamst train` folder's profile.json)")
     rows = rows_of(corpus)
-    lines = {ln.id: ln for ln in read_manifest(corpus / "test.jsonl")}
     chosen = chosen if chosen is not None else e2e_settings(args.quick)
     variants = {(s.quantize, s.draft) for s in chosen} | {("none", True)}
     models = {v: _models(str(profile), v[0], v[1], args.threads) for v in sorted(variants)}
     fp32 = models[("none", True)]
     log(f"e2e: {len(rows)} held-out items; offline decoding")
     for r in rows:
-        samples, _ = read_audio(lines[r["id"]].audio)
+        samples, _ = read_audio(corpus / r["audio"])
         r["offline"] = fp32.e2e.generate(samples, "translate", r["src_lang"], r["tgt_lang"],
                                          max_new_tokens=args.max_new_tokens).strip()
     for n, s in enumerate(chosen, 1):
@@ -154,7 +161,7 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
                                         chunk_ms=args.e2e_chunk_ms, **s.overrides)
             if s.lean:
                 cfg = cfg.e2e_lean()
-            r[s.name] = stream_item(models[(s.quantize, s.draft)], lines[r["id"]], cfg, args.e2e_chunk_ms,
+            r[s.name] = stream_item(models[(s.quantize, s.draft)], corpus / r["audio"], cfg, args.e2e_chunk_ms,
                                     final_bound=s.final_bound)
         log(f"e2e [{n}/{len(chosen)}] {s.name}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()}")
     report: dict[str, Any] = {
@@ -179,3 +186,51 @@ def write_e2e(out: Path, e2e: dict[str, Any], *, append: bool) -> None:
     md = out / "report.md"
     md.write_text((md.read_text(encoding="utf-8") + "\n" if append and md.is_file() else "") + text, encoding="utf-8")
     plot(e2e, out / e2e["curve"])
+
+
+# -- the command: `streamst bench quality` with --paths (bench.py's parser, e2e options added) --
+
+def add_parser(bsub: argparse._SubParsersAction) -> None:
+    from streamst.quality.bench import add_parser as add_simul_parser
+
+    add_simul_parser(bsub)
+    q = bsub.choices["quality"]
+    q.add_argument("--paths", default="simul", help="simul, e2e or simul,e2e (default %(default)s)")
+    q.add_argument("--e2e-profile", default=None,
+                   help="a `streamst train` profile.json of the e2e model (default: trained into the cache)")
+    q.add_argument("--e2e-corpus", default=None,
+                   help="a `streamst corpus --speak train,dev,test` folder for the e2e path (default: written to the cache)")
+    q.add_argument("--e2e-chunk-ms", type=int, default=600, help="the e2e path's chunk grid (default %(default)s)")
+    q.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not paths or set(paths) - {"simul", "e2e"}:
+        raise UserError(f"--paths takes simul, e2e or simul,e2e; got {args.paths!r}")
+    if args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    log = (lambda m: None) if args.json else (lambda m: print(f"bench quality: {m}", file=sys.stderr, flush=True))
+    report: dict[str, Any] = run_bench(args) if "simul" in paths else {"items": 0, "seconds": 0.0, "settings": []}
+    summary: dict[str, Any] = {"out": args.out, "items": report["items"], "seconds": report["seconds"],
+                               "settings": table(report)}
+    if "e2e" in paths:
+        root = Path(args.cache) if args.cache else cache_root()
+        root.mkdir(parents=True, exist_ok=True)
+        report["e2e"] = run_e2e(args, root, lambda corpus: _rows(corpus, args), log)
+        for key in ("e2e path", "lean vs default", "draft verification"):
+            report.get("not_measured", {}).pop(key, None)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        write_e2e(out, report["e2e"], append="simul" in paths)
+        summary["e2e"] = {"items": report["e2e"]["items"], "seconds": report["e2e"]["seconds"],
+                          "settings": table(report["e2e"])}
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+    return 0
