@@ -11,9 +11,9 @@ espeak's word times (:mod:`streamst.quality.oracle`). Written to DIR:
 * ``curve.png``: quality retention against LAAL, all items and items with a reorder of 6+ words.
 
 Retention is chrF of the simultaneous output over chrF of offline (whole-sentence) greedy
-decoding by the same model. The e2e path is not run: a speech model that learns this task
-is out of this budget (see docs/quality.md); its levers (lean, draft verification) are
-listed as not measured.
+decoding by the same model. The e2e path (a trained speech model streamed through the
+product's session, its levers lean and draft verification) is :mod:`streamst.quality.e2e`,
+which also owns the command (``--paths simul,e2e``).
 """
 
 from __future__ import annotations
@@ -234,9 +234,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "max_new_tokens": args.max_new_tokens, "threads": args.threads, "sparse_head": head_check,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "training": _training_summary(model), "settings": [], "not_measured": {
-            "e2e path": "no speech model learns this task within the 2-core budget (docs/quality.md)",
-            "lean vs default": "an e2e-path lever (--e2e-lean); not measured without a trained e2e model",
-            "draft verification": "an e2e-path lever (NanoOptions.draft); not measured without a trained e2e model",
+            "e2e path": "not in this run: --paths simul,e2e (docs/quality.md, e2e section)",
+            "lean vs default": "an e2e-path lever (--e2e-lean): --paths e2e",
+            "draft verification": "an e2e-path lever (NanoOptions.draft): --paths e2e",
         },
     }
     report["settings"] = score_settings(chosen, rows)
