@@ -83,7 +83,7 @@ def ensure_e2e_model(root: Path, corpus: Path, log: Callable[[str], None]) -> Pa
     key = hashlib.sha256(train.read_bytes() + json.dumps(E2E_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
     out = root / f"e2e-{key}"
     if not (out / recipe.PROFILE).is_file():
-        log(f"training the e2e model into {out} (cached by content hash; about 30 min on one core)")
+        log(f"training the e2e model into {out} (cached by content hash; 40 min on one core of a busy box, docs/quality.md)")
         cfg = TrainConfig(checkpoint_every=200, **E2E_RECIPE)
         p = recipe.plan(train, "tiny", out, cfg, eval_manifest=corpus / "dev.jsonl", force=True)
         recipe.run(p, cfg, log=log)
