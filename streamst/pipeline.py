@@ -107,6 +107,15 @@ class PipelineConfig:
                    asr=StreamingASRConfig(chunk_ms=chunk_ms, language=asr_lang))
 
 
+def _e2e_options(models: Models, config: PipelineConfig) -> E2EConfig:
+    """The e2e path's options; no source transcript from an e2e model that does not transcribe
+    (its profile's ``tasks``: e.g. a model trained from random weights on translation only)."""
+    spec = getattr(getattr(models, "profile", None), "e2e", None)
+    if spec is not None and "transcribe" not in spec.tasks and config.e2e.source_text:
+        return replace(config.e2e, source_text=False)
+    return config.e2e
+
+
 class TranslationSession:
     """Per-stream pipeline over shared models: a recogniser with one text track per target
     language (paths simul/cascade) and/or an end-to-end path. Not thread-safe: one caller at
@@ -130,7 +139,7 @@ class TranslationSession:
         self.recognizer = (StreamingRecognizer(models.asr, models.new_vad(), config.asr, recognize=recognize)
                            if "simul" in paths or "cascade" in paths else None)
         self.tracks = [TextTrack(self, tgt) for tgt in config.tgt_langs] if self.recognizer is not None else []
-        self.e2e = E2EPath(models.e2e, models.new_vad(), config.e2e, src_lang=config.src_lang,
+        self.e2e = E2EPath(models.e2e, models.new_vad(), _e2e_options(models, config), src_lang=config.src_lang,
                            chunk_ms=config.asr.chunk_ms, policies={t: config.e2e_policy_for(t) for t in config.tgt_langs},
                            hotwords=config.hotwords, clock=self._elapsed_now, results=self.results,
                            lm=e2e_lm) if "e2e" in paths else None

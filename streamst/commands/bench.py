@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_chaos_parser(bsub)  # `bench chaos`: drops, reconnects, a drain and a restart; nothing lost
 
-    from streamst.quality.bench import add_parser as add_quality_parser
+    from streamst.quality.e2e import add_parser as add_quality_parser  # bench.py's, with --paths (e2e)
 
     add_quality_parser(bsub)  # `bench quality`: held-out quality per policy and lever on a learned task
 

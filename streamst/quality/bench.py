@@ -11,9 +11,9 @@ espeak's word times (:mod:`streamst.quality.oracle`). Written to DIR:
 * ``curve.png``: quality retention against LAAL, all items and items with a reorder of 6+ words.
 
 Retention is chrF of the simultaneous output over chrF of offline (whole-sentence) greedy
-decoding by the same model. The e2e path is not run: a speech model that learns this task
-is out of this budget (see docs/quality.md); its levers (lean, draft verification) are
-listed as not measured.
+decoding by the same model. The e2e path (a trained speech model streamed through the
+product's session, its levers lean and draft verification) is :mod:`streamst.quality.e2e`,
+which also owns the command (``--paths simul,e2e``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class Setting:
     quantize: str = "none"
     final_bound: bool = True
     lever: str = ""  # what the lever row changes vs the base setting
+    lean: bool = False  # e2e path: PipelineConfig.e2e_lean (streamst/quality/e2e.py)
+    draft: bool = True  # e2e path: NanoOptions.draft
 
     def label(self) -> str:
         return self.name
@@ -173,10 +175,25 @@ def _score(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     }
 
 
+def score_settings(chosen: list[Setting], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: its fields and, per direction, scores of all items and per reorder bucket
+    (``rows[i][setting.name]``: that setting's output for item i)."""
+    directions = sorted({f"{r['src_lang']}-{r['tgt_lang']}" for r in rows})
+    out = []
+    for s in chosen:
+        entry: dict[str, Any] = {**asdict(s), "directions": {}}
+        for d in directions:
+            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == d]
+            entry["directions"][d] = {"all": _score(sel, s.name), "buckets": {
+                b: _score([r for r in sel if bucket_of(r["reorder_distance"]) == b], s.name)
+                for b, _, _ in BUCKETS if any(bucket_of(r["reorder_distance"]) == b for r in sel)}}
+        out.append(entry)
+    return out
+
+
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from streamst.corpus.build import read_items
     from streamst.mt.qwen import QwenOptions, QwenTranslator
     from streamst.pipeline import PipelineConfig
     from streamst.quality.oracle import run_item
@@ -189,11 +206,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     corpus = Path(args.corpus) if args.corpus else ensure_corpus(root, log)
     model = Path(args.model) if args.model else ensure_model(root, corpus, log)
     model_dir = model / "model" if (model / "model").is_dir() else model
-    rows = [r for r in read_items(corpus / "test.jsonl") if "word_times" in r]
-    if not rows:
-        raise UserError(f"{corpus}/test.jsonl has no spoken items (streamst corpus --speak test)")
-    wanted = set(args.directions.split(","))
-    rows = select([r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" in wanted], args.limit)
+    rows = _rows(corpus, args)
     translators = {q: QwenTranslator(str(model_dir), QwenOptions(local_files_only=True, quantize=q))
                    for q in ("none", "int8")}
     log(f"{len(rows)} held-out items; offline decoding")
@@ -221,28 +234,29 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "max_new_tokens": args.max_new_tokens, "threads": args.threads, "sparse_head": head_check,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "training": _training_summary(model), "settings": [], "not_measured": {
-            "e2e path": "no speech model learns this task within the 2-core budget (docs/quality.md)",
-            "lean vs default": "an e2e-path lever (--e2e-lean); not measured without a trained e2e model",
-            "draft verification": "an e2e-path lever (NanoOptions.draft); not measured without a trained e2e model",
+            "e2e path": "not in this run: --paths simul,e2e (docs/quality.md, e2e section)",
+            "lean vs default": "an e2e-path lever (--e2e-lean): --paths e2e",
+            "draft verification": "an e2e-path lever (NanoOptions.draft): --paths e2e",
         },
     }
-    directions = sorted({f"{r['src_lang']}-{r['tgt_lang']}" for r in rows})
-    for s in chosen:
-        entry: dict[str, Any] = {"name": s.name, "group": s.group, "policy": s.policy, "overrides": s.overrides,
-                                 "quantize": s.quantize, "final_bound": s.final_bound, "lever": s.lever,
-                                 "directions": {}}
-        for d in directions:
-            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == d]
-            entry["directions"][d] = {"all": _score(sel, s.name), "buckets": {
-                b: _score([r for r in sel if bucket_of(r["reorder_distance"]) == b], s.name)
-                for b, _, _ in BUCKETS if any(bucket_of(r["reorder_distance"]) == b for r in sel)}}
-        report["settings"].append(entry)
+    report["settings"] = score_settings(chosen, rows)
     report["utterances"] = [{k: v for k, v in r.items() if k not in ("word_times",)} for r in rows]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     from streamst.quality.report import write_report
 
     write_report(Path(args.out), report)
     return report
+
+
+def _rows(corpus: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The spoken held-out items of ``corpus`` in the wanted directions, chosen by :func:`select`."""
+    from streamst.corpus.build import read_items
+
+    rows = [r for r in read_items(corpus / "test.jsonl") if "word_times" in r]
+    if not rows:
+        raise UserError(f"{corpus}/test.jsonl has no spoken items (streamst corpus --speak test)")
+    wanted = set(args.directions.split(","))
+    return select([r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" in wanted], args.limit)
 
 
 def _training_summary(model: Path) -> dict[str, Any] | None:
@@ -277,13 +291,17 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_command)
 
 
+def table(report: dict[str, Any]) -> dict[str, Any]:
+    """chrF, LAAL and retention of every setting and direction (the command's summary)."""
+    return {s["name"]: {d: {k: v["all"][k] for k in ("chrF", "LAAL", "retention")}
+                        for d, v in s["directions"].items()} for s in report["settings"]}
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UserError("--limit must be >= 1")
     report = run_bench(args)
-    summary = {"out": args.out, "items": report["items"], "seconds": report["seconds"],
-               "settings": {s["name"]: {d: {k: v["all"][k] for k in ("chrF", "LAAL", "retention")}
-                                        for d, v in s["directions"].items()} for s in report["settings"]}}
+    summary = {"out": args.out, "items": report["items"], "seconds": report["seconds"], "settings": table(report)}
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:

@@ -29,11 +29,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"Training: {t.get('steps')} steps in {t.get('train_seconds')} s, last loss {t.get('loss_last')}; "
         f"dev offline chrF {t.get('dev_offline_chrF')}.",
         "",
-        f"Output projection: only the {r.get('sparse_head', {}).get('rows_kept')} token rows the model kept "
-        f"(its other rows are zero, so their logits are exactly 0; see `quality/bench.py` `sparse_head`); "
-        f"offline outputs identical to the full projection on {r.get('sparse_head', {}).get('same_offline_output')} "
-        f"of {r.get('sparse_head', {}).get('items')} checked items. The int8 lever runs the full projection.",
-        "",
+        *([f"Output projection: only the {r.get('sparse_head', {}).get('rows_kept')} token rows the model kept "
+           f"(its other rows are zero, so their logits are exactly 0; see `quality/bench.py` `sparse_head`); "
+           f"offline outputs identical to the full projection on {r.get('sparse_head', {}).get('same_offline_output')} "
+           f"of {r.get('sparse_head', {}).get('items')} checked items. The int8 lever runs the full projection.",
+           ""] if "sparse_head" in r else []),
         "How to read: chrF/BLEU against the reference; *offline* is whole-sentence greedy decoding by the same "
         "model; retention = chrF(simultaneous) / chrF(offline). AL/LAAL in seconds of source audio (SimulEval, "
         "units: English words, Chinese characters); LAAL_CA adds the processing time (measured on the loaded box). "
@@ -64,9 +64,10 @@ def markdown(r: dict[str, Any]) -> str:
                      for b in buckets]
             lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"## Speed levers: quality cost against `{BASE}` (fp32, lookahead 4, final-length bound on)", "",
+    lever_base = r.get("lever_base", BASE)
+    lines += [f"## Speed levers: quality cost against `{lever_base}` (fp32, lookahead 4, final-length bound on)", "",
               "| lever | direction | chrF | Δ chrF | LAAL | Δ LAAL | chrF 6+ | Δ chrF 6+ |", "|---|---|---|---|---|---|---|---|"]
-    base = next((s for s in r["settings"] if s["name"] == BASE), None)
+    base = next((s for s in r["settings"] if s["name"] == lever_base), None)
     for s in r["settings"]:
         if s["group"] != "lever":
             continue
@@ -80,7 +81,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{_delta(a6 and a6['chrF'], b6 and b6['chrF'])} |")
     for name, why in r.get("not_measured", {}).items():
         lines.append(f"| {name} | — | not measured: {why} | | | | | |")
-    lines += ["", "![retention against LAAL](curve.png)", ""]
+    lines += ["", f"![retention against LAAL]({r.get('curve', 'curve.png')})", ""]
     return "\n".join(lines)
 
 
