@@ -130,7 +130,8 @@ def examples(pairs: list[Pair], prefix_pairs: int, seed: int, source_lm: float =
                 break
             m = max(1, min(n - 1, int(n * (0.1 + 0.8 * (j + rng.random()) / prefix_pairs))))
             k = int(len(units) * m / n)
-            out.append((p, join_units(list(p.words[:m]), p.src_lang), join_units(units[:k], p.tgt_lang)))
+            if k:  # an empty target prefix has nothing to learn (and a batch of them no loss)
+                out.append((p, join_units(list(p.words[:m]), p.src_lang), join_units(units[:k], p.tgt_lang)))
         if source_lm > 0 and p.source not in lm_seen and rng.random() < source_lm:
             lm_seen.add(p.source)
             out.append((Pair(p.src_lang, SOURCE_LM, p.source, "", p.words), p.source, ""))
@@ -350,6 +351,8 @@ def train(manifest: str | Path, profile: str, out: str | Path, config: TextMTCon
                 orders[key] = _length_batches(data, key, config.batch_size, g)
             idx = orders[key].pop()
             loss, tokens = pruned_loss(model, *data.batch(idx, pad), n_other)
+            if not tokens:  # cannot happen with the rows of examples(); never step on a NaN
+                continue
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
