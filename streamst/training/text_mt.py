@@ -117,7 +117,7 @@ def examples(pairs: list[Pair], prefix_pairs: int, seed: int, source_lm: float =
     ``source_lm``: per pair, that many rows (the fraction's expectation) of the *source alone*
     as plain text (:data:`SOURCE_LM`), the prompt :meth:`QwenTranslator.predict_source` samples
     continuations under, so the reorder-aware policy's predicted continuations are source text.
-    Each source sentence gives at most one such row (pairs of both directions share sentences)."""
+    A source text repeated in the manifest gives at most one such row."""
     rng = random.Random(seed)
     out = []
     lm_seen: set[str] = set()
