@@ -60,6 +60,8 @@ def settings(quick: bool = False) -> list[Setting]:
         out.append(Setting("reorder-aware k=3 continuations=0", "policy", "reorder-aware", {"k": 3, "continuations": 0}))
         out.append(Setting("reorder-aware k=3 max_lag=20", "policy", "reorder-aware", {"k": 3, "max_lag": 20}))
         out.append(Setting("reorder-aware k=3 continuations=4", "policy", "reorder-aware", {"k": 3, "continuations": 4}))
+        out.append(Setting("reorder-aware k=5 continuations=4 max_lag=20", "policy", "reorder-aware",
+                           {"k": 5, "continuations": 4, "max_lag": 20}))
     base = {"k": 3}
     out += [
         Setting("int8", "lever", "reorder-aware", base, quantize="int8", lever="int8 dynamic quantisation vs fp32"),
