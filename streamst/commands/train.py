@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "text (streamst/training/text_mt.py; uses --steps, --batch-size, --lr, --prefix-pairs, --seed)")
     p.add_argument("--mt-arch", default=None, metavar="HxL",
                    help="--task mt: train a fresh random decoder of hidden H and L layers (default: the profile's mt model)")
+    p.add_argument("--source-lm", type=float, default=0.0, metavar="F",
+                   help="--task mt: source-continuation rows per pair (plain source text, the prompt the "
+                        "reorder-aware policy samples continuations under; default %(default)s)")
     p.add_argument("--eval-limit", type=int, default=200, help="--task mt: pairs of the eval manifest decoded at the end")
     p.set_defaults(func=run)
 
@@ -137,7 +140,7 @@ def _run_mt(args: argparse.Namespace) -> int:
         lr = None if str(args.lr) == "auto" else float(args.lr)
         config = text_mt.TextMTConfig(steps=args.steps, batch_size=args.batch_size, lr=lr,
                                       warmup_steps=args.warmup_steps, prefix_pairs=args.prefix_pairs, seed=args.seed,
-                                      arch=text_mt.parse_arch(args.mt_arch), eval_limit=args.eval_limit)
+                                      source_lm=args.source_lm, arch=text_mt.parse_arch(args.mt_arch), eval_limit=args.eval_limit)
     except ValueError as e:
         raise UserError(str(e)) from e
     summary = text_mt.train(args.manifest, args.profile, args.out, config, eval_manifest=args.eval, force=args.force,

@@ -48,14 +48,15 @@ class TextMTConfig:
     lr: float | None = None  # None: 0.32 / hidden (as TrainConfig)
     warmup_steps: int = 100
     prefix_pairs: int = 2
+    source_lm: float = 0.0  # source-continuation rows per pair (the reorder-aware policy's prompt)
     seed: int = 0
     arch: tuple[int, int] | None = None  # (hidden, layers): a fresh random model of that size; None: the profile's
     eval_limit: int | None = 200  # items of the eval manifest decoded at the end (None: all)
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.prefix_pairs < 0:
-            raise ValueError("--steps and --batch-size must be >= 1 and --prefix-pairs >= 0")
+        if self.steps < 1 or self.batch_size < 1 or self.prefix_pairs < 0 or self.source_lm < 0:
+            raise ValueError("--steps and --batch-size must be >= 1, --prefix-pairs and --source-lm >= 0")
         if self.arch is not None and (self.arch[0] % 32 or self.arch[1] < 1):
             raise ValueError(f"--mt-arch takes HIDDEN x LAYERS with HIDDEN a multiple of 32, got {self.arch}")
 
@@ -77,6 +78,7 @@ class Pair:
     source: str
     reference: str
     words: tuple[str, ...]  # source words (prefix cut points)
+    reorder: int | None = None  # the item's longest reorder (source words), when the manifest has it
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
@@ -92,7 +94,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
             r = json.loads(line)
             src, ref = str(r["source"]), str(r["reference"])
             words = tuple(r.get("words") or split_units(src, r["src_lang"]))
-            out.append(Pair(r["src_lang"], r["tgt_lang"], src, ref, words))
+            d = r.get("reorder_distance")
+            out.append(Pair(r["src_lang"], r["tgt_lang"], src, ref, words, None if d is None else int(d)))
         except (ValueError, KeyError, TypeError) as e:
             raise UserError(f"{path}:{n}: a text pair needs source, reference, src_lang, tgt_lang ({e})") from e
     if not out:
@@ -100,10 +103,24 @@ def read_pairs(path: str | Path) -> list[Pair]:
     return out
 
 
-def examples(pairs: list[Pair], prefix_pairs: int, seed: int) -> list[tuple[Pair, str, str]]:
-    """(pair, source text, target text): whole pairs plus stratified prefix pairs."""
+SOURCE_LM = "source"  # tgt_lang of a source-continuation row: the plain source, no chat template
+
+
+def examples(pairs: list[Pair], prefix_pairs: int, seed: int, source_lm: float = 0.0) -> list[tuple[Pair, str, str]]:
+    """(pair, source text, target text): whole pairs, stratified prefix pairs and
+    source-continuation rows.
+
+    A prefix pair's target has no ``<|im_end|>`` (:class:`Encoded`): the proportional target
+    prefix is where a proposal for that source prefix may go, not where the translation ends;
+    training it to end there teaches the decoder to stop early on whole sentences too.
+
+    ``source_lm``: per pair, that many rows (the fraction's expectation) of the *source alone*
+    as plain text (:data:`SOURCE_LM`), the prompt :meth:`QwenTranslator.predict_source` samples
+    continuations under, so the reorder-aware policy's predicted continuations are source text.
+    A source text repeated in the manifest gives at most one such row."""
     rng = random.Random(seed)
     out = []
+    lm_seen: set[str] = set()
     for p in pairs:
         out.append((p, p.source, p.reference))
         units = split_units(p.reference, p.tgt_lang)
@@ -113,7 +130,11 @@ def examples(pairs: list[Pair], prefix_pairs: int, seed: int) -> list[tuple[Pair
                 break
             m = max(1, min(n - 1, int(n * (0.1 + 0.8 * (j + rng.random()) / prefix_pairs))))
             k = int(len(units) * m / n)
-            out.append((p, join_units(list(p.words[:m]), p.src_lang), join_units(units[:k], p.tgt_lang)))
+            if k:  # an empty target prefix has nothing to learn (and a batch of them no loss)
+                out.append((p, join_units(list(p.words[:m]), p.src_lang), join_units(units[:k], p.tgt_lang)))
+        if source_lm > 0 and p.source not in lm_seen and rng.random() < source_lm:
+            lm_seen.add(p.source)
+            out.append((Pair(p.src_lang, SOURCE_LM, p.source, "", p.words), p.source, ""))
     return out
 
 
@@ -132,15 +153,23 @@ class Encoded:
         rows: list[tuple[tuple[str, str], list[int], int]] = []  # (direction, full-vocab ids, target start)
         for p, src, tgt in exs:
             key = (p.src_lang, p.tgt_lang)
+            if p.tgt_lang == SOURCE_LM:  # plain source text, loss on every token after the first
+                prompts.setdefault(key, None)
+                rows.append((key, encode_text(tokenizer, src, special=False) + [im_end], 1))
+                continue
             if key not in prompts:
                 prompts[key] = PromptBuilder(tokenizer, *key)
             pb = prompts[key]
             head = encode_text(tokenizer, src, special=False) + list(pb.tail.ids)
-            rows.append((key, head + encode_text(tokenizer, tgt, special=False) + [im_end], len(head)))
-        ids = sorted({t for _, seq, _ in rows for t in seq} | {t for pb in prompts.values() for t in pb.head.ids})
+            whole = src == p.source and tgt == p.reference
+            rows.append((key, head + encode_text(tokenizer, tgt, special=False) + ([im_end] if whole else []),
+                         len(head)))
+        ids = sorted({t for _, seq, _ in rows for t in seq}
+                     | {t for pb in prompts.values() if pb is not None for t in pb.head.ids})
         self.kept = torch.tensor(ids, dtype=torch.long)  # pruned id -> full id
         self.index = {t: i for i, t in enumerate(ids)}
-        self.heads = {k: torch.tensor([self.index[t] for t in pb.head.ids]) for k, pb in prompts.items()}
+        self.heads = {k: torch.tensor([self.index[t] for t in pb.head.ids] if pb is not None else [], dtype=torch.long)
+                      for k, pb in prompts.items()}
         self.rows = [(k, [self.index[t] for t in seq], start) for k, seq, start in rows]
         self.by_direction = {k: [i for i, r in enumerate(self.rows) if r[0] == k] for k in prompts}
 
@@ -185,7 +214,7 @@ def pruned_loss(model, head, ids, labels, att, n_other: int, shared: bool = True
     from transformers import DynamicCache
 
     b, n = ids.shape[0], head.numel()
-    if shared:
+    if shared and n:
         out = model.model(input_ids=head[None], use_cache=True, past_key_values=DynamicCache(config=model.config))
         cache = out.past_key_values
         cache.batch_repeat_interleave(b)
@@ -230,6 +259,7 @@ def evaluate(model_dir: Path, pairs: list[Pair]) -> dict[str, Any]:
     """Greedy offline translation of every pair with the inference code (``QwenTranslator``)."""
     from streamst.metrics.quality import bleu, bleu_tokenizer, chrf
     from streamst.mt.qwen import QwenOptions, QwenTranslator
+    from streamst.quality.bench import BUCKETS
 
     tr = QwenTranslator(str(model_dir), QwenOptions(local_files_only=True))
     rows = [{"src_lang": p.src_lang, "tgt_lang": p.tgt_lang, "source": p.source, "reference": p.reference,
@@ -240,6 +270,16 @@ def evaluate(model_dir: Path, pairs: list[Pair]) -> dict[str, Any]:
         hyps, refs = [r["hypothesis"] for r in sel], [r["reference"] for r in sel]
         directions[pair] = {"n": len(sel), "chrF": round(chrf(hyps, refs), 2),
                             "BLEU": round(bleu(hyps, refs, tokenize=bleu_tokenizer(sel[0]["tgt_lang"])), 2)}
+    for r, p in zip(rows, pairs):
+        r["reorder_distance"] = p.reorder
+    for pair, d in directions.items():
+        d["buckets"] = {}
+        for name, lo, hi in BUCKETS:
+            sel = [r for r in rows if f"{r['src_lang']}-{r['tgt_lang']}" == pair and r["reorder_distance"] is not None
+                   and lo <= r["reorder_distance"] <= hi]
+            if sel:
+                d["buckets"][name] = {"n": len(sel), "chrF": round(chrf([r["hypothesis"] for r in sel],
+                                                                        [r["reference"] for r in sel]), 2)}
     return {"decoding": "greedy, offline (whole sentence), QwenTranslator.translate", "n": len(rows),
             "chrF": round(chrf([r["hypothesis"] for r in rows], [r["reference"] for r in rows]), 2),
             "directions": directions, "utterances": rows}
@@ -271,7 +311,7 @@ def train(manifest: str | Path, profile: str, out: str | Path, config: TextMTCon
     tokenizer = AutoTokenizer.from_pretrained(source)
     base = Qwen3ForCausalLM.from_pretrained(source, dtype=torch.float32)
     im_end = int(tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    data = Encoded(tokenizer, examples(pairs, config.prefix_pairs, config.seed), im_end)
+    data = Encoded(tokenizer, examples(pairs, config.prefix_pairs, config.seed, config.source_lm), im_end)
     full_vocab = base.config.vocab_size
     n_other = full_vocab - len(data.kept)
     cfg = _config(base.config, config.arch, len(data.kept))
@@ -294,7 +334,9 @@ def train(manifest: str | Path, profile: str, out: str | Path, config: TextMTCon
         f"{full_vocab} tokens kept) on {len(data.rows)} examples, {config.steps} steps, lr {peak:.3g}")
     g = torch.Generator().manual_seed(config.seed)
     directions = sorted(data.by_direction)
-    orders: dict[tuple[str, str], list[int]] = {k: [] for k in directions}
+    orders: dict[tuple[str, str], list[list[int]]] = {k: [] for k in directions}
+    pick = random.Random(config.seed)
+    weights = [len(data.by_direction[k]) for k in directions]  # batches in proportion to the rows
     records = []
     pad = 0
     t0 = time.perf_counter()
@@ -304,12 +346,13 @@ def train(manifest: str | Path, profile: str, out: str | Path, config: TextMTCon
             lr = peak * (step + 1) / (warm + 1) if step < warm else peak * max(0.0, 1 - (step - warm) / max(1, config.steps - warm))
             for group in opt.param_groups:
                 group["lr"] = lr
-            key = directions[step % len(directions)]  # one direction per batch (one shared head)
-            while len(orders[key]) < config.batch_size:
-                pool = data.by_direction[key]
-                orders[key] += [pool[i] for i in torch.randperm(len(pool), generator=g).tolist()]
-            idx, orders[key] = orders[key][: config.batch_size], orders[key][config.batch_size :]
+            key = pick.choices(directions, weights)[0]  # one direction per batch (one shared head)
+            if not orders[key]:
+                orders[key] = _length_batches(data, key, config.batch_size, g)
+            idx = orders[key].pop()
             loss, tokens = pruned_loss(model, *data.batch(idx, pad), n_other)
+            if not tokens:  # cannot happen with the rows of examples(); never step on a NaN
+                continue
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -347,6 +390,19 @@ def train(manifest: str | Path, profile: str, out: str | Path, config: TextMTCon
             "loss_first": records[0]["loss"], "loss_last": records[-1]["loss"],
             "train_seconds": round(train_seconds, 1), "config": asdict(config),
             "eval": {k: evaluation[k] for k in ("n", "chrF", "directions")}}
+
+
+def _length_batches(data: Encoded, key: tuple[str, str], size: int, g: torch.Generator) -> list[list[int]]:
+    """One epoch of ``key``'s rows as batches of similar length (less padding): shuffled,
+    sorted by length within chunks of 50 batches, the batches shuffled again."""
+    pool = data.by_direction[key]
+    perm = [pool[i] for i in torch.randperm(len(pool), generator=g).tolist()]
+    batches = []
+    chunk = 50 * size
+    for c in range(0, len(perm), chunk):
+        part = sorted(perm[c : c + chunk], key=lambda i: len(data.rows[i][1]))
+        batches += [part[i : i + size] for i in range(0, len(part), size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
 
 
 def _spread(pairs: list[Pair], n: int) -> list[Pair]:
