@@ -27,6 +27,15 @@ from functools import cache
 
 from streamst.corpus import lexicon
 
+# reorder-distance buckets (in source words) every quality figure is split by
+BUCKETS = (("0", 0, 0), ("1-2", 1, 2), ("3-5", 3, 5), ("6+", 6, 10**6))
+
+
+def bucket_of(d: int) -> str:
+    """The bucket name of a reorder distance ``d``."""
+    return next(name for name, lo, hi in BUCKETS if lo <= d <= hi)
+
+
 PUNCT = frozenset({",", "，"})
 STRUCTURES = ("svo", "svo-tp", "ba", "bei", "rc-object", "rc-subject", "two-clause")
 WEIGHTS = (0.10, 0.22, 0.10, 0.10, 0.16, 0.10, 0.22)

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from streamst.corpus.grammar import BUCKETS, bucket_of
 from streamst.errors import UserError
 
-BUCKETS = (("0", 0, 0), ("1-2", 1, 2), ("3-5", 3, 5), ("6+", 6, 10**6))
 # the recipe the bench trains when no --model is given (measured in docs/quality.md)
 RECIPE = {"arch": (128, 3), "steps": 7000, "batch_size": 32, "warmup_steps": 300, "prefix_pairs": 1,
           "source_lm": 0.1, "seed": 0}
@@ -73,10 +73,6 @@ def settings(quick: bool = False) -> list[Setting]:
                 lever="final decode bounded only by max_new_tokens"),
     ]
     return out
-
-
-def bucket_of(d: int) -> str:
-    return next(name for name, lo, hi in BUCKETS if lo <= d <= hi)
 
 
 def select(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

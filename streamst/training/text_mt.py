@@ -259,7 +259,7 @@ def evaluate(model_dir: Path, pairs: list[Pair]) -> dict[str, Any]:
     """Greedy offline translation of every pair with the inference code (``QwenTranslator``)."""
     from streamst.metrics.quality import bleu, bleu_tokenizer, chrf
     from streamst.mt.qwen import QwenOptions, QwenTranslator
-    from streamst.quality.bench import BUCKETS
+    from streamst.corpus.grammar import BUCKETS
 
     tr = QwenTranslator(str(model_dir), QwenOptions(local_files_only=True))
     rows = [{"src_lang": p.src_lang, "tgt_lang": p.tgt_lang, "source": p.source, "reference": p.reference,
