@@ -53,11 +53,16 @@ class Setting:
         return self.name
 
 
-def settings(quick: bool = False) -> list[Setting]:
+def policy_settings(reorder_ks: tuple[int, ...]) -> list[Setting]:
+    """The policy rows every path reports: wait-k k=1..5, local agreement, reorder-aware at ``reorder_ks``."""
     out = [Setting(f"wait-k k={k}", "policy", "wait-k", {"k": k}) for k in (1, 2, 3, 4, 5)]
     out.append(Setting("local-agreement", "policy", "local-agreement"))
-    for k in ((3,) if quick else (1, 3, 5)):
-        out.append(Setting(f"reorder-aware k={k}", "policy", "reorder-aware", {"k": k}))
+    out += [Setting(f"reorder-aware k={k}", "policy", "reorder-aware", {"k": k}) for k in reorder_ks]
+    return out
+
+
+def settings(quick: bool = False) -> list[Setting]:
+    out = policy_settings((3,) if quick else (1, 3, 5))
     if not quick:
         out.append(Setting("reorder-aware k=3 continuations=0", "policy", "reorder-aware", {"k": 3, "continuations": 0}))
         out.append(Setting("reorder-aware k=3 max_lag=20", "policy", "reorder-aware", {"k": 3, "max_lag": 20}))

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from streamst.errors import UserError
-from streamst.quality.bench import Setting, _rows, _training_summary, cache_root, run_bench, score_settings, table
+from streamst.quality.bench import (Setting, _rows, _training_summary, cache_root, policy_settings, run_bench,
+                                    score_settings, table)
 
 BASE = "reorder-aware k=2"
 NO_BOUND_RATIO = 1e6  # a schedule ratio no final decode reaches: the final-length bound never cuts
@@ -42,10 +43,7 @@ E2E_RECIPE = {"train": ("encoder", "adaptor", "decoder"), "lora_rank": 0, "steps
 
 
 def e2e_settings(quick: bool = False) -> list[Setting]:
-    out = [Setting(f"wait-k k={k}", "policy", "wait-k", {"k": k}) for k in (1, 2, 3, 4, 5)]
-    out.append(Setting("local-agreement", "policy", "local-agreement"))
-    for k in ((2,) if quick else (1, 2, 3)):
-        out.append(Setting(f"reorder-aware k={k}", "policy", "reorder-aware", {"k": k}))
+    out = policy_settings((2,) if quick else (1, 2, 3))
     if not quick:
         out.append(Setting("reorder-aware k=2 max_lag=8", "policy", "reorder-aware", {"k": 2, "max_lag": 8}))
     base = {"k": 2}
