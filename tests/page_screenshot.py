@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if CHROMIUM is None:
         print(NO_CHROMIUM, file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="streamst-shot-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="streamst-shot-", ignore_cleanup_errors=True) as tmp:
         wav = concat_wavs([Path(w) for w in args.wav], Path(tmp) / "speech.wav", silence_ms=2000)
         with running_server(Path(args.models), "--token", TOKEN, profile=args.profile) as server, \
                 chromium(Path(tmp), f"--use-file-for-fake-audio-capture={wav}%noloop") as endpoint:

@@ -96,7 +96,7 @@ def test_the_page_survives_forced_disconnects_with_the_same_captions(tiny_models
             await proxy.close()
             await server.close()
 
-    with tempfile.TemporaryDirectory(prefix="streamst-chromium-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="streamst-chromium-", ignore_cleanup_errors=True) as tmp:
         with chromium(Path(tmp)) as endpoint:
             ref, got, cuts = asyncio.run(asyncio.wait_for(body(endpoint), 400))
     info = f"ref={ref}\ngot={got}\ncuts={cuts}"

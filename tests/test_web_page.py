@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -125,11 +127,16 @@ def chromium(tmp: Path, *extra: str) -> Iterator[str]:
     user_data = tmp / "chromium-profile"
     user_data.mkdir()
     proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={user_data}", "--remote-debugging-port=0",
-                             *extra, "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *extra, "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         yield _devtools_endpoint(user_data, proc)
     finally:
         stop_process(proc)
+        # its helpers (renderer, crashpad handler) can outlive it and still write to the
+        # profile while the caller removes it: end the whole process group too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _open_tab(cdp: CDP, url: str) -> str:
@@ -184,7 +191,7 @@ def test_page_shows_live_captions(tiny_models_root, speech):
     if CHROMIUM is None:
         pytest.skip(NO_CHROMIUM)
     wav = speech("今天天气很好，我们去公园散步吧。", "zh", gap_ms=1500)
-    with tempfile.TemporaryDirectory(prefix="streamst-chromium-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="streamst-chromium-", ignore_cleanup_errors=True) as tmp:
         # Chromium's fake capture device plays the wav in a loop (16, 44.1 and 48 kHz files all
         # work); the AudioContext runs at the device rate and the worklet resamples to 16 kHz
         with running_server(tiny_models_root, "--token", TOKEN) as server:
