@@ -133,14 +133,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("STREAMST_QUALITY_CACHE") or Path.home() / ".cache" / "streamst" / "quality")
 
 
-def ensure_corpus(root: Path, log) -> Path:
+def ensure_corpus(root: Path, log, spec: dict[str, Any] = CORPUS, name: str = "corpus") -> Path:
+    """The corpus of ``spec`` (``CorpusConfig`` fields) under ``root``, cached by its config's hash."""
     from streamst.corpus.build import CorpusConfig, write_corpus
 
-    cfg = CorpusConfig(**CORPUS)
+    cfg = CorpusConfig(**spec)
     key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
-    path = root / f"corpus-{key}"
+    path = root / f"{name}-{key}"
     if not (path / "corpus.json").is_file():
-        log(f"writing the corpus to {path} (espeak-ng, cached)")
+        log(f"writing the {name} to {path} (espeak-ng, cached)")
         write_corpus(path, cfg, tts_cache=root / "tts")
     return path
 

@@ -25,13 +25,13 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from streamst.errors import UserError
-from streamst.quality.bench import (Setting, _rows, _training_summary, cache_root, policy_settings, run_bench,
-                                    score_settings, table)
+from streamst.quality.bench import (Setting, _rows, _training_summary, cache_root, ensure_corpus, policy_settings,
+                                    run_bench, score_settings, table)
 
 BASE = "reorder-aware k=2"
 NO_BOUND_RATIO = 1e6  # a schedule ratio no final decode reaches: the final-length bound never cuts
@@ -61,15 +61,7 @@ def e2e_settings(quick: bool = False) -> list[Setting]:
 
 
 def ensure_e2e_corpus(root: Path, log: Callable[[str], None]) -> Path:
-    from streamst.corpus.build import CorpusConfig, write_corpus
-
-    cfg = CorpusConfig(**E2E_CORPUS)
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
-    path = root / f"e2e-corpus-{key}"
-    if not (path / "corpus.json").is_file():
-        log(f"writing the e2e corpus to {path} (every split spoken by espeak-ng, cached)")
-        write_corpus(path, cfg, tts_cache=root / "tts")
-    return path
+    return ensure_corpus(root, log, E2E_CORPUS, "e2e-corpus")
 
 
 def ensure_e2e_model(root: Path, corpus: Path, log: Callable[[str], None]) -> Path:
