@@ -85,3 +85,45 @@ def test_lever_settings_cover_the_issue():
         ("int8", False, True, True, None), ("none", True, True, True, None), ("none", False, False, True, None),
         ("none", False, True, True, 1), ("none", False, True, True, 8), ("none", False, True, False, None)}
     assert all(s.policy == "reorder-aware" and s.overrides.get("k") == 2 for s in levers)  # all against BASE
+
+
+def test_the_e2e_recipe_trains_two_stages_from_the_text_translator(tiny_models_root, tmp_path, monkeypatch):
+    """:func:`ensure_e2e_model` with its stages shortened to 2 steps: stage 1 hears on the
+    single-clause items only, stage 2 starts from stage 1 with the decoder of the text
+    translator, the result is a translate-only profile, and a second call reuses the cache."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (the corpus is spoken with it; .ci/run installs it)")
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from streamst.builders.funasr_nano import SMALL
+    from streamst.builders.qwen import save_random
+    from streamst.corpus.build import CorpusConfig, write_corpus
+
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, CorpusConfig(train=12, dev=0, test=0, structures=("svo", "two-clause"), lexicon_rows=4,
+                                      directions=(("zh", "en"),), speak=("train", "dev")), tts_cache=tmp_path / "tts")
+    mt = tmp_path / "mt"  # a stand-in for a `streamst train --task mt` folder of the small decoder's shape
+    save_random(Qwen3ForCausalLM, Qwen3Config(**SMALL["text"]), torch.float32, 3, mt / "model")
+    short = dict(steps=2, batch_size=2, warmup_steps=1)
+    monkeypatch.setattr(qe, "E2E_STAGES", tuple({**s, **short} for s in qe.E2E_STAGES))
+    profile = qe.ensure_e2e_model(tmp_path / "root", corpus, mt, lambda m: None)
+    out = profile.parent
+    stage1 = [json.loads(line) for line in (out / "stage1-train.jsonl").read_text().splitlines()]
+    trained = [json.loads(line) for line in (corpus / "train.jsonl").read_text().splitlines()]
+    assert stage1 and len(stage1) < len(trained) and all(r["structure"] != "two-clause" for r in stage1)
+    prof = json.loads(profile.read_text())
+    assert prof["e2e"]["tasks"] == ["translate"]
+    assert Path(prof["e2e"]["source"]) == (out / "stage2" / "model").resolve()
+    # stage 2's encoder is stage 1's (frozen); its decoder started from the text translator
+    s1, s2 = (load_file(str(out / f"stage{n}" / "model" / "model.safetensors")) for n in (1, 2))
+    enc = [k for k in s1 if k.startswith("model.audio_tower.")]
+    assert enc and all(torch.equal(s1[k], s2[k]) for k in enc)
+    text = load_file(str(mt / "model" / "model.safetensors"))
+    layers = [k for k in text if k.startswith("model.layers.")]
+    assert layers and all((s2["model.language_model." + k[len("model."):]] - text[k]).abs().max() < 0.05 for k in layers)
+    before = (out / "stage2" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert qe.ensure_e2e_model(tmp_path / "root", corpus, mt, lambda m: None) == profile
+    assert (out / "stage2" / "model" / "model.safetensors").stat().st_mtime_ns == before

@@ -58,6 +58,23 @@ TINY = dict(
     initializer_range=0.2,
 )
 
+# A model to train from random weights on two CPU cores (`streamst train --e2e-arch small`): every
+# block of the real one at hidden 128, with the real model's initialisation scale (0.02; the
+# tiny table's 0.2 suits fixed random weights, not training). The decoder is the size the
+# simul path's text decoder learns the quality corpus at (`--mt-arch 128x3`, docs/quality.md).
+SMALL = dict(
+    audio=dict(num_mel_bins=80, hidden_size=128, num_attention_heads=4, intermediate_size=512,
+               num_hidden_layers=6, num_timestamp_prediction_layers=1, num_stacked_frames=7,
+               fsmn_kernel_size=11, max_position_embeddings=2049),
+    adaptor=dict(hidden_size=128, num_attention_heads=4, intermediate_size=128 // 4, num_hidden_layers=1,
+                 projector_hidden_size=256),
+    text=dict(QWEN3_TINY, hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=32, max_window_layers=3, initializer_range=0.02),
+    initializer_range=0.02,
+)
+# Architectures a training run can start from afresh (TrainConfig.arch).
+ARCHS: dict[str, dict] = {"tiny": TINY, "small": SMALL}
+
 # FunAsrNanoFeatureExtractor defaults (Kaldi fbank 25/10 ms hamming, 80 bins, LFR 7/6).
 FEATURE_EXTRACTOR = dict(
     feature_extractor_type="FunAsrNanoFeatureExtractor", processor_class="FunAsrNanoProcessor",
@@ -69,6 +86,11 @@ FEATURE_EXTRACTOR = dict(
 def build_tiny(path: Path, seed: int = 0) -> None:
     """Write a tiny random Fun-ASR-Nano (float32) with the real tokenizer to ``path``."""
     _build(Path(path), TINY, torch.float32, seed)
+
+
+def build_arch(path: Path, name: str, seed: int = 0) -> None:
+    """Write a random float32 model of the architecture ``ARCHS[name]`` to ``path``."""
+    _build(Path(path), ARCHS[name], torch.float32, seed)
 
 
 def build_real(path: Path, seed: int = 0) -> None:

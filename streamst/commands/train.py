@@ -52,6 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recompute layer activations in backward: less memory, same loss, slower steps")
     p.add_argument("--eval-every", type=int, default=0, metavar="N",
                    help="log the loss of --eval (or the training manifest) every N steps (train_log.jsonl: eval_loss)")
+    p.add_argument("--e2e-arch", default=None, metavar="NAME",
+                   help="start from a fresh random Fun-ASR-Nano of this architecture (tiny, small) instead of the "
+                        "profile's weights; needs --train encoder,adaptor,decoder")
+    p.add_argument("--init-decoder", default=None, metavar="DIR",
+                   help="start the decoder from this Qwen3 model of the same shape (e.g. a `--task mt` model's DIR/model)")
+    p.add_argument("--prune-vocab", action="store_true",
+                   help="train the decoder on the tokens the data uses (the saved model keeps the full vocabulary)")
+    p.add_argument("--ctc-weight", type=float, default=d.ctc_weight, metavar="W",
+                   help="weight of an auxiliary CTC loss teaching the encoder the source transcript (the manifest's "
+                        "`source` field; default %(default)s: none)")
+    p.add_argument("--transcribe", action="store_true",
+                   help="each utterance also trains the transcribe task on its transcript (the manifest's `source`)")
+    p.add_argument("--ctc-on", choices=("encoder", "adaptor", "both"), default=d.ctc_on,
+                   help="--ctc-weight on the encoder output (own classifier over transcript units) or on the adaptor "
+                        "output (the decoder's embedding of the transcript's tokens as classifier), or both (default %(default)s)")
     p.add_argument("--json", action="store_true", help="no progress bar; the summary as one JSON line")
     p.add_argument("--task", choices=("e2e", "mt"), default="e2e",
                    help="e2e: the speech model (default); mt: the simul path's text decoder on source/reference "
@@ -78,6 +93,8 @@ def config_from_args(args: argparse.Namespace, device: str | None = None) -> Tra
             prefix_pairs=args.prefix_pairs, max_target_tokens=args.max_target_tokens, seed=args.seed,
             checkpoint_every=args.checkpoint_every, device=device or args.device, bf16=args.bf16,
             grad_checkpointing=args.grad_checkpointing, eval_every=args.eval_every,
+            arch=args.e2e_arch, init_decoder=args.init_decoder, prune_vocab=args.prune_vocab, ctc_weight=args.ctc_weight,
+            ctc_on=args.ctc_on, transcribe=args.transcribe,
         )
     except ValueError as e:
         raise UserError(str(e)) from e

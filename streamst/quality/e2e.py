@@ -1,8 +1,8 @@
 """``streamst bench quality``'s e2e path: a speech model that learned the task, streamed per policy and lever.
 
-The model is the tiny profile's Fun-ASR-Nano trained from random weights by ``streamst train``
-(encoder, adaptor and decoder, full fine-tune) on the spoken training split of the
-small-lexicon corpus (:data:`E2E_CORPUS`, :data:`E2E_RECIPE`; docs/quality.md). Each held-out
+The model is a Fun-ASR-Nano of the ``small`` architecture trained here in two ``streamst train``
+stages (:data:`E2E_STAGES`, :func:`ensure_e2e_model`; docs/quality.md) on the spoken training
+split of :data:`E2E_CORPUS`, its decoder started from the simul path's text translator. Each held-out
 test wav is streamed through the product's own session (:class:`~streamst.pipeline.TranslationSession`
 in mode ``e2e``, fed in ``chunk_ms`` chunks as ``streamst eval`` does: VAD, chunk grid,
 incremental encoding, the policy's tracks), so every figure is the product path's. Offline
@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import json
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -36,10 +37,23 @@ from streamst.quality.bench import (Setting, _rows, _training_summary, cache_roo
 BASE = "reorder-aware k=2"
 NO_BOUND_RATIO = 1e6  # a schedule ratio no final decode reaches: the final-length bound never cuts
 # the corpus and recipe the bench builds when no --e2e-profile is given (measured in docs/quality.md)
-E2E_CORPUS = {"train": 2500, "dev": 20, "test": 60, "seed": 0, "lexicon_rows": 10,
-              "directions": (("zh", "en"),), "speak": ("train", "dev", "test")}
-E2E_RECIPE = {"train": ("encoder", "adaptor", "decoder"), "lora_rank": 0, "steps": 1400, "batch_size": 8,
-              "prefix_pairs": 2, "seed": 0}
+E2E_CORPUS = {"train": 8000, "dev": 40, "test": 100, "seed": 0, "directions": (("zh", "en"),),
+              "speak": ("train", "dev", "test")}
+# Two `streamst train` runs (docs/quality.md, "the e2e path"). Both start the decoder from the
+# simul path's trained text translator (the bench's --model, same shape as the `small` decoder).
+# Stage 1 teaches a fresh `small` encoder to hear the source words (CTC on the transcript) on
+# the single-clause items; stage 2 freezes that encoder and trains the adaptor and the decoder
+# on every item, the adaptor pulled toward the decoder's own embeddings of the heard source
+# tokens (CTC with the decoder's embedding as classifier), so speech reaches the decoder in the
+# form it translates text from.
+E2E_STAGES = (
+    {"train": ("encoder", "adaptor", "decoder"), "lora_rank": 0, "arch": "small", "prune_vocab": True,
+     "ctc_weight": 0.3, "ctc_on": "encoder", "steps": 600, "batch_size": 8, "prefix_pairs": 0, "lr": 3e-3,
+     "warmup_steps": 100, "seed": 0},
+    {"train": ("adaptor", "decoder"), "lora_rank": 0, "prune_vocab": True, "ctc_weight": 1.0, "ctc_on": "adaptor",
+     "steps": 3000, "batch_size": 8, "prefix_pairs": 1, "lr": 2e-3, "warmup_steps": 100, "seed": 0},
+)
+STAGE1_STRUCTURES = "two-clause"  # left out of stage 1: it learns to hear on the single-clause items
 
 
 def e2e_settings(quick: bool = False) -> list[Setting]:
@@ -64,20 +78,38 @@ def ensure_e2e_corpus(root: Path, log: Callable[[str], None]) -> Path:
     return ensure_corpus(root, log, E2E_CORPUS, "e2e-corpus")
 
 
-def ensure_e2e_model(root: Path, corpus: Path, log: Callable[[str], None]) -> Path:
-    """The trained profile (``profile.json``) of :data:`E2E_RECIPE` on ``corpus``, cached by content hash."""
+def ensure_e2e_model(root: Path, corpus: Path, mt_model: Path, log: Callable[[str], None]) -> Path:
+    """The trained profile (``profile.json``) of :data:`E2E_STAGES` on ``corpus``, its decoder
+    started from ``mt_model`` (a ``streamst train --task mt`` folder), cached by content hash."""
     from streamst.training import recipe
     from streamst.training.config import TrainConfig
 
     train = corpus / "train.jsonl"
-    key = hashlib.sha256(train.read_bytes() + json.dumps(E2E_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+    init = str((mt_model / "model").resolve())
+    key = hashlib.sha256(train.read_bytes() + json.dumps(E2E_STAGES, sort_keys=True).encode()
+                         + (mt_model / "model" / "model.safetensors").read_bytes()[:1 << 20]).hexdigest()[:12]
     out = root / f"e2e-{key}"
-    if not (out / recipe.PROFILE).is_file():
-        log(f"training the e2e model into {out} (cached by content hash; 40 min on one core of a busy box, docs/quality.md)")
-        cfg = TrainConfig(checkpoint_every=200, **E2E_RECIPE)
-        p = recipe.plan(train, "tiny", out, cfg, eval_manifest=corpus / "dev.jsonl", force=True)
-        recipe.run(p, cfg, log=log)
-        translate_only(out / recipe.PROFILE)
+    if (out / recipe.PROFILE).is_file():
+        return out / recipe.PROFILE
+    log(f"training the e2e model into {out} in two stages (cached by content hash; about 30 min on two cores, "
+        "docs/quality.md)")
+    out.mkdir(parents=True, exist_ok=True)
+    short = out / "stage1-train.jsonl"  # the single-clause items, audio paths made absolute
+    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    short.write_text("".join(json.dumps({**r, "audio": str((corpus / r["audio"]).resolve())}, ensure_ascii=False) + "\n"
+                             for r in rows if r.get("structure") != STAGE1_STRUCTURES), encoding="utf-8")
+    dev = corpus / "dev.jsonl"
+    dev = dev if dev.is_file() and dev.read_text(encoding="utf-8").strip() else None  # else: the training set
+    profile = "tiny"
+    for n, (stage, manifest) in enumerate(zip(E2E_STAGES, (short, train)), 1):
+        cfg = TrainConfig(checkpoint_every=250, init_decoder=init, **stage)
+        dest = out / f"stage{n}"
+        if not (dest / recipe.PROFILE).is_file():
+            p = recipe.plan(manifest, profile, dest, cfg, eval_manifest=dev, force=True)
+            recipe.run(p, cfg, log=log)
+        profile = str(dest / recipe.PROFILE)
+    shutil.copyfile(profile, out / recipe.PROFILE)
+    translate_only(out / recipe.PROFILE)
     return out / recipe.PROFILE
 
 
@@ -131,7 +163,14 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
 
     t_start = time.perf_counter()
     corpus = Path(args.e2e_corpus) if args.e2e_corpus else ensure_e2e_corpus(root, log)
-    profile = Path(args.e2e_profile) if args.e2e_profile else ensure_e2e_model(root, corpus, log)
+    if args.e2e_profile:
+        profile = Path(args.e2e_profile)
+    else:  # the decoder starts from the simul path's text translator
+        from streamst.quality.bench import ensure_model
+
+        mt = Path(args.model) if args.model else ensure_model(
+            root, Path(args.corpus) if args.corpus else ensure_corpus(root, log), log)
+        profile = ensure_e2e_model(root, corpus, mt, log)
     if not profile.is_file():
         raise UserError(f"--e2e-profile {profile}: no such profile (a `streamst train` folder's profile.json)")
     rows = rows_of(corpus)

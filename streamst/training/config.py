@@ -43,6 +43,12 @@ class TrainConfig:
     bf16: bool | None = None  # (*) autocast to bfloat16 (None: on CUDA only); weights stay float32
     grad_checkpointing: bool = False  # recompute layer activations in backward (less memory, same result)
     eval_every: int = 0  # steps between eval-set losses logged during training (0: none)
+    arch: str | None = None  # (*) start from a fresh random model of this architecture (builders ARCHS), not the profile's weights
+    prune_vocab: bool = False  # (*) train the decoder on the tokens the data uses (training/vocab.py)
+    init_decoder: str | None = None  # (*) a Qwen3 causal-LM directory of the decoder's shape whose weights start the decoder
+    transcribe: bool = False  # (*) each utterance also trains the transcribe task on its `source` (data.build_examples)
+    ctc_on: str = "encoder"  # (*) CTC on the encoder output (own classifier), the adaptor output (the decoder's embedding as classifier) or both
+    ctc_weight: float = 0.0  # (*) weight of the auxiliary CTC loss of the encoder on the source transcript (training/ctc.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,6 +71,18 @@ class TrainConfig:
             problems.append(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if self.eval_every < 0:
             problems.append(f"--eval-every must be >= 0, got {self.eval_every}")
+        if self.ctc_on not in ("encoder", "adaptor", "both"):
+            problems.append(f"--ctc-on takes encoder, adaptor or both, got {self.ctc_on!r}")
+        if not self.ctc_weight >= 0:
+            problems.append(f"--ctc-weight must be >= 0, got {self.ctc_weight}")
+        needs = {"encoder": ("encoder",), "adaptor": ("adaptor",), "both": ("encoder", "adaptor")}.get(self.ctc_on, ())
+        if self.ctc_weight > 0 and not set(needs) <= set(self.train):
+            problems.append(f"--ctc-weight with --ctc-on {self.ctc_on} trains the {' and '.join(needs)}: add "
+                            f"{','.join(needs)} to --train")
+        if self.arch is not None and not {"encoder", "adaptor"} <= set(self.train) or (
+                self.arch is not None and "decoder" not in self.train and not self.init_decoder):
+            problems.append("--e2e-arch starts from random weights: every part must learn (--train "
+                            "encoder,adaptor,decoder; the decoder may stay frozen with --init-decoder)")
         if self.max_target_tokens < 1:
             problems.append(f"--max-target-tokens must be >= 1, got {self.max_target_tokens}")
         if problems:

@@ -120,17 +120,23 @@ class Example:
     end: int | None
     target: str
     whole: bool  # the whole utterance (False: a prefix pair)
+    task: str = "translate"  # or "transcribe": the target is the utterance's transcript (its `source`)
 
 
-def build_examples(items: list[TrainItem], prefix_pairs: int, seed: int) -> list[Example]:
+def build_examples(items: list[TrainItem], prefix_pairs: int, seed: int, transcribe: bool = False) -> list[Example]:
     """Whole utterances, plus ``prefix_pairs`` prefix pairs each at seeded, stratified cut
     points: pair ``j`` of ``P`` cuts at a fraction drawn uniformly from ``[j/P, (j+1)/P)`` of
-    the span 10%..90% of the audio."""
+    the span 10%..90% of the audio. With ``transcribe``, each utterance with a ``source`` also
+    gives a whole-utterance *transcription* example (the transcribe prompt, its transcript as
+    target): the model learns both tasks of Fun-ASR-Nano, and the monotonic one teaches the
+    decoder where the words are in the audio."""
     rng = random.Random(seed)
     out: list[Example] = []
     for i, item in enumerate(items):
         n = item.frames
         out.append(Example(i, None, item.reference, True))
+        if transcribe and item.source:
+            out.append(Example(i, None, item.source, True, "transcribe"))
         units = split_units(item.reference, item.tgt_lang)
         for j in range(prefix_pairs):
             frac = 0.1 + 0.8 * (j + rng.random()) / prefix_pairs
@@ -154,6 +160,7 @@ class Batch:
     attention_mask: torch.Tensor
     audio: torch.Tensor
     audio_mask: torch.Tensor
+    ctc: list[list[int] | None] | None = None  # per row, source-transcript unit ids (training/ctc.py) or None
 
     @property
     def target_tokens(self) -> int:
@@ -165,30 +172,51 @@ class ExampleSet:
     memory up to ``cache_mb``; beyond it recomputed per use. Collates batches."""
 
     def __init__(self, speech: FunAsrNanoSpeech, items: list[TrainItem], examples: list[Example], *,
-                 max_target_tokens: int, im_end_id: int, encoder=None, cache_mb: int = 2048) -> None:
+                 max_target_tokens: int, im_end_id: int, encoder=None, cache_mb: int = 2048, units=None) -> None:
         from streamst.e2e.funasr_nano import SpeechPrompt
         from streamst.mt.prompt import encode_text
 
         self.speech, self.items, self.examples = speech, items, examples
         self.encoder = encoder  # callable (features (1, T, 560)) -> (1, T, H) when frozen, else None
+        self.units = units  # CtcUnits: whole utterances get their source transcript as CTC targets
         self.budget = cache_mb * 2**20
         self.used = 0
         self._cache: dict[int, torch.Tensor] = {}
-        self._prompts: dict[tuple[str, str], SpeechPrompt] = {}
+        self._prompts: dict[tuple[str, str, str], SpeechPrompt] = {}  # (task, src, tgt)
         self._targets: list[list[int]] = []
         for ex in examples:
             ids = encode_text(speech.tokenizer, ex.target, special=False)
             self._targets.append(ids[:max_target_tokens] if len(ids) >= max_target_tokens else ids + [im_end_id])
-        for item in items:
-            key = (item.src_lang, item.tgt_lang)
+        for ex in examples:
+            item = items[ex.item]
+            key = (ex.task, item.src_lang, item.tgt_lang)
             if key not in self._prompts:
-                self._prompts[key] = SpeechPrompt(speech.tokenizer, "translate", *key)
+                self._prompts[key] = SpeechPrompt(speech.tokenizer, ex.task, item.src_lang, item.tgt_lang)
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def target_ids(self, i: int) -> list[int]:
         return self._targets[i]
+
+    def token_ids(self) -> set[int]:
+        """Every token id a batch of this set can hold (prompts, targets, the audio placeholder, padding)."""
+        ids = {t for target in self._targets for t in target}
+        for prompt in self._prompts.values():
+            ids.update(prompt.head.ids)
+            ids.update(prompt.tail.ids)
+        ids.add(self.speech.audio_token_id)
+        pad = self.speech.tokenizer.pad_token_id
+        ids.add(pad if pad is not None else 0)
+        return ids
+
+    def ctc_target(self, i: int) -> list[int] | None:
+        """Example ``i``'s transcript as CTC unit ids (whole utterances with a source only)."""
+        ex = self.examples[i]
+        item = self.items[ex.item]
+        if self.units is None or not ex.whole or not item.source:
+            return None
+        return self.units.encode(item.source, item.src_lang) or None
 
     def audio(self, i: int) -> torch.Tensor:
         """``(T, D)``: features of example ``i`` (or the frozen encoder's outputs)."""
@@ -212,8 +240,9 @@ class ExampleSet:
         audio = [self.audio(i) for i in indices]
         rows = []
         for i, a in zip(indices, audio):
-            item = self.items[self.examples[i].item]
-            prompt = self._prompts[(item.src_lang, item.tgt_lang)]
+            ex = self.examples[i]
+            item = self.items[ex.item]
+            prompt = self._prompts[(ex.task, item.src_lang, item.tgt_lang)]
             head = prompt.input_ids(a.shape[0], self.speech.audio_token_id, "", max_target_tokens=0)
             rows.append((head, self._targets[i]))
         b, length = len(indices), max(len(h) + len(t) for h, t in rows)
@@ -231,7 +260,8 @@ class ExampleSet:
             att[r, : len(seq)] = 1
             x[r, : a.shape[0]] = a
             xm[r, : a.shape[0]] = 1
-        return Batch(ids, labels, att, x, xm)
+        ctc = [self.ctc_target(i) for i in indices] if self.units is not None else None
+        return Batch(ids, labels, att, x, xm, ctc)
 
 
 def order(n: int, seed: int, epoch: int) -> list[int]:

@@ -25,8 +25,10 @@ from streamst.errors import UserError
 from streamst.profiles import Profile, load_profile
 from streamst.training.artifacts import evaluate_offline, plot_loss, save_model, trained_profile, write_json
 from streamst.training.config import TrainConfig
+from streamst.training.ctc import CtcUnits
 from streamst.training.data import ExampleSet, TrainItem, build_examples, read_train_manifest
 from streamst.training.distributed import SINGLE, World
+from streamst.training.vocab import PrunedVocab
 from streamst.training.trainer import CHECKPOINT, LOG, NanoTrainer, StepRecord, fingerprint, read_log, require_peft, truncate_log
 
 MODEL_DIR = "model"
@@ -34,6 +36,7 @@ PROFILE = "profile.json"
 EVAL = "eval.json"
 LOSS_PLOT = "loss.png"
 E2E_KINDS = ("fun-asr-nano",)
+FINAL_LOSS_EXAMPLES = 1000  # the summary's final_loss: over at most this many training examples
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class TrainResult:
     trainable_params: int
     loss_first: float
     loss_last: float
-    final_loss: float  # over all training examples after training, eval mode
+    final_loss: float  # over (at most FINAL_LOSS_EXAMPLES of) the training examples after training, eval mode
     train_seconds: float
     evaluation: dict[str, Any] = field(repr=False)
 
@@ -90,6 +93,16 @@ def plan(manifest: str | Path, profile: str, out: str | Path, config: TrainConfi
     if spec.kind not in E2E_KINDS:
         raise UserError(f"profile '{prof.name}': cannot train an e2e model of kind {spec.kind!r} (trainable: {', '.join(E2E_KINDS)})")
     source = prof.require(spec)
+    if config.arch is not None:
+        from streamst.builders.funasr_nano import ARCHS
+
+        if config.arch not in ARCHS:
+            raise UserError(f"--e2e-arch: unknown architecture {config.arch!r} (known: {', '.join(ARCHS)})")
+    if config.ctc_weight > 0 or config.transcribe:
+        lacking = next((it for it in items if not it.source), None)
+        if lacking is not None:
+            raise UserError(f"{manifest}:{lacking.line}: --ctc-weight and --transcribe need each utterance's transcript in a "
+                            "`source` field")
     if "decoder" in config.train and config.lora_rank > 0:
         require_peft()
     out = Path(out)
@@ -122,22 +135,40 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    log(f"loading {p.source}")
-    speech = FunAsrNanoSpeech(p.source, NanoOptions(device=config.device, dtype="float32"))
+    source = p.source if config.arch is None else str(fresh_model(config.arch, config.seed, log))
+    log(f"loading {source}")
+    speech = FunAsrNanoSpeech(source, NanoOptions(device=config.device, dtype="float32"))
     save_dtype = getattr(AutoConfig.from_pretrained(resolve_source(speech.path, what="Fun-ASR-Nano model", hint="")),
                          "dtype", None) or torch.float32
     if isinstance(save_dtype, str):
         save_dtype = getattr(torch, save_dtype)
-    trainer = NanoTrainer(speech.model, config, world)
-    examples = build_examples(p.items, config.prefix_pairs, config.seed)
+    examples = build_examples(p.items, config.prefix_pairs, config.seed, transcribe=config.transcribe)
+    units = None
+    if config.ctc_weight > 0:  # on the adaptor: the decoder's own tokens of the transcripts
+        units = CtcUnits([(it.source, it.src_lang) for it in p.items],
+                         tokenizer=speech.tokenizer if config.ctc_on != "encoder" else None)
     data = ExampleSet(speech, p.items, examples, max_target_tokens=config.max_target_tokens,
-                      im_end_id=_im_end_id(speech), encoder=trainer.frozen_encoder if trainer.encoder_frozen else None,
-                      cache_mb=config.cache_mb)
+                      im_end_id=_im_end_id(speech), cache_mb=config.cache_mb, units=units)
     eval_data = None
     if config.eval_every:  # whole eval utterances (no prefix pairs), their loss every eval_every steps
         eval_data = ExampleSet(speech, p.eval_items, build_examples(p.eval_items, 0, config.seed),
                                max_target_tokens=config.max_target_tokens, im_end_id=_im_end_id(speech),
-                               encoder=data.encoder, cache_mb=config.cache_mb)
+                               cache_mb=config.cache_mb)
+    vocab = None
+    if config.prune_vocab:  # the eval set's tokens too, so its loss is defined
+        ids = data.token_ids() | (eval_data.token_ids() if eval_data is not None else set())
+        ids |= set(units.tokens) if units is not None else set()
+        vocab = PrunedVocab(ids, int(speech.model.config.text_config.vocab_size))
+        log(f"pruned vocabulary: {len(vocab)} of {vocab.full_size} tokens")
+    if config.init_decoder:
+        log(f"decoder weights from {config.init_decoder}")
+        load_decoder(speech.model, config.init_decoder)
+    trainer = NanoTrainer(speech.model, config, world, vocab=vocab, ctc_classes=len(units) if units else 0,
+                          ctc_tokens=units.tokens if units else None)
+    if trainer.encoder_frozen:  # frozen encoder: its outputs are computed once per example
+        data.encoder = trainer.frozen_encoder
+        if eval_data is not None:
+            eval_data.encoder = trainer.frozen_encoder
     total = config.total_steps(len(data))
     fp = fingerprint(config, p.data_id)
 
@@ -156,9 +187,12 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     if world.distributed:
         log(f"data-parallel over {world.size} processes: {config.batch_size} examples a step, "
             f"at most {-(-config.batch_size // world.size)} per process")
+    n_prefix = sum(not e.whole for e in examples)
+    n_transcribe = sum(e.task == "transcribe" for e in examples)
     log(f"training {trainer.trainable_count:,} parameters ({'+'.join(config.train)}, "
         f"{'LoRA rank ' + str(config.lora_rank) if config.lora_rank else 'full'} decoder) on {len(data)} examples "
-        f"({len(p.items)} utterances + {len(data) - len(p.items)} prefix pairs), {total} steps, "
+        f"({len(p.items)} utterances + {n_prefix} prefix pairs{f' + {n_transcribe} transcriptions' if n_transcribe else ''}), "
+        f"{total} steps, "
         f"lr {config.peak_lr(trainer.hidden):.3g}")
     bar = _progress(total, start, enabled=progress)
     try:
@@ -176,7 +210,10 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     finally:
         if bar is not None:
             bar.close()
-    final_loss = trainer.mean_loss(data)  # every rank: its share
+    # every rank: its share; at most FINAL_LOSS_EXAMPLES examples spread over the set (a pass over
+    # a large set's every example costs as much as a good part of the training)
+    stride = max(1, len(data) // FINAL_LOSS_EXAMPLES)
+    final_loss = trainer.mean_loss(data, list(range(0, len(data), stride))[:FINAL_LOSS_EXAMPLES])
     if not world.main:
         return None
     records = read_log(p.partial / LOG)
@@ -189,7 +226,8 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
         shutil.rmtree(model_dir)
     save_model(model, speech.tokenizer, speech.path, model_dir, save_dtype)
     del model, trainer, speech, data
-    desc = (f"profile '{p.profile.name}' with its e2e model fine-tuned by `streamst train` on {p.data_id['manifest']} "
+    how = f"trained from a random {config.arch} model" if config.arch else "fine-tuned"
+    desc = (f"profile '{p.profile.name}' with its e2e model {how} by `streamst train` on {p.data_id['manifest']} "
             f"({total} steps, {'+'.join(config.train)}); the other models are the base profile's")
     write_json(p.partial / PROFILE, trained_profile(p.profile, p.out / MODEL_DIR, name=p.out.name, description=desc))
     plot_loss(records, p.partial / LOSS_PLOT, f"streamst train: {p.out.name}")
@@ -209,6 +247,54 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
         trainable_params=n_trainable, loss_first=records[0]["loss"], loss_last=records[-1]["loss"],
         final_loss=final_loss, train_seconds=records[-1]["seconds"], evaluation=evaluation,
     )
+
+
+def fresh_model(arch: str, seed: int, log: Callable[[str], None] = lambda s: None) -> Path:
+    """A random-weight model of the architecture ``arch`` (``builders.funasr_nano.ARCHS``) and
+    seed, built once into the models store (``train-init/``) and reused."""
+    import tempfile
+
+    from streamst.builders.funasr_nano import build_arch
+    from streamst.profiles import models_dir
+
+    dest = models_dir() / "store" / "train-init" / f"funasr-nano-{arch}-seed{seed}"
+    if not (dest / "config.json").is_file():
+        log(f"building a random {arch} Fun-ASR-Nano into {dest}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            build_arch(Path(tmp) / "m", arch, seed)
+            if not (dest / "config.json").is_file():  # another run may have finished it meanwhile
+                shutil.rmtree(dest, ignore_errors=True)
+                (Path(tmp) / "m").rename(dest)
+    return dest
+
+
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "intermediate_size", "vocab_size")
+
+
+def load_decoder(model, source: str) -> None:
+    """Copy a Qwen3 causal LM's weights (e.g. a ``streamst train --task mt`` model) into the
+    decoder of ``model`` (a ``FunAsrNanoForConditionalGeneration``); their shapes must match."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        cfg = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--init-decoder {source}: not a model directory ({e})") from e
+    ours = model.config.text_config
+    diff = [f"{k} {getattr(cfg, k, None)} != {getattr(ours, k, None)}" for k in SHAPE_KEYS
+            if getattr(cfg, k, None) != getattr(ours, k, None)]
+    if getattr(cfg, "model_type", None) != getattr(ours, "model_type", None) or diff:
+        raise UserError(f"--init-decoder {source}: its {cfg.model_type} decoder does not fit the e2e model's "
+                        f"{ours.model_type} decoder ({'; '.join(diff) or 'model type'})")
+    lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    missing, unexpected = model.model.language_model.load_state_dict(lm.model.state_dict(), strict=False)
+    if missing or unexpected:
+        raise UserError(f"--init-decoder {source}: weights do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if model.lm_head.weight.data_ptr() != model.model.language_model.embed_tokens.weight.data_ptr():
+        with torch.no_grad():
+            model.lm_head.weight.copy_(lm.lm_head.weight)
 
 
 def _im_end_id(speech) -> int:

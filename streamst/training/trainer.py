@@ -10,7 +10,10 @@ The loss is computed as ``FunAsrNanoForConditionalGeneration.forward(labels=...)
 it (audio placeholders replaced by the projected speech, next-token cross-entropy over the
 positions whose label is not ``-100``), except that the vocabulary projection runs only at
 target positions (the prompt and audio carry no loss, and the 152k-way projection is most of
-the cost); ``tests/test_train.py`` checks the two agree.
+the cost); ``tests/test_train.py`` checks the two agree. With a :class:`PrunedVocab` the decoder's
+tied embedding holds only the data's tokens while training (the same full-vocabulary loss;
+``merged()`` scatters it back), and with ``ctc_weight`` a training-only :class:`CtcHead` adds
+the encoder's CTC loss on the source transcript (``tests/test_train_aux.py``).
 
 A checkpoint (``checkpoint.pt``: trainable weights, optimiser state, RNG, step, elapsed
 seconds, and the fingerprint of config + data + base model) is written to a temporary file and
@@ -35,8 +38,10 @@ import torch.nn.functional as F
 
 from streamst.errors import UserError
 from streamst.training.config import TrainConfig
+from streamst.training.ctc import CtcHead
 from streamst.training.data import IGNORE, Batch, ExampleSet, batch_indices
 from streamst.training.distributed import SINGLE, World
+from streamst.training.vocab import PrunedVocab
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
@@ -60,12 +65,15 @@ class StepRecord:
     seconds: float  # training wall time so far (summed over resumed runs)
     tokens: int  # target tokens in the step's batch
     eval_loss: float | None = None  # mean target-token cross-entropy of the eval set (--eval-every steps)
+    ctc_loss: float | None = None  # auxiliary CTC loss per transcript unit of the step's batch (--ctc-weight)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"step": self.step, "loss": round(self.loss, 6), "lr": self.lr, "seconds": round(self.seconds, 3),
                "tokens": self.tokens}
         if self.eval_loss is not None:
             out["eval_loss"] = round(self.eval_loss, 6)
+        if self.ctc_loss is not None:
+            out["ctc_loss"] = round(self.ctc_loss, 6)
         return out
 
 
@@ -74,16 +82,20 @@ class NanoTrainer:
     trainable parameters and optimiser. Not thread-safe; one per training run (per process
     under torchrun: ``world``, see :mod:`~streamst.training.distributed`)."""
 
-    def __init__(self, model, config: TrainConfig, world: World = SINGLE) -> None:
+    def __init__(self, model, config: TrainConfig, world: World = SINGLE, *, vocab: PrunedVocab | None = None,
+                 ctc_classes: int = 0, ctc_tokens: list[int] | None = None) -> None:
         self.config = config
         self.world = world
         self.parts = set(config.train)
         self.hidden = int(model.config.text_config.hidden_size)
         self.audio_token_id = int(model.config.audio_token_id)
         self.peft_model = None
+        self.vocab = vocab  # pruned decoder vocabulary (training/vocab.py), expanded back by merged()
         model.float()  # master weights in float32 (bf16 is autocast, see TrainConfig.bf16)
         for p in model.parameters():
             p.requires_grad_(False)
+        if vocab is not None:
+            vocab.shrink(model)
         if "decoder" in self.parts and config.lora_rank > 0:
             require_peft()
             from peft import LoraConfig, get_peft_model
@@ -107,6 +119,21 @@ class NanoTrainer:
                     for p in m.parameters():
                         p.requires_grad_(True)
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.ctc: CtcHead | None = None  # training-only head on the encoder output (training/ctc.py)
+        self.ctc_tied: CtcHead | None = None  # on the adaptor output, the decoder's embedding as classifier
+        if ctc_classes and config.ctc_weight > 0:
+            dev = next(model.parameters()).device
+            if config.ctc_on in ("encoder", "both"):
+                self.ctc = CtcHead(int(model.config.audio_config.hidden_size), ctc_classes).to(dev)
+                self.params += [(f"ctc_head.{n}", p) for n, p in self.ctc.named_parameters()]
+            if config.ctc_on in ("adaptor", "both"):  # classifier tied to the decoder's embedding of the units' tokens
+                ids = torch.tensor(ctc_tokens or [], dtype=torch.long)
+                if vocab is not None:
+                    ids = vocab.to_pruned(ids)
+                ids = ids.to(dev)
+                emb = core.get_input_embeddings()
+                self.ctc_tied = CtcHead(self.hidden, ctc_classes, rows=lambda: emb.weight.index_select(0, ids)).to(dev)
+                self.params += [(f"ctc_tied_head.{n}", p) for n, p in self.ctc_tied.named_parameters()]
         if not self.params:
             raise UserError("nothing to train: --train selected no parameters")
         world.broadcast([p for _, p in self.params])  # every rank starts from rank 0's weights
@@ -131,6 +158,9 @@ class NanoTrainer:
 
     def train_mode(self) -> None:
         self.model.train()
+        for head in (self.ctc, self.ctc_tied):
+            if head is not None:
+                head.train()
         if "encoder" not in self.parts:
             self.core.audio_tower.eval()
         if "adaptor" not in self.parts:
@@ -152,23 +182,44 @@ class NanoTrainer:
 
     def loss(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy of the target tokens of a batch (prompt and audio carry none): their
-        mean, or with ``reduction="sum"`` their sum."""
+        mean, or with ``reduction="sum"`` their sum (over the full vocabulary, pruned or not)."""
+        return self.objective(batch, reduction=reduction, ctc=False)[0]
+
+    def objective(self, batch: Batch, *, reduction: str = "sum", ctc: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """(target-token cross-entropy, auxiliary CTC loss summed over the batch's transcripts or
+        None, their units) of a batch."""
         dev = self.device
         ids, mask = batch.input_ids.to(dev), batch.audio_mask.to(dev)
         audio = batch.audio.to(dev)
+        slots = ids == self.audio_token_id  # before any remapping
+        labels = batch.labels.to(dev)
+        if self.vocab is not None:
+            ids = self.vocab.to_pruned(ids)
+            labels = self.vocab.to_pruned(labels, ignore=IGNORE)
+        aux, units = None, 0
         with self._autocast():
             if self.encoder_frozen:  # batch.audio holds encoder outputs
-                speech = self.core.multi_modal_projector(audio, mask)[mask.bool()]  # (sum T_i, hidden)
-            else:
-                speech = self.core.get_audio_features(audio, mask, return_dict=True).pooler_output
+                encoded = audio
+            else:  # get_audio_features' two steps, each output kept for the CTC heads
+                encoded = self.core.audio_tower(input_features=audio, input_features_mask=mask).last_hidden_state
+            projected = self.core.multi_modal_projector(encoded, mask)  # (B, T, hidden)
+            speech = projected[mask.bool()]  # (sum T_i, hidden)
+            if ctc and batch.ctc is not None:
+                for head, frames in ((self.ctc, encoded), (self.ctc_tied, projected)):
+                    if head is not None:
+                        loss, units = head.loss(frames, mask.sum(1), batch.ctc)
+                        aux = loss if aux is None else aux + loss
             embeds = self.core.get_input_embeddings()(ids)  # (B, L, hidden)
-            slots = (ids == self.audio_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(slots, speech.to(embeds.dtype))
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1).expand_as(embeds), speech.to(embeds.dtype))
             hidden = self.core(inputs_embeds=embeds, attention_mask=batch.attention_mask.to(dev)).last_hidden_state
-            shifted = batch.labels[:, 1:].to(dev)  # position t predicts token t + 1
+            shifted = labels[:, 1:]  # position t predicts token t + 1
             keep = shifted != IGNORE
             logits = self.model.lm_head(hidden[:, :-1][keep])  # (N, vocab): target positions only
-        return F.cross_entropy(logits.float(), shifted[keep], reduction=reduction)
+        if self.vocab is not None:
+            ce = self.vocab.cross_entropy(logits.float(), shifted[keep], reduction=reduction)
+        else:
+            ce = F.cross_entropy(logits.float(), shifted[keep], reduction=reduction)
+        return ce, aux, units
 
     # -- loop -----------------------------------------------------------------------------
     def run(self, data: ExampleSet, *, total: int, work: Path, start: int = 0, seconds: float = 0.0,
@@ -196,17 +247,21 @@ class NanoTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 indices = batch_indices(len(data), cfg.batch_size, step, cfg.seed)
                 tokens = sum(len(data.target_ids(i)) for i in indices)  # the global batch's target tokens
-                loss_sum = 0.0
+                loss_sum, ctc_sum, ctc_units = 0.0, 0.0, 0
                 for chunk in _chunks(world.share(indices), micro):
-                    loss = self.loss(data.batch(chunk), reduction="sum")
-                    (loss / tokens).backward()
+                    loss, aux, units = self.objective(data.batch(chunk))
+                    total_loss = loss if aux is None else loss + cfg.ctc_weight * aux
+                    (total_loss / tokens).backward()
                     loss_sum += float(loss.detach())
+                    if aux is not None:
+                        ctc_sum, ctc_units = ctc_sum + float(aux.detach()), ctc_units + units
                 world.sum_grads(params)
-                (loss_sum,) = world.sum([loss_sum])
+                loss_sum, ctc_sum, ctc_units = world.sum([loss_sum, ctc_sum, float(ctc_units)])
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-                rec = StepRecord(step + 1, loss_sum / tokens, lr, time.perf_counter() - t0, tokens)
+                rec = StepRecord(step + 1, loss_sum / tokens, lr, time.perf_counter() - t0, tokens,
+                                 ctc_loss=ctc_sum / ctc_units if ctc_units else None)
                 if eval_data is not None and cfg.eval_every and (rec.step % cfg.eval_every == 0 or rec.step == total):
                     rec.eval_loss = self.mean_loss(eval_data)
                 if log is not None:
@@ -222,13 +277,14 @@ class NanoTrainer:
         return records
 
     @torch.no_grad()
-    def mean_loss(self, data: ExampleSet) -> float:
-        """Target-token cross-entropy over all examples, in eval mode (no dropout); under
-        torchrun each rank computes its share."""
+    def mean_loss(self, data: ExampleSet, indices: list[int] | None = None) -> float:
+        """Target-token cross-entropy over all examples (or ``indices``), in eval mode (no
+        dropout); under torchrun each rank computes its share."""
         self.model.eval()
         try:
             total, count = 0.0, 0
-            for micro in _chunks(self.world.share(list(range(len(data)))), self.config.micro_batch):
+            chosen = list(range(len(data))) if indices is None else indices
+            for micro in _chunks(self.world.share(chosen), self.config.micro_batch):
                 batch = data.batch(micro)
                 total += float(self.loss(batch, reduction="sum"))
                 count += batch.target_tokens
@@ -277,6 +333,9 @@ class NanoTrainer:
             model = self.peft_model.merge_and_unload()
             self.peft_model = None
             self.model = model
+        if self.vocab is not None:  # back to the full vocabulary (other tokens' rows zero)
+            self.vocab.expand(self.model)
+            self.vocab = None
         self.model.eval()
         return self.model
 
