@@ -71,6 +71,28 @@ def tiny_models_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture()
+def models_env(tiny_models_root, monkeypatch) -> Path:
+    """The tiny models folder as STREAMST_MODELS for one test (what `streamst train` reads)."""
+    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
+    return tiny_models_root
+
+
+@pytest.fixture()
+def spoken_manifest(tmp_path, speech) -> Path:
+    """A training manifest of two zh test-set sentences spoken by espeak-ng, with their English
+    references and transcripts."""
+    import json
+
+    from streamst.testset import load_testset
+
+    rows = [{"audio": str(speech(p.source, "zh")), "source": p.source, "reference": p.reference,
+             "src_lang": "zh", "tgt_lang": "en", "id": p.id} for p in load_testset(["zh-en"], limit=2)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tiny_models_root):
     """The tiny profile's models (ASR, MT, punctuation loaded), shared by every server test."""

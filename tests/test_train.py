@@ -27,12 +27,6 @@ from streamst.training.trainer import CHECKPOINT, LOG, NanoTrainer, read_log
 pytest.importorskip("peft", reason="peft is not installed (pip install 'streamst[train]'; .ci/run installs it)")
 
 
-@pytest.fixture()
-def models_env(tiny_models_root, monkeypatch) -> Path:
-    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    return tiny_models_root
-
-
 @pytest.fixture(scope="module")
 def pairs():
     return load_testset(["zh-en"], limit=8)

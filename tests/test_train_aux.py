@@ -13,7 +13,6 @@ import soundfile as sf
 import torch
 
 from streamst.cli import main
-from streamst.testset import load_testset
 from streamst.training.config import TrainConfig
 from streamst.training.ctc import CtcUnits
 from streamst.training.data import IGNORE, ExampleSet, build_examples, read_train_manifest
@@ -22,18 +21,8 @@ from streamst.training.vocab import PrunedVocab
 
 
 @pytest.fixture()
-def models_env(tiny_models_root, monkeypatch) -> Path:
-    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    return tiny_models_root
-
-
-@pytest.fixture()
-def manifest(tmp_path, speech) -> Path:
-    rows = [{"audio": str(speech(p.source, "zh")), "source": p.source, "reference": p.reference,
-             "src_lang": "zh", "tgt_lang": "en", "id": p.id} for p in load_testset(["zh-en"], limit=2)]
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+def manifest(spoken_manifest) -> Path:  # conftest: two spoken zh sentences
+    return spoken_manifest
 
 
 def test_pruned_vocab_maps_and_rejects_unknown_tokens() -> None:

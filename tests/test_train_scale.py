@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamst.testset import load_testset
 from streamst.training import recipe
 from streamst.training.config import TrainConfig
 from streamst.training.data import ExampleSet, build_examples, read_train_manifest
@@ -28,20 +27,8 @@ CONFIG = TrainConfig(steps=4, batch_size=4, prefix_pairs=1, checkpoint_every=2, 
 
 
 @pytest.fixture()
-def models_env(tiny_models_root, monkeypatch) -> Path:
-    monkeypatch.setenv("STREAMST_MODELS", str(tiny_models_root))
-    return tiny_models_root
-
-
-@pytest.fixture()
-def manifest(tmp_path, speech) -> Path:
-    import json
-
-    rows = [{"audio": str(speech(p.source, "zh")), "source": p.source, "reference": p.reference,
-             "src_lang": "zh", "tgt_lang": "en", "id": p.id} for p in load_testset(["zh-en"], limit=2)]
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+def manifest(spoken_manifest) -> Path:  # conftest: two spoken zh sentences
+    return spoken_manifest
 
 
 @pytest.fixture()
