@@ -8,7 +8,7 @@ silence after each and played once by Chromium's fake microphone
 (``--use-file-for-fake-audio-capture=WAV%noloop``) into the page at
 ``/?autostart=1&mode=...``, served by ``streamst serve --profile PROFILE`` on loopback (the
 helpers of ``tests/test_web_page.py``). Once every utterance has a committed translation and
-nothing is tentative (or the deadline passes), the page is captured at 1280x720. Prints what
+nothing is tentative, once the whole file has played (or the deadline passes), the page is captured at 1280x720. Prints what
 the page shows as one JSON line. Not a test: docs/quality.md says how docs/page-captions.png
 was made with it.
 """
@@ -32,7 +32,7 @@ from tests.test_web_page import CDP, CHROMIUM, NO_CHROMIUM, PAGE_STATE_JS, TOKEN
 SIZE = (1280, 720)
 
 
-async def _capture(endpoint: str, url: str, utterances: int, timeout_s: float) -> tuple[dict, bytes]:
+async def _capture(endpoint: str, url: str, utterances: int, timeout_s: float, play_s: float) -> tuple[dict, bytes]:
     import websockets
 
     async with websockets.connect(endpoint, max_size=None, open_timeout=10) as ws:
@@ -42,7 +42,8 @@ async def _capture(endpoint: str, url: str, utterances: int, timeout_s: float) -
                                                               "deviceScaleFactor": 1, "mobile": False}, session)
         await cdp.call("Page.navigate", {"url": url}, session=session)
         state: dict = {}
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         while time.monotonic() < deadline:
             raw = await cdp.evaluate(session, PAGE_STATE_JS)
             state = json.loads(raw) if raw else {}
@@ -50,7 +51,9 @@ async def _capture(endpoint: str, url: str, utterances: int, timeout_s: float) -
                 break
             done = [t for t in state.get("translation_committed", []) if t.strip()]
             pending = [t for t in state.get("translation_tentative", []) if t.strip()]
-            if len(done) >= utterances and not pending:
+            # the whole file has played (the fake microphone runs in real time) and every
+            # utterance's caption is committed with nothing tentative left
+            if time.monotonic() - started >= play_s and len(done) >= utterances and not pending:
                 break
             await asyncio.sleep(0.5)  # poll interval of a deadline-bounded loop
         await asyncio.sleep(1.0)  # the caption band's fit/scroll settles
@@ -79,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                 chromium(Path(tmp), f"--use-file-for-fake-audio-capture={wav}%noloop") as endpoint:
             url = (f"{server.http}/?autostart=1&src={args.src}&tgt={args.tgt}&mode={args.mode}&token={TOKEN}"
                    + (f"&{args.query}" if args.query else ""))
-            state, png = asyncio.run(asyncio.wait_for(_capture(endpoint, url, len(args.wav), args.timeout),
+            import soundfile as sf
+
+            play_s = sf.info(str(wav)).duration + 1.0
+            state, png = asyncio.run(asyncio.wait_for(_capture(endpoint, url, len(args.wav), args.timeout, play_s),
                                                       args.timeout + 30))
     Path(args.out).write_bytes(png)
     print(json.dumps({"out": args.out, "load_average": os.getloadavg(), **state}, ensure_ascii=False))

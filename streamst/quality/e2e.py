@@ -198,7 +198,9 @@ def run_e2e(args: Any, root: Path, rows_of: Callable[[Path], list[dict[str, Any]
                 "policy units are chunks)",
         "model": str(profile), "corpus": str(corpus), "items": len(rows), "chunk_ms": args.e2e_chunk_ms,
         "threads": args.threads, "lever_base": BASE, "curve": "e2e-curve.png",
-        "training": _training_summary(profile.parent), "settings": [],
+        # the two-stage recipe's translating run is stage 2; a `streamst train` folder is its own
+        "training": _training_summary(profile.parent / "stage2" if (profile.parent / "stage2").is_dir()
+                                      else profile.parent), "settings": [],
     }
     report["settings"] = score_settings(chosen, rows)
     report["utterances"] = [{k: v for k, v in r.items() if k not in ("word_times",)} for r in rows]

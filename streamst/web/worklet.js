@@ -30,8 +30,11 @@ class Pcm16Capture extends AudioWorkletProcessor {
     this.frame = new Int16Array(this.frameLen);
     this.fill = 0;
     this.peak = 0;
-    // anti-aliasing only when downsampling: cutoff at 0.45 of the output rate
-    this.h = this.step > 1 ? lowpass((0.45 * this.outRate) / sampleRate, 63) : null;
+    // anti-aliasing only when downsampling: cutoff at 0.49 of the output rate (7.84 kHz for 16 kHz),
+    // 255 taps (transition about 0.75 kHz at 48 kHz input; 12M multiply-adds a second). A 16 kHz
+    // model hears up to 8 kHz: the earlier 0.45 / 63 taps (7.2 kHz) cost the quality bench's
+    // speech model 28 chrF on held-out items, this filter none (docs/quality.md)
+    this.h = this.step > 1 ? lowpass((0.49 * this.outRate) / sampleRate, 255) : null;
     this.hist = this.h ? new Float32Array(this.h.length) : null; // ring buffer of inputs
     this.hpos = 0;
     this.t = 0; // position of the next output sample, in input samples from this block's start
