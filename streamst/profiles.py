@@ -300,17 +300,25 @@ def build_profile(profile: Profile, *, force: bool = False, seed: int = 0, root:
             continue
         if spec.build not in table:
             raise UserError(f"profile '{profile.name}': no builder '{spec.build}' for {spec.role}")
-        tmp = target.with_name(target.name + ".partial")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
         log(f"{spec.role}: building {spec.build} -> {target}")
-        table[spec.build](tmp, seed)
-        if target.exists():
-            import shutil
-
-            shutil.rmtree(target)
-        tmp.rename(target)  # a half-built directory is never mistaken for a model
+        build_model(spec.build, target, seed, table)
         built.append(target)
     return built
+
+
+def build_model(build: str, target: Path, seed: int = 0,
+                table: dict[str, Callable[[Path, int], None]] | None = None) -> Path:
+    """Build the model of builder ``build`` into ``target`` (replacing it): written to
+    ``target.partial`` and renamed, so a half-built directory is never mistaken for a model."""
+    import shutil
+
+    table = table if table is not None else builders()
+    tmp = target.with_name(target.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table[build](tmp, seed)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target

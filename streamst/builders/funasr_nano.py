@@ -72,8 +72,8 @@ SMALL = dict(
               num_key_value_heads=2, head_dim=32, max_window_layers=3, initializer_range=0.02),
     initializer_range=0.02,
 )
-# Architectures a training run can start from afresh (TrainConfig.arch).
-ARCHS: dict[str, dict] = {"tiny": TINY, "small": SMALL}
+# Architectures a training run can start from afresh (TrainConfig.arch), as builder names.
+ARCHS: dict[str, str] = {"tiny": "funasr-nano-tiny", "small": "funasr-nano-small"}
 
 # FunAsrNanoFeatureExtractor defaults (Kaldi fbank 25/10 ms hamming, 80 bins, LFR 7/6).
 FEATURE_EXTRACTOR = dict(
@@ -88,9 +88,9 @@ def build_tiny(path: Path, seed: int = 0) -> None:
     _build(Path(path), TINY, torch.float32, seed)
 
 
-def build_arch(path: Path, name: str, seed: int = 0) -> None:
-    """Write a random float32 model of the architecture ``ARCHS[name]`` to ``path``."""
-    _build(Path(path), ARCHS[name], torch.float32, seed)
+def build_small(path: Path, seed: int = 0) -> None:
+    """Write a random float32 model of the ``SMALL`` architecture (to train from scratch)."""
+    _build(Path(path), SMALL, torch.float32, seed)
 
 
 def build_real(path: Path, seed: int = 0) -> None:
@@ -106,6 +106,7 @@ def build_tiny_mlt(path: Path, seed: int = 0) -> None:
 
 BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "funasr-nano-tiny": build_tiny,
+    "funasr-nano-small": build_small,
     "funasr-mlt-nano-tiny": build_tiny_mlt,
     "funasr-nano-real": build_real,
 }

@@ -252,20 +252,13 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
 def fresh_model(arch: str, seed: int, log: Callable[[str], None] = lambda s: None) -> Path:
     """A random-weight model of the architecture ``arch`` (``builders.funasr_nano.ARCHS``) and
     seed, built once into the models store (``train-init/``) and reused."""
-    import tempfile
-
-    from streamst.builders.funasr_nano import build_arch
-    from streamst.profiles import models_dir
+    from streamst.builders.funasr_nano import ARCHS
+    from streamst.profiles import build_model, models_dir
 
     dest = models_dir() / "store" / "train-init" / f"funasr-nano-{arch}-seed{seed}"
     if not (dest / "config.json").is_file():
         log(f"building a random {arch} Fun-ASR-Nano into {dest}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-            build_arch(Path(tmp) / "m", arch, seed)
-            if not (dest / "config.json").is_file():  # another run may have finished it meanwhile
-                shutil.rmtree(dest, ignore_errors=True)
-                (Path(tmp) / "m").rename(dest)
+        build_model(ARCHS[arch], dest, seed)
     return dest
 
 

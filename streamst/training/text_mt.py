@@ -24,7 +24,6 @@ No checkpoints or resume: a run is minutes; an interrupted run leaves only ``DIR
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -37,6 +36,7 @@ import torch
 
 from streamst.errors import UserError
 from streamst.text import join_units, split_units
+from streamst.training.vocab import full_vocab_cross_entropy
 
 IGNORE = -100
 
@@ -229,11 +229,7 @@ def pruned_loss(model, head, ids, labels, att, n_other: int, shared: bool = True
     shifted = labels[:, 1:]
     keep = shifted != IGNORE
     logits = model.lm_head(hidden[:, :-1][keep]).float()  # (N, V_kept)
-    extra = torch.full((logits.shape[0], 1), math.log(n_other) if n_other else -1e9)
-    lse = torch.logsumexp(torch.cat([logits, extra], dim=1), dim=1)
-    target = shifted[keep]
-    loss = (lse - logits.gather(1, target[:, None])[:, 0]).mean()
-    return loss, int(keep.sum())
+    return full_vocab_cross_entropy(logits, shifted[keep], n_other), int(keep.sum())
 
 
 def expand(small, kept: torch.Tensor, full_vocab: int, base_config):

@@ -76,9 +76,16 @@ class PrunedVocab:
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Full-vocabulary cross-entropy from ``(N, kept)`` logits and pruned ``(N,)`` targets."""
-        if not self.n_other:
-            return F.cross_entropy(logits, target, reduction=reduction)
-        extra = torch.full((logits.shape[0], 1), math.log(self.n_other), dtype=logits.dtype, device=logits.device)
-        lse = torch.logsumexp(torch.cat([logits, extra], dim=1), dim=1)
-        loss = lse - logits.gather(1, target[:, None])[:, 0]
-        return loss.sum() if reduction == "sum" else loss.mean()
+        return full_vocab_cross_entropy(logits, target, self.n_other, reduction)
+
+
+def full_vocab_cross_entropy(logits: torch.Tensor, target: torch.Tensor, n_other: int,
+                             reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the full vocabulary from the ``(N, kept)`` logits of the kept tokens,
+    the other ``n_other`` tokens' logits being exactly 0 (zero embedding rows, tied head)."""
+    if not n_other:
+        return F.cross_entropy(logits, target, reduction=reduction)
+    extra = torch.full((logits.shape[0], 1), math.log(n_other), dtype=logits.dtype, device=logits.device)
+    lse = torch.logsumexp(torch.cat([logits, extra], dim=1), dim=1)
+    loss = lse - logits.gather(1, target[:, None])[:, 0]
+    return loss.sum() if reduction == "sum" else loss.mean()

@@ -31,7 +31,8 @@ class Pcm16Capture extends AudioWorkletProcessor {
     this.fill = 0;
     this.peak = 0;
     // anti-aliasing only when downsampling: cutoff at 0.49 of the output rate (7.84 kHz for 16 kHz),
-    // 255 taps (transition about 0.75 kHz at 48 kHz input; 12M multiply-adds a second). A 16 kHz
+    // 255 taps (transition about 0.75 kHz at 48 kHz input). The filter's output is computed only at
+    // the input samples the interpolation reads (1 in 3 at 48 kHz: about 4M multiply-adds a second). A 16 kHz
     // model hears up to 8 kHz: the earlier 0.45 / 63 taps (7.2 kHz) cost the quality bench's
     // speech model 28 chrF on held-out items, this filter none (docs/quality.md)
     this.h = this.step > 1 ? lowpass((0.49 * this.outRate) / sampleRate, 255) : null;
@@ -44,10 +45,15 @@ class Pcm16Capture extends AudioWorkletProcessor {
     };
   }
 
-  filter(x) {
+  // the input sample x enters the filter's history; with `needed` false its output is not computed
+  filter(x, needed) {
     if (!this.h) return x;
     const h = this.h, hist = this.hist, n = h.length;
     hist[this.hpos] = x;
+    if (!needed) {
+      this.hpos = this.hpos + 1 === n ? 0 : this.hpos + 1;
+      return 0;
+    }
     let acc = 0, j = this.hpos;
     for (let k = 0; k < n; k++) {
       acc += h[k] * hist[j];
@@ -81,7 +87,9 @@ class Pcm16Capture extends AudioWorkletProcessor {
     for (let i = 0; i < n; i++) {
       let x = 0;
       for (let c = 0; c < chans; c++) x += input[c][i];
-      const y = this.filter(x / chans);
+      // y(i) is read when an output falls in (i - 1, i] (as y) or in (i, i + 1) (as last, with a
+      // weight 1 - frac > 0); at an output exactly on i + 1, last's weight is 0
+      const y = this.filter(x / chans, this.t < i + 1);
       while (this.t <= i) {
         const frac = this.t - (i - 1); // in (0, 1]
         this.push(this.last + (y - this.last) * frac);
