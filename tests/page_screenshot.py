@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tests.conftest import concat_wavs
 from tests.live_server import running_server
-from tests.test_web_page import CDP, CHROMIUM, NO_CHROMIUM, PAGE_STATE_JS, TOKEN, _open_tab, chromium
+from tests.test_web_page import CDP, CHROMIUM, NO_CHROMIUM, PAGE_STATE_JS, TOKEN, _open_sized_tab, chromium
 
 SIZE = (1280, 720)
 
@@ -37,10 +37,7 @@ async def _capture(endpoint: str, url: str, utterances: int, timeout_s: float, p
 
     async with websockets.connect(endpoint, max_size=None, open_timeout=10) as ws:
         cdp = CDP(ws)
-        session = await _open_tab(cdp, "about:blank")
-        await cdp.call("Emulation.setDeviceMetricsOverride", {"width": SIZE[0], "height": SIZE[1],
-                                                              "deviceScaleFactor": 1, "mobile": False}, session)
-        await cdp.call("Page.navigate", {"url": url}, session=session)
+        session = await _open_sized_tab(cdp, url, SIZE)
         state: dict = {}
         started = time.monotonic()
         deadline = started + timeout_s

@@ -270,6 +270,15 @@ def page_url(**params: str) -> str:
     return (WEB / "index.html").as_uri() + ("?" + urlencode(params) if params else "")
 
 
+async def _open_sized_tab(cdp: CDP, url: str, size: tuple[int, int]) -> str:
+    """A new tab of ``size`` CSS pixels (scale 1) navigated to ``url``; its CDP session id."""
+    session = await _open_tab(cdp, "about:blank")
+    await cdp.call("Emulation.setDeviceMetricsOverride", {"width": size[0], "height": size[1],
+                                                          "deviceScaleFactor": 1, "mobile": False}, session)
+    await cdp.call("Page.navigate", {"url": url}, session=session)
+    return session
+
+
 async def _run_scripts(endpoint: str, url: str, scripts: list[str], size: tuple[int, int],
                        screenshot: bool) -> tuple[list, bytes | None, list[str]]:
     import base64
@@ -278,10 +287,7 @@ async def _run_scripts(endpoint: str, url: str, scripts: list[str], size: tuple[
 
     async with websockets.connect(endpoint, max_size=None, open_timeout=10) as ws:
         cdp = CDP(ws)
-        session = await _open_tab(cdp, "about:blank")
-        await cdp.call("Emulation.setDeviceMetricsOverride", {"width": size[0], "height": size[1],
-                                                              "deviceScaleFactor": 1, "mobile": False}, session)
-        await cdp.call("Page.navigate", {"url": url}, session=session)
+        session = await _open_sized_tab(cdp, url, size)
         deadline = time.monotonic() + 30
         while not await cdp.evaluate(session, "!!(window.streamst && document.readyState === 'complete')"):
             if time.monotonic() > deadline:
