@@ -128,6 +128,56 @@ def test_native_ws_speak_sends_documented_speech_messages(srv, zh10):
     assert metric_value(metrics, "streamst_speech_delay_ms_count", language="en") >= 1
 
 
+class HeldSynth:
+    """The server's engine, held until the session's pipeline has flushed: every chunk is
+    still being synthesised when the translation is final (a slow engine, made certain)."""
+
+    def __init__(self, inner, flushed: threading.Event) -> None:
+        self.inner, self.flushed = inner, flushed
+        self.name, self.sample_rate = inner.name, inner.sample_rate
+
+    def supports(self, language: str) -> bool:
+        return self.inner.supports(language)
+
+    def synthesize(self, text: str, language: str, *, speed: float = 1.0) -> np.ndarray:
+        assert self.flushed.wait(TIMEOUT), "the pipeline never flushed"
+        return self.inner.synthesize(text, language, speed=speed)
+
+
+def test_speech_still_synthesising_at_the_end_arrives_before_the_summary(tiny_models, zh10, monkeypatch):
+    """The summary waits for the speech: on a resumable /ws session the runner's own completion
+    used to send ``end`` at once, dropping every chunk not yet synthesised."""
+    from streamst.server.worker import SessionRunner
+
+    flushed = threading.Event()
+    finish = SessionRunner._finish
+
+    def finish_then_release(self):
+        out = finish(self)
+        flushed.set()
+        return out
+
+    monkeypatch.setattr(SessionRunner, "_finish", finish_then_release)
+    s = ServerThread(ServerConfig(profile="tiny", idle_timeout_s=30), tiny_models)
+    try:
+        s.on_loop(lambda: setattr(s.server, "tts", HeldSynth(s.server.tts, flushed)))
+        msgs, code = native_session(s.url(), {"src_lang": "zh", "tgt_langs": ["en"], "speak": ["en"],
+                                              "policy": {"name": "wait-k"}}, zh10[: 16000 * 5])
+    finally:
+        s.close()
+    assert code == 1000 and msgs[-1]["type"] == "end", [m for m in msgs if m["type"] == "error"]
+    assert msgs[0]["resume"]["token"]  # the resumable session (the default)
+    speech = [m for m in msgs if m["type"] == "speech"]
+    spoken = [m for m in speech if not m["skipped"]]
+    assert spoken and all(m["audio"] for m in spoken), [m["text"] for m in speech]
+    finals = [m["committed"] for m in msgs if m["type"] == "translation" and m["language"] == "en"
+              and m["mode"] == "simul" and m["final"]]
+    assert squash("".join(m["text"] for m in speech if m["part"] == 0)) == squash("".join(finals))
+    summary = msgs[-1]["summary"]["speech"]
+    assert summary["segments"] == sum(m["segments"] for m in speech if m["part"] == 0)
+    assert summary["spoken_ms"] > 0
+
+
 def test_speak_must_name_a_target(srv):
     with connect(srv.url(), open_timeout=20) as ws:
         ws.send(json.dumps({"type": "start", "src_lang": "zh", "tgt_langs": ["en"], "speak": ["de"]}))

@@ -157,8 +157,8 @@ class KeptSession:
                 log_failure(self.id, err, exc)
                 self.registry.drop(self)
             return
-        if self.ended:
-            self.complete()
+        if self.ended and not (self.conn is not None and self.conn.finishing):
+            self.complete()  # the client sent end, then left or resumed: nobody else ends it
 
     def complete(self) -> None:
         """The pipeline is flushed: status, the ``end`` summary (logged), then close 1000."""
@@ -277,6 +277,10 @@ class ResumeRegistry:
                 "expired": self.expired, "evicted": self.evicted}
 
 
+def _succeeded(task: asyncio.Task) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
 # -- the /ws connection with resume ----------------------------------------------------------
 class ResumableConnection(NativeConnection):
     """``/ws`` with sequence numbers, acks, ``resume`` and detached sessions."""
@@ -286,6 +290,7 @@ class ResumableConnection(NativeConnection):
         self.kept: KeptSession | None = None
         self.skip = 0  # input samples of re-sent audio the server already has
         self.failed_session = False
+        self.finishing = False  # in finish(): this connection sends the end, after the speech
 
     @property
     def registry(self) -> ResumeRegistry:
@@ -361,19 +366,27 @@ class ResumableConnection(NativeConnection):
         self.kept.received += len(frame) // width
 
     async def finish(self) -> None:
-        assert self.kept is not None and self.runner is not None and self.runner_task is not None
-        self.kept.ended = True
+        """The client's ``end``: flush the pipeline, speak what is queued, then the summary.
+        While this runs the runner's own completion (``KeptSession._runner_done``) leaves the
+        end to this connection, so speech queued at the end goes out before the summary. If the
+        client goes away meanwhile, the end still goes to the session's log (for a resume)."""
+        kept, runner_task = self.kept, self.runner_task
+        assert kept is not None and self.runner is not None and runner_task is not None
+        kept.ended = True
+        self.finishing = True
         self.runner.end()
-        closed = asyncio.create_task(self.ws.wait_closed())
         try:
-            await asyncio.wait({self.runner_task, closed}, return_when=asyncio.FIRST_COMPLETED)
+            closed = asyncio.create_task(self.ws.wait_closed())
+            try:
+                await asyncio.wait({runner_task, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if _succeeded(runner_task) and not self.closing:
+                await self.finish_speaking()  # spoken output (start.speak) before the summary
         finally:
-            closed.cancel()
-        if self.runner_task.done() and not self.closing and not self.runner_task.cancelled() \
-                and self.runner_task.exception() is None:
-            await self.finish_speaking()  # spoken output (start.speak) before the summary
-            if not self.closing:
-                self.kept.complete()
+            self.finishing = False
+            if _succeeded(runner_task) and self.kept is kept and not self.failed_session and not kept.closed:
+                kept.complete()  # once; a no-op when done already
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
