@@ -79,8 +79,8 @@ class TrainConfig:
         if self.ctc_weight > 0 and not set(needs) <= set(self.train):
             problems.append(f"--ctc-weight with --ctc-on {self.ctc_on} trains the {' and '.join(needs)}: add "
                             f"{','.join(needs)} to --train")
-        if self.arch is not None and not {"encoder", "adaptor"} <= set(self.train) or (
-                self.arch is not None and "decoder" not in self.train and not self.init_decoder):
+        if self.arch is not None and not ({"encoder", "adaptor"} <= set(self.train)
+                                          and ("decoder" in self.train or self.init_decoder)):
             problems.append("--e2e-arch starts from random weights: every part must learn (--train "
                             "encoder,adaptor,decoder; the decoder may stay frozen with --init-decoder)")
         if self.max_target_tokens < 1:

@@ -184,11 +184,13 @@ class ExampleSet:
         self._cache: dict[int, torch.Tensor] = {}
         self._prompts: dict[tuple[str, str, str], SpeechPrompt] = {}  # (task, src, tgt)
         self._targets: list[list[int]] = []
-        for ex in examples:
-            ids = encode_text(speech.tokenizer, ex.target, special=False)
-            self._targets.append(ids[:max_target_tokens] if len(ids) >= max_target_tokens else ids + [im_end_id])
+        self._ctc: list[list[int] | None] = []  # CTC targets, encoded once: whole utterances with a source only
         for ex in examples:
             item = items[ex.item]
+            ids = encode_text(speech.tokenizer, ex.target, special=False)
+            self._targets.append(ids[:max_target_tokens] if len(ids) >= max_target_tokens else ids + [im_end_id])
+            has = units is not None and ex.whole and bool(item.source)
+            self._ctc.append((units.encode(item.source, item.src_lang) or None) if has else None)
             key = (ex.task, item.src_lang, item.tgt_lang)
             if key not in self._prompts:
                 self._prompts[key] = SpeechPrompt(speech.tokenizer, ex.task, item.src_lang, item.tgt_lang)
@@ -212,11 +214,7 @@ class ExampleSet:
 
     def ctc_target(self, i: int) -> list[int] | None:
         """Example ``i``'s transcript as CTC unit ids (whole utterances with a source only)."""
-        ex = self.examples[i]
-        item = self.items[ex.item]
-        if self.units is None or not ex.whole or not item.source:
-            return None
-        return self.units.encode(item.source, item.src_lang) or None
+        return self._ctc[i]
 
     def audio(self, i: int) -> torch.Tensor:
         """``(T, D)``: features of example ``i`` (or the frozen encoder's outputs)."""

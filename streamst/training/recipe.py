@@ -163,8 +163,8 @@ def run(p: Plan, config: TrainConfig, *, resume: bool = False, progress: bool = 
     if config.init_decoder:
         log(f"decoder weights from {config.init_decoder}")
         load_decoder(speech.model, config.init_decoder)
-    trainer = NanoTrainer(speech.model, config, world, vocab=vocab, ctc_classes=len(units) if units else 0,
-                          ctc_tokens=units.tokens if units else None)
+    trainer = NanoTrainer(speech.model, config, world, vocab=vocab, ctc_classes=len(units) if units is not None else 0,
+                          ctc_tokens=units.tokens if units is not None else None)
     if trainer.encoder_frozen:  # frozen encoder: its outputs are computed once per example
         data.encoder = trainer.frozen_encoder
         if eval_data is not None:
